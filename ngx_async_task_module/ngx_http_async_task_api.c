@@ -1,0 +1,1204 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_submit.h"
+#include "ngx_http_async_task_util.h"
+
+
+#define NGX_HTTP_ASYNC_TASK_LIST_DEFAULT  20
+
+#define NGX_HTTP_ASYNC_TASK_GET           (NGX_HTTP_GET|NGX_HTTP_HEAD)
+
+
+typedef ngx_int_t (*ngx_http_async_task_route_pt)(ngx_http_request_t *r,
+    ngx_str_t *id);
+
+typedef struct {
+    ngx_str_t                       path;       /* "*" stands for an id */
+    ngx_uint_t                      methods;
+    const char                     *allow;
+    ngx_http_async_task_route_pt    handler;
+} ngx_http_async_task_route_t;
+
+
+static ngx_int_t ngx_http_async_task_route(ngx_http_request_t *r,
+    ngx_str_t *path);
+static ngx_int_t ngx_http_async_task_match(ngx_str_t *pattern,
+    ngx_str_t *path, ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_get(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_cancel(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_result(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_list(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_stats(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_lookup(ngx_http_request_t *r,
+    ngx_str_t *id, ngx_http_async_task_op_handler_pt handler);
+static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_get_done(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_result_done(ngx_http_async_task_op_t *op);
+static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
+    ngx_http_async_task_t *task);
+static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_list_done(ngx_http_async_task_op_t *op);
+static ngx_int_t ngx_http_async_task_list_args(ngx_http_request_t *r,
+    ngx_http_async_task_filter_t *filter, ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_post(ngx_http_request_t *r,
+    ngx_http_async_task_op_t *op);
+
+
+static ngx_http_async_task_route_t  ngx_http_async_task_routes[] = {
+
+    { ngx_string("image/async"), NGX_HTTP_POST, "POST",
+      ngx_http_async_task_submit_image },
+
+    { ngx_string("speech/transcribe"), NGX_HTTP_POST, "POST",
+      ngx_http_async_task_submit_speech },
+
+    { ngx_string("speech/pcm"), NGX_HTTP_POST, "POST",
+      ngx_http_async_task_submit_pcm },
+
+    { ngx_string("tasks"), NGX_HTTP_ASYNC_TASK_GET, "GET, HEAD",
+      ngx_http_async_task_list },
+
+    { ngx_string("tasks/*"), NGX_HTTP_ASYNC_TASK_GET|NGX_HTTP_DELETE,
+      "GET, HEAD, DELETE", ngx_http_async_task_get },
+
+    { ngx_string("tasks/*/result"), NGX_HTTP_ASYNC_TASK_GET, "GET, HEAD",
+      ngx_http_async_task_result },
+
+    { ngx_string("system/stats"), NGX_HTTP_ASYNC_TASK_GET, "GET, HEAD",
+      ngx_http_async_task_stats },
+
+    { ngx_null_string, 0, NULL, NULL }
+};
+
+
+ngx_int_t
+ngx_http_async_task_api_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                  path;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    path = r->uri;
+
+    if (!clcf->regex && !clcf->named
+        && r->uri.len >= clcf->name.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+    }
+
+    return ngx_http_async_task_route(r, &path);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_route(ngx_http_request_t *r, ngx_str_t *path)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     id;
+    ngx_table_elt_t              *h;
+    ngx_http_async_task_route_t  *route;
+
+    for (route = ngx_http_async_task_routes; route->path.len; route++) {
+
+        if (ngx_http_async_task_match(&route->path, path, &id) != NGX_OK) {
+            continue;
+        }
+
+        if (!(r->method & route->methods)) {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "Allow");
+            h->value.data = (u_char *) route->allow;
+            h->value.len = ngx_strlen(route->allow);
+
+            return ngx_http_async_task_send_error(r,
+                                    NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                                    "method not allowed here", NULL);
+        }
+
+        if (r->method != NGX_HTTP_POST) {
+            rc = ngx_http_discard_request_body(r);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+
+        return route->handler(r, &id);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no such endpoint", NULL);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_match(ngx_str_t *pattern, ngx_str_t *path, ngx_str_t *id)
+{
+    u_char  *p, *q, *pe, *qe;
+
+    p = pattern->data;
+    pe = p + pattern->len;
+    q = path->data;
+    qe = q + path->len;
+
+    ngx_str_null(id);
+
+    while (p < pe) {
+
+        if (*p == '*') {
+            id->data = q;
+
+            while (q < qe && *q != '/') {
+                q++;
+            }
+
+            id->len = q - id->data;
+            p++;
+            continue;
+        }
+
+        if (q == qe || *p != *q) {
+            return NGX_DECLINED;
+        }
+
+        p++;
+        q++;
+    }
+
+    return (q == qe) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_get(ngx_http_request_t *r, ngx_str_t *id)
+{
+    if (r->method == NGX_HTTP_DELETE) {
+        return ngx_http_async_task_cancel(r, id);
+    }
+
+    return ngx_http_async_task_lookup(r, id, ngx_http_async_task_get_done);
+}
+
+
+/*
+ * A live task usually answers from the zone, without the store; finished
+ * ones, and live ones the zone had no room to cache, come from the store.
+ */
+
+static ngx_int_t
+ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
+    ngx_http_async_task_op_handler_pt handler)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  user, *userp;
+    ngx_http_async_task_t      task;
+    ngx_http_async_task_op_t  *op;
+    u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+
+    if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
+        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_argument",
+                                              "malformed task id", "id");
+    }
+
+    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (handler == ngx_http_async_task_get_done) {
+        rc = ngx_http_async_task_shm_get(ngx_http_async_task_shm(r), id,
+                                         userp, r->pool, &task);
+
+        if (rc == NGX_OK) {
+            return ngx_http_async_task_send_task(r, NGX_HTTP_OK, &task);
+        }
+
+        if (rc == NGX_DONE) {
+            return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                  "not_found", "no such task",
+                                                  NULL);
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    op = ngx_http_async_task_op_create(r->connection->log,
+                                       ngx_http_async_task_op_get);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    if (userp) {
+        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
+        if (op->filter.user == NULL) {
+            ngx_http_async_task_op_destroy(op);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *op->filter.user = user;
+    }
+
+    op->handler = handler;
+
+    return ngx_http_async_task_post(r, op);
+}
+
+
+/* the store's answer is visible only to the task's owner */
+
+static ngx_int_t
+ngx_http_async_task_owned(ngx_http_async_task_op_t *op)
+{
+    ngx_str_t  *user;
+
+    user = op->filter.user;
+
+    if (op->rc != NGX_OK) {
+        return op->rc;
+    }
+
+    if (op->task.has_user != (user != NULL)
+        || (user && (user->len != op->task.user.len
+                     || ngx_memcmp(user->data, op->task.user.data, user->len)
+                        != 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_get_done(ngx_http_async_task_op_t *op)
+{
+    ngx_http_request_t  *r = op->data;
+
+    ngx_int_t  rc;
+
+    r->main->blocked--;
+
+    switch (ngx_http_async_task_owned(op)) {
+
+    case NGX_OK:
+        if (op->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+            op->task.position = ngx_http_async_task_shm_position(
+                                    ngx_http_async_task_shm(r), op->task.id);
+        }
+
+        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "not_found", "no such task",
+                                            NULL);
+        break;
+
+    default:
+        rc = ngx_http_async_task_send_unavailable(r);
+    }
+
+    ngx_http_async_task_op_destroy(op);
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_result(ngx_http_request_t *r, ngx_str_t *id)
+{
+    return ngx_http_async_task_lookup(r, id, ngx_http_async_task_result_done);
+}
+
+
+static void
+ngx_http_async_task_result_done(ngx_http_async_task_op_t *op)
+{
+    ngx_http_request_t  *r = op->data;
+
+    ngx_int_t  rc;
+
+    r->main->blocked--;
+
+    switch (ngx_http_async_task_owned(op)) {
+
+    case NGX_OK:
+        rc = ngx_http_async_task_send_result(r, &op->task);
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "not_found", "no such task",
+                                            NULL);
+        break;
+
+    default:
+        rc = ngx_http_async_task_send_unavailable(r);
+    }
+
+    ngx_http_async_task_op_destroy(op);
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_send_result(ngx_http_request_t *r,
+    ngx_http_async_task_t *task)
+{
+    u_char                    *p;
+    ngx_buf_t                 *b;
+    ngx_str_t                  path;
+    ngx_chain_t                out;
+    ngx_open_file_info_t       of;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (task->status != NGX_HTTP_ASYNC_TASK_DONE || task->result.len == 0) {
+        p = ngx_pnalloc(r->pool, sizeof("the task is CANCELED, not DONE"));
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(p, "the task is %V, not DONE%Z",
+                    &ngx_http_async_task_statuses[task->status]);
+
+        return ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT,
+                                              "conflict", (char *) p, NULL);
+    }
+
+    if (task->kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+        return ngx_http_async_task_send_json(r, NGX_HTTP_OK, task->result.data,
+                                             task->result.len);
+    }
+
+    /* an image: the PNG file the dispatcher wrote, sent as a static file */
+
+    if (task->file.len == 0) {
+        return ngx_http_async_task_send_unavailable(r);
+    }
+
+    path.len = ngx_http_async_task_files(r)->len + 1 + task->file.len;
+    path.data = ngx_pnalloc(r->pool, path.len + 1);
+    if (path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(path.data, "%V/%V%Z", ngx_http_async_task_files(r),
+                &task->file);
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ngx_memzero(&of, sizeof(ngx_open_file_info_t));
+
+    of.read_ahead = clcf->read_ahead;
+    of.directio = NGX_MAX_OFF_T_VALUE;
+    of.valid = clcf->open_file_cache_valid;
+    of.min_uses = clcf->open_file_cache_min_uses;
+    of.errors = clcf->open_file_cache_errors;
+    of.events = clcf->open_file_cache_events;
+
+    if (ngx_open_cached_file(clcf->open_file_cache, &path, &of, r->pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, of.err,
+                      "%s \"%s\" failed", of.failed, path.data);
+
+        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                              "not_found",
+                                              "the result file is gone",
+                                              NULL);
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = of.size;
+    r->headers_out.last_modified_time = of.mtime;
+    ngx_str_set(&r->headers_out.content_type, "image/png");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->allow_ranges = 1;
+
+    if (ngx_http_set_etag(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file_pos = 0;
+    b->file_last = of.size;
+    b->in_file = b->file_last ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->sync = b->in_file ? 0 : 1;
+
+    b->file->fd = of.fd;
+    b->file->name = path;
+    b->file->log = r->connection->log;
+    b->file->directio = of.is_directio;
+
+    out.buf = b;
+    out.next = NULL;
+
+    if (ngx_http_send_header(r) == NGX_ERROR || r->header_only) {
+        return NGX_OK;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
+{
+    ngx_str_t                  user, *userp;
+    ngx_http_async_task_op_t  *op;
+    u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+
+    if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
+        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_argument",
+                                              "malformed task id", "id");
+    }
+
+    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    op = ngx_http_async_task_op_create(r->connection->log,
+                                       ngx_http_async_task_op_finish);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
+    op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED);
+
+    if (userp) {
+        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
+        if (op->filter.user == NULL) {
+            ngx_http_async_task_op_destroy(op);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *op->filter.user = user;
+    }
+
+    op->handler = ngx_http_async_task_cancel_done;
+
+    return ngx_http_async_task_post(r, op);
+}
+
+
+static void
+ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
+{
+    ngx_http_request_t  *r = op->data;
+
+    u_char     *p;
+    ngx_int_t   rc;
+
+    r->main->blocked--;
+
+    switch (op->rc) {
+
+    case NGX_OK:
+        ngx_http_async_task_shm_finish(ngx_http_async_task_shm(r),
+                                       op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
+                                       NGX_HTTP_ASYNC_TASK_CANCELED);
+
+        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        break;
+
+    case NGX_DECLINED:
+        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                            "not_found", "no such task",
+                                            NULL);
+        break;
+
+    case NGX_BUSY:
+        p = ngx_pnalloc(r->pool, sizeof("the task is already CANCELED"));
+        if (p == NULL) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        ngx_sprintf(p, "the task is already %V%Z",
+                    &ngx_http_async_task_statuses[op->task.status]);
+
+        rc = ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT, "conflict",
+                                            (char *) p, NULL);
+        break;
+
+    default:
+        rc = ngx_http_async_task_send_unavailable(r);
+    }
+
+    ngx_http_async_task_op_destroy(op);
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  user, *userp, id;
+    ngx_http_async_task_op_t  *op;
+
+    op = ngx_http_async_task_op_create(r->connection->log,
+                                       ngx_http_async_task_op_list);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&id);
+
+    rc = ngx_http_async_task_list_args(r, &op->filter, &id);
+
+    if (rc != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return rc;
+    }
+
+    if (id.data) {
+        /* GET tasks?id= is GET tasks/{id} */
+        ngx_http_async_task_op_destroy(op);
+        return ngx_http_async_task_get(r, &id);
+    }
+
+    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (userp) {
+        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
+        if (op->filter.user == NULL) {
+            ngx_http_async_task_op_destroy(op);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *op->filter.user = user;
+    }
+
+    op->handler = ngx_http_async_task_list_done;
+
+    return ngx_http_async_task_post(r, op);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list_args(ngx_http_request_t *r,
+    ngx_http_async_task_filter_t *filter, ngx_str_t *id)
+{
+    u_char     *p, *last, *msg;
+    ngx_int_t   n, rc;
+    ngx_str_t   name, value;
+
+    filter->status = -1;
+    filter->kind = -1;
+    filter->limit = NGX_HTTP_ASYNC_TASK_LIST_DEFAULT;
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    for ( ;; ) {
+
+        rc = ngx_http_async_task_next_arg(r, &p, last, &name, &value);
+
+        if (rc == NGX_DONE) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0) {
+            filter->status = ngx_http_async_task_status_index(&value);
+
+            if (filter->status == NGX_ERROR) {
+                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument",
+                           "status must be one of QUEUED, RUNNING, DONE, "
+                           "FAILED, CANCELED", "status");
+            }
+
+            continue;
+        }
+
+        if (name.len == 4 && ngx_strncmp(name.data, "kind", 4) == 0) {
+            filter->kind = ngx_http_async_task_kind_index(&value);
+
+            if (filter->kind == NGX_ERROR) {
+                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument",
+                           "kind must be image or speech", "kind");
+            }
+
+            continue;
+        }
+
+        if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
+            n = ngx_atoi(value.data, value.len);
+
+            if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
+                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument",
+                           "limit must be between 1 and 100", "limit");
+            }
+
+            filter->limit = n;
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "cursor", 6) == 0) {
+            if (ngx_http_async_task_parse_id(&value, filter->cursor)
+                != NGX_OK)
+            {
+                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument", "malformed cursor", "cursor");
+            }
+
+            filter->has_cursor = 1;
+            continue;
+        }
+
+        if (name.len == 2 && ngx_strncmp(name.data, "id", 2) == 0) {
+            *id = value;
+            continue;
+        }
+
+        msg = ngx_pnalloc(r->pool, sizeof("unknown query parameter \"\"")
+                                   + name.len);
+        if (msg == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(msg, "unknown query parameter \"%V\"%Z", &name);
+
+        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "invalid_argument",
+                                              (char *) msg, NULL);
+    }
+}
+
+
+/*
+ * The next name=value of a query string, both copied, the value
+ * unescaped; both end with a NUL that the length does not count.
+ */
+
+ngx_int_t
+ngx_http_async_task_next_arg(ngx_http_request_t *r, u_char **pos,
+    u_char *last, ngx_str_t *name, ngx_str_t *value)
+{
+    u_char  *p, *amp, *eq, *dst, *src;
+
+    p = *pos;
+
+    while (p < last && *p == '&') {
+        p++;
+    }
+
+    if (p >= last) {
+        *pos = last;
+        return NGX_DONE;
+    }
+
+    amp = ngx_strlchr(p, last, '&');
+    if (amp == NULL) {
+        amp = last;
+    }
+
+    *pos = amp;
+
+    eq = ngx_strlchr(p, amp, '=');
+
+    name->len = (eq ? eq : amp) - p;
+    name->data = ngx_pnalloc(r->pool, name->len + 1);
+    if (name->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(name->data, p, name->len + 1);
+
+    value->len = eq ? (size_t) (amp - eq - 1) : 0;
+    value->data = ngx_pnalloc(r->pool, value->len + 1);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = value->data;
+
+    if (eq) {
+        src = eq + 1;
+        ngx_unescape_uri(&dst, &src, value->len, NGX_UNESCAPE_URI);
+    }
+
+    value->len = dst - value->data;
+    *dst = '\0';
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
+{
+    ngx_http_request_t  *r = op->data;
+
+    u_char                 *data, *p;
+    size_t                  len;
+    ngx_int_t               rc;
+    ngx_str_t               prefix;
+    ngx_uint_t              i, n;
+    ngx_http_async_task_t  *tasks;
+
+    r->main->blocked--;
+
+    if (op->rc != NGX_OK) {
+        rc = ngx_http_async_task_send_unavailable(r);
+        goto done;
+    }
+
+    ngx_http_async_task_prefix(r, &prefix);
+
+    tasks = op->tasks.elts;
+    n = ngx_min(op->tasks.nelts, op->filter.limit);
+
+    len = sizeof("{\"tasks\":[],\"next_cursor\":\"\"}")
+          + NGX_HTTP_ASYNC_TASK_ID_LEN;
+
+    for (i = 0; i < n; i++) {
+        if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+            tasks[i].position = ngx_http_async_task_shm_position(
+                                    ngx_http_async_task_shm(r), tasks[i].id);
+        }
+
+        len += ngx_http_async_task_json_task_len(&tasks[i], &prefix) + 1;
+    }
+
+    data = ngx_pnalloc(r->pool, len);
+    if (data == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    p = ngx_cpymem(data, "{\"tasks\":[", sizeof("{\"tasks\":[") - 1);
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_http_async_task_json_task(p, &tasks[i], &prefix);
+    }
+
+    p = ngx_cpymem(p, "],\"next_cursor\":", sizeof("],\"next_cursor\":") - 1);
+
+    /* one more row than asked for means there is a next page */
+
+    if (op->tasks.nelts > op->filter.limit) {
+        *p++ = '"';
+        p = ngx_cpymem(p, tasks[n - 1].id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+        *p++ = '"';
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '}';
+
+    rc = ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+
+done:
+
+    ngx_http_async_task_op_destroy(op);
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
+{
+    u_char                            *data, *p;
+    size_t                             len;
+    int64_t                            started_at;
+    ngx_uint_t                         i, j, k, s, total, max_conns;
+    ngx_http_upstream_server_t        *server;
+    ngx_http_async_task_backend_t     *backend;
+    ngx_http_async_task_main_conf_t   *amcf;
+    ngx_uint_t                         count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    ngx_http_async_task_shm_counts(ngx_http_async_task_shm(r), count,
+                                   &started_at);
+
+    len = sizeof("{\"uptime_seconds\":,\"tasks\":{},\"queue\":{\"depth\":,"
+                 "\"capacity\":},\"workers\":{\"busy\":,\"total\":},"
+                 "\"backends\":[]}")
+          + NGX_INT_T_LEN * 5
+          + NGX_HTTP_ASYNC_TASK_NSTATUSES * (sizeof("\"CANCELED\":,")
+                                             + NGX_INT_T_LEN);
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
+            continue;
+        }
+
+        server = backend->upstream->servers->elts;
+
+        for (i = 0; i < backend->upstream->servers->nelts; i++) {
+            for (j = 0; j < server[i].naddrs; j++) {
+                len += sizeof("{\"kind\":\"\",\"upstream\":\"\","
+                              "\"server\":\"\",\"healthy\":false,"
+                              "\"inflight\":0,\"max_conns\":,"
+                              "\"requests\":0,\"failures\":0,"
+                              "\"last_check\":null},")
+                       + backend->kind.len + backend->upstream_name.len
+                       + server[i].addrs[j].name.len + NGX_INT_T_LEN;
+            }
+        }
+    }
+
+    data = ngx_pnalloc(r->pool, len);
+    if (data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(data, "{\"uptime_seconds\":%T,\"tasks\":{",
+                    (time_t) (ngx_time() - started_at / 1000));
+
+    for (s = 0; s < NGX_HTTP_ASYNC_TASK_NSTATUSES; s++) {
+        p = ngx_sprintf(p, "%s\"%V\":%ui", s ? "," : "",
+                        &ngx_http_async_task_statuses[s], count[s]);
+    }
+
+    p = ngx_sprintf(p, "},\"queue\":{\"depth\":%ui,\"capacity\":%ui},",
+                    count[NGX_HTTP_ASYNC_TASK_QUEUED],
+                    amcf->store->max_queued);
+
+    /*
+     * No task runs on an instance until the dispatcher does: every
+     * instance that is not "down" counts as healthy with its max_conns.
+     */
+
+    total = 0;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
+            continue;
+        }
+
+        server = backend->upstream->servers->elts;
+
+        for (i = 0; i < backend->upstream->servers->nelts; i++) {
+            if (!server[i].down) {
+                total += (server[i].max_conns ? server[i].max_conns : 1)
+                         * server[i].naddrs;
+            }
+        }
+    }
+
+    p = ngx_sprintf(p, "\"workers\":{\"busy\":%ui,\"total\":%ui},"
+                    "\"backends\":[", count[NGX_HTTP_ASYNC_TASK_RUNNING],
+                    total);
+
+    s = 0;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
+            continue;
+        }
+
+        server = backend->upstream->servers->elts;
+
+        for (i = 0; i < backend->upstream->servers->nelts; i++) {
+            max_conns = server[i].max_conns ? server[i].max_conns : 1;
+
+            for (j = 0; j < server[i].naddrs; j++) {
+                p = ngx_sprintf(p, "%s{\"kind\":\"%V\",\"upstream\":\"%V\","
+                                "\"server\":\"%V\",\"healthy\":%s,"
+                                "\"inflight\":0,\"max_conns\":%ui,"
+                                "\"requests\":0,\"failures\":0,"
+                                "\"last_check\":null}",
+                                s++ ? "," : "", &backend->kind,
+                                &backend->upstream_name,
+                                &server[i].addrs[j].name,
+                                server[i].down ? "false" : "true",
+                                max_conns);
+            }
+        }
+    }
+
+    *p++ = ']';
+    *p++ = '}';
+
+    return ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+}
+
+
+/*
+ * Runs a store operation for a request: the request stays alive (count)
+ * and cannot be freed under the thread (blocked) until the handler runs.
+ */
+
+static ngx_int_t
+ngx_http_async_task_post(ngx_http_request_t *r, ngx_http_async_task_op_t *op)
+{
+    op->data = r;
+
+    if (ngx_http_async_task_op_post(op) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return ngx_http_async_task_send_unavailable(r);
+    }
+
+    r->main->count++;
+    r->main->blocked++;
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_http_async_task_user(ngx_http_request_t *r, ngx_str_t *user,
+    ngx_str_t **userp)
+{
+    ngx_http_async_task_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_async_task_module);
+
+    *userp = NULL;
+
+    if (alcf->user == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, alcf->user, user) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (user->len) {
+        *userp = user;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_http_async_task_shm_t *
+ngx_http_async_task_shm(ngx_http_request_t *r)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    return amcf->store->shm_zone->data;
+}
+
+
+ngx_thread_pool_t *
+ngx_http_async_task_thread_pool(ngx_http_request_t *r)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    return amcf->store->thread_pool;
+}
+
+
+ngx_str_t *
+ngx_http_async_task_files(ngx_http_request_t *r)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    return &amcf->store->files;
+}
+
+
+void
+ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->regex || clcf->named) {
+        ngx_str_set(prefix, "/");
+        return;
+    }
+
+    *prefix = clcf->name;
+}
+
+
+ngx_int_t
+ngx_http_async_task_send_task(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_async_task_t *task)
+{
+    u_char     *data, *p;
+    ngx_str_t   prefix;
+
+    ngx_http_async_task_prefix(r, &prefix);
+
+    data = ngx_pnalloc(r->pool,
+                       ngx_http_async_task_json_task_len(task, &prefix));
+    if (data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_http_async_task_json_task(data, task, &prefix);
+
+    return ngx_http_async_task_send_json(r, status, data, p - data);
+}
+
+
+ngx_int_t
+ngx_http_async_task_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = data;
+    b->last = data + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_async_task_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *field)
+{
+    ngx_str_t  body, text;
+
+    text.data = (u_char *) message;
+    text.len = ngx_strlen(message);
+
+    if (ngx_http_async_task_json_error(r->pool, &body, code, &text, field)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_async_task_send_json(r, status, body.data, body.len);
+}
+
+
+ngx_int_t
+ngx_http_async_task_send_unavailable(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return ngx_http_async_task_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "the task store is unavailable, "
+                                          "try again later", NULL);
+}
+
+
+/*
+ * Ends a request that waited for the thread pool, unless it goes on
+ * waiting (NGX_DONE): then the next completion ends it.
+ */
+
+void
+ngx_http_async_task_finish(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    ngx_http_run_posted_requests(c);
+}

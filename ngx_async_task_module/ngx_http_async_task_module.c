@@ -1,0 +1,750 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_module.h"
+#include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_error.h"
+#include "ngx_http_async_task_shm.h"
+#include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_util.h"
+
+
+#define NGX_HTTP_ASYNC_TASK_ZONE_NAME    "async_task"
+#define NGX_HTTP_ASYNC_TASK_ZONE_SIZE    (16 * 1024 * 1024)
+#define NGX_HTTP_ASYNC_TASK_MAX_QUEUED   1000
+#define NGX_HTTP_ASYNC_TASK_RETENTION    (24 * 60 * 60)
+#define NGX_HTTP_ASYNC_TASK_LOCK_TIMEOUT 5000
+
+
+static void *ngx_http_async_task_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_async_task_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+static char *ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *store);
+static ngx_int_t ngx_http_async_task_init_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_async_task_commands[] = {
+
+    { ngx_string("async_task_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_async_task_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("async_task_backend"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_async_task_backend,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("async_task_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_async_task_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("async_task_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_async_task_loc_conf_t, user),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_async_task_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_async_task_error_init,        /* postconfiguration */
+
+    ngx_http_async_task_create_main_conf,  /* create main configuration */
+    ngx_http_async_task_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_async_task_create_loc_conf,   /* create location configuration */
+    ngx_http_async_task_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_async_task_module = {
+    NGX_MODULE_V1,
+    &ngx_http_async_task_module_ctx,       /* module context */
+    ngx_http_async_task_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_async_task_init_module,       /* init module */
+    ngx_http_async_task_init_process,      /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_async_task_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_async_task_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->store = NULL;
+     *     amcf->backends[] = { 0 };
+     *     amcf->api_file = NULL;
+     */
+
+    return amcf;
+}
+
+
+/*
+ * Runs once the whole http{} block is parsed: upstreams may be declared
+ * after the directives that name them.
+ */
+
+static char *
+ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_async_task_main_conf_t *amcf = conf;
+
+    ngx_uint_t                       i, k;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+    ngx_http_async_task_backend_t   *backend;
+
+    if (amcf->api_file && amcf->store == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"async_task_api\" requires \"async_task_store\" "
+                      "in %s:%ui", amcf->api_file, amcf->api_line);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+    uscfp = umcf->upstreams.elts;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->kind.len == 0) {
+            continue;
+        }
+
+        if (amcf->store == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"async_task_backend\" requires "
+                          "\"async_task_store\" in %s:%ui",
+                          backend->file, backend->line);
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < umcf->upstreams.nelts; i++) {
+
+            /* only upstream{} blocks have srv_conf, not proxy_pass hosts */
+
+            if (uscfp[i]->srv_conf
+                && uscfp[i]->host.len == backend->upstream_name.len
+                && ngx_strncasecmp(uscfp[i]->host.data,
+                                   backend->upstream_name.data,
+                                   backend->upstream_name.len)
+                   == 0)
+            {
+                backend->upstream = uscfp[i];
+                break;
+            }
+        }
+
+        if (backend->upstream == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown upstream \"%V\" in %s:%ui",
+                          &backend->upstream_name, backend->file,
+                          backend->line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_async_task_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_async_task_loc_conf_t  *alcf;
+
+    alcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_async_task_loc_conf_t));
+    if (alcf == NULL) {
+        return NULL;
+    }
+
+    alcf->user = NGX_CONF_UNSET_PTR;
+
+    return alcf;
+}
+
+
+static char *
+ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_async_task_loc_conf_t *prev = parent;
+    ngx_http_async_task_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * async_task_store path [zone=name:size] [thread_pool=name] [files=path]
+ *                  [max_queued=number] [retention=time] [lock_timeout=time];
+ */
+
+static char *
+ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_async_task_main_conf_t *amcf = conf;
+
+    u_char                            *p;
+    size_t                             len;
+    ssize_t                            size;
+    ngx_int_t                          n;
+    ngx_str_t                         *value, s, tp;
+    ngx_uint_t                         i;
+    ngx_http_async_task_shm_t         *shm;
+    ngx_http_async_task_store_conf_t  *store;
+
+    if (amcf->store) {
+        return "is duplicate";
+    }
+
+    store = ngx_pcalloc(cf->pool, sizeof(ngx_http_async_task_store_conf_t));
+    if (store == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    store->path = value[1];
+
+    if (store->path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "empty store path");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &store->path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&store->zone_name, NGX_HTTP_ASYNC_TASK_ZONE_NAME);
+    store->zone_size = NGX_HTTP_ASYNC_TASK_ZONE_SIZE;
+    store->max_queued = NGX_HTTP_ASYNC_TASK_MAX_QUEUED;
+    store->retention = NGX_HTTP_ASYNC_TASK_RETENTION;
+    store->lock_timeout = NGX_HTTP_ASYNC_TASK_LOCK_TIMEOUT;
+    ngx_str_null(&tp);
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            s.data = value[i].data + 5;
+            p = (u_char *) ngx_strchr(s.data, ':');
+
+            if (p == NULL || p == s.data) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            store->zone_name.data = s.data;
+            store->zone_name.len = p - s.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            store->zone_size = size;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "thread_pool=", 12) == 0) {
+            tp.data = value[i].data + 12;
+            tp.len = value[i].len - 12;
+
+            if (tp.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "files=", 6) == 0) {
+            store->files.data = value[i].data + 6;
+            store->files.len = value[i].len - 6;
+
+            if (store->files.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_queued=", 11) == 0) {
+            n = ngx_atoi(value[i].data + 11, value[i].len - 11);
+
+            if (n == NGX_ERROR || n == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid max_queued \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            store->max_queued = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "retention=", 10) == 0) {
+            s.data = value[i].data + 10;
+            s.len = value[i].len - 10;
+
+            store->retention = ngx_parse_time(&s, 1);
+
+            if (store->retention == (time_t) NGX_ERROR
+                || store->retention == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid retention \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "lock_timeout=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            store->lock_timeout = ngx_parse_time(&s, 0);
+
+            if (store->lock_timeout == (ngx_msec_t) NGX_ERROR
+                || store->lock_timeout > INT_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid lock_timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    /* results and uploads live beside the database unless told otherwise */
+
+    if (store->files.len == 0) {
+        p = store->path.data + store->path.len;
+
+        while (p > store->path.data && p[-1] != '/') {
+            p--;
+        }
+
+        len = p - store->path.data;
+
+        store->files.data = ngx_pnalloc(cf->pool, len + sizeof("files"));
+        if (store->files.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        p = ngx_cpymem(store->files.data, store->path.data, len);
+        p = ngx_cpymem(p, "files", sizeof("files") - 1);
+        store->files.len = p - store->files.data;
+
+    } else if (ngx_conf_full_name(cf->cycle, &store->files, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the thread code takes both paths as C strings */
+
+    if (store->path.data[store->path.len] != '\0') {
+        store->path.data = ngx_pstrdup(cf->pool, &store->path);
+    }
+
+    p = ngx_pnalloc(cf->pool, store->files.len + 1);
+    if (p == NULL || store->path.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(p, store->files.data, store->files.len + 1);
+    store->files.data = p;
+
+    store->thread_pool = ngx_thread_pool_add(cf, tp.len ? &tp : NULL);
+    if (store->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm = ngx_pcalloc(cf->pool, sizeof(ngx_http_async_task_shm_t));
+    if (shm == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    store->shm_zone = ngx_shared_memory_add(cf, &store->zone_name,
+                                            store->zone_size,
+                                            &ngx_http_async_task_module);
+    if (store->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (store->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" is already used",
+                           &store->zone_name);
+        return NGX_CONF_ERROR;
+    }
+
+    store->shm_zone->init = ngx_http_async_task_shm_init_zone;
+    store->shm_zone->data = shm;
+
+    amcf->store = store;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_async_task_loc_conf_t *alcf = conf;
+
+    ngx_http_core_loc_conf_t         *clcf;
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    if (alcf->api) {
+        return "is duplicate";
+    }
+
+    alcf->api = 1;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_async_task_module);
+
+    if (amcf->api_file == NULL) {
+        amcf->api_file = cf->conf_file->file.name.data;
+        amcf->api_line = cf->conf_file->line;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_async_task_api_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * async_task_backend kind upstream [protocol=openai|sdcpp] [model=name]
+ *                    [timeout=time] [retries=number];
+ */
+
+static char *
+ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_async_task_main_conf_t *amcf = conf;
+
+    ngx_int_t                       kind, n;
+    ngx_str_t                      *value, s;
+    ngx_uint_t                      i;
+    ngx_http_async_task_backend_t  *backend;
+
+    value = cf->args->elts;
+
+    kind = ngx_http_async_task_kind_index(&value[1]);
+
+    if (kind == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown task kind \"%V\", "
+                           "expected \"image\" or \"speech\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    backend = &amcf->backends[kind];
+
+    if (backend->kind.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "backend for \"%V\" is duplicate", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    backend->kind = value[1];
+    backend->upstream_name = value[2];
+    backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
+    backend->timeout = 300000;
+    backend->retries = 2;
+    backend->file = cf->conf_file->file.name.data;
+    backend->line = cf->conf_file->line;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "protocol=openai") == 0) {
+            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "protocol=sdcpp") == 0) {
+            if (kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" is only for image backends",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_SDCPP;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "model=", 6) == 0) {
+            backend->model.data = value[i].data + 6;
+            backend->model.len = value[i].len - 6;
+
+            if (backend->model.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            backend->timeout = ngx_parse_time(&s, 0);
+
+            if (backend->timeout == (ngx_msec_t) NGX_ERROR
+                || backend->timeout == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "retries=", 8) == 0) {
+            n = ngx_atoi(value[i].data + 8, value[i].len - 8);
+
+            if (n == NGX_ERROR || n > 100) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid retries \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            backend->retries = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * In the master, before any worker exists: the store's schema is brought
+ * up to date and, when the zone is new (first start, or a reload that
+ * resized it), the zone is filled from the store.  The connection used
+ * here is closed before the workers fork.
+ */
+
+static ngx_int_t
+ngx_http_async_task_init_module(ngx_cycle_t *cycle)
+{
+    ngx_int_t                          rc;
+    ngx_http_async_task_store_conf_t  *store;
+    ngx_http_async_task_main_conf_t   *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_async_task_module);
+
+    if (amcf == NULL || amcf->store == NULL || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    store = amcf->store;
+
+    rc = ngx_http_async_task_prepare_paths(cycle, store);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_async_task_sqlite_driver.init(store,
+                                                    store->shm_zone->data,
+                                                    cycle->log);
+    }
+
+    if (rc != NGX_OK && !ngx_is_init_cycle(cycle->old_cycle)) {
+
+        /* a failed reload must not take the running nginx down */
+
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "async_task store \"%V\" could not be prepared, "
+                      "requests will answer 503 until it can",
+                      &store->path);
+        return NGX_OK;
+    }
+
+    return rc;
+}
+
+
+/* worker processes must be able to write what the master creates */
+
+static ngx_int_t
+ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *store)
+{
+    u_char           *p, *last;
+    ngx_fd_t          fd;
+    ngx_err_t         err;
+    ngx_core_conf_t  *ccf;
+    u_char            dir[NGX_MAX_PATH];
+
+    last = store->path.data + store->path.len;
+
+    for (p = last; p > store->path.data && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    if (p - store->path.data >= NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "async_task store path \"%V\" is too long",
+                      &store->path);
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn(dir, store->path.data, p - store->path.data + 1);
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (ngx_create_full_path(dir, 0700) != 0
+        || (ngx_create_dir(store->files.data, 0700) == NGX_FILE_ERROR
+            && ngx_errno != NGX_EEXIST))
+    {
+        err = ngx_errno;
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                      ngx_create_dir_n " \"%s\" failed", store->files.data);
+        return NGX_ERROR;
+    }
+
+    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        return NGX_OK;
+    }
+
+    if (dir[0] != '\0'
+        && chown((char *) dir, ccf->user, ccf->group) == -1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chown(\"%s\", %d) failed", dir, ccf->user);
+        return NGX_ERROR;
+    }
+
+    if (chown((char *) store->files.data, ccf->user, ccf->group) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "chown(\"%s\", %d) failed", store->files.data,
+                      ccf->user);
+        return NGX_ERROR;
+    }
+
+    /* the database itself, created now if it is new */
+
+    fd = ngx_open_file(store->path.data, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
+                       0600);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", store->path.data);
+        return NGX_ERROR;
+    }
+
+    if (fchown(fd, ccf->user, ccf->group) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "fchown(\"%s\", %d) failed", store->path.data,
+                      ccf->user);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_close_file(fd);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_async_task_module);
+
+    if (amcf == NULL || amcf->store == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_async_task_store_init(cycle, amcf->store);
+}

@@ -1,0 +1,114 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ASYNC_TASK_MODULE_H_INCLUDED_
+#define _NGX_HTTP_ASYNC_TASK_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_thread_pool.h>
+
+
+#define NGX_HTTP_ASYNC_TASK_IMAGE          0
+#define NGX_HTTP_ASYNC_TASK_SPEECH         1
+#define NGX_HTTP_ASYNC_TASK_NKINDS         2
+
+#define NGX_HTTP_ASYNC_TASK_QUEUED         0
+#define NGX_HTTP_ASYNC_TASK_RUNNING        1
+#define NGX_HTTP_ASYNC_TASK_DONE           2
+#define NGX_HTTP_ASYNC_TASK_FAILED         3
+#define NGX_HTTP_ASYNC_TASK_CANCELED       4
+#define NGX_HTTP_ASYNC_TASK_NSTATUSES      5
+
+#define NGX_HTTP_ASYNC_TASK_ID_LEN         36
+
+#define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
+#define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
+
+
+typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
+
+
+/* a task as the handlers and the store exchange it */
+
+typedef struct {
+    u_char                          id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+    ngx_uint_t                      kind;
+    ngx_uint_t                      status;
+    ngx_uint_t                      priority;
+    ngx_uint_t                      attempts;
+
+    unsigned                        has_user:1;
+
+    ngx_str_t                       user;
+    ngx_str_t                       params;     /* JSON object */
+    ngx_str_t                       file;       /* uploaded input, or empty */
+    ngx_str_t                       backend;
+    ngx_str_t                       result;     /* JSON, or empty for null */
+    ngx_str_t                       error;      /* JSON, or empty for null */
+
+    int64_t                         created_at; /* ms, 0 for null */
+    int64_t                         started_at;
+    int64_t                         finished_at;
+
+    ngx_int_t                       position;   /* -1 when absent */
+} ngx_http_async_task_t;
+
+
+typedef struct {
+    ngx_str_t                       kind;
+    ngx_str_t                       upstream_name;
+    ngx_http_upstream_srv_conf_t   *upstream;
+
+    ngx_uint_t                      protocol;
+    ngx_str_t                       model;
+    ngx_msec_t                      timeout;
+    ngx_uint_t                      retries;
+
+    u_char                         *file;       /* where it was declared */
+    ngx_uint_t                      line;
+} ngx_http_async_task_backend_t;
+
+
+typedef struct {
+    ngx_str_t                       path;       /* the SQLite file */
+    ngx_str_t                       files;      /* uploads and results */
+    ngx_str_t                       zone_name;
+    size_t                          zone_size;
+    ngx_str_t                       thread_pool_name;
+    ngx_thread_pool_t              *thread_pool;
+    ngx_uint_t                      max_queued;
+    time_t                          retention;
+    ngx_msec_t                      lock_timeout;
+
+    ngx_shm_zone_t                 *shm_zone;
+} ngx_http_async_task_store_conf_t;
+
+
+typedef struct {
+    ngx_http_async_task_store_conf_t  *store;
+    ngx_http_async_task_backend_t      backends[NGX_HTTP_ASYNC_TASK_NKINDS];
+
+    u_char                            *api_file;  /* first async_task_api */
+    ngx_uint_t                         api_line;
+} ngx_http_async_task_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      api;
+    ngx_http_complex_value_t       *user;
+} ngx_http_async_task_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_async_task_module;
+
+extern ngx_str_t     ngx_http_async_task_kinds[];
+extern ngx_str_t     ngx_http_async_task_statuses[];
+
+
+#endif /* _NGX_HTTP_ASYNC_TASK_MODULE_H_INCLUDED_ */

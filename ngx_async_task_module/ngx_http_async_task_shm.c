@@ -1,0 +1,624 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_shm.h"
+
+
+static void ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_async_task_node_t *ngx_http_async_task_shm_lookup(
+    ngx_http_async_task_shctx_t *sh, u_char *id);
+static void ngx_http_async_task_shm_insert_locked(
+    ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
+    ngx_http_async_task_t *task);
+static void ngx_http_async_task_shm_delete_locked(
+    ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node);
+
+static ngx_int_t ngx_http_async_task_queue_before(
+    ngx_http_async_task_node_t *a, ngx_http_async_task_node_t *b);
+static ngx_http_async_task_node_t *ngx_http_async_task_queue_insert(
+    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
+static ngx_http_async_task_node_t *ngx_http_async_task_queue_delete(
+    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
+static ngx_http_async_task_node_t *ngx_http_async_task_queue_merge(
+    ngx_http_async_task_node_t *a, ngx_http_async_task_node_t *b);
+static ngx_uint_t ngx_http_async_task_queue_rank(
+    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
+
+
+#define ngx_http_async_task_queue_size(n)  ((n) ? (n)->size : 0)
+
+#define ngx_http_async_task_queue_update(n)                                   \
+    (n)->size = 1 + ngx_http_async_task_queue_size((n)->left)                 \
+                  + ngx_http_async_task_queue_size((n)->right)
+
+
+/*
+ * On a reload with the same zone size nginx hands us the old cycle's
+ * context: the live tasks, counters and queue stay, and the new workers
+ * continue from them while the old ones finish.
+ */
+
+ngx_int_t
+ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_async_task_shm_t  *oshm = data;
+
+    size_t                      len;
+    ngx_http_async_task_shm_t  *shm;
+
+    shm = shm_zone->data;
+
+    if (oshm) {
+        shm->sh = oshm->sh;
+        shm->shpool = oshm->shpool;
+        return NGX_OK;
+    }
+
+    shm->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm->sh = shm->shpool->data;
+        return NGX_OK;
+    }
+
+    shm->sh = ngx_slab_calloc(shm->shpool,
+                              sizeof(ngx_http_async_task_shctx_t));
+    if (shm->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm->shpool->data = shm->sh;
+
+    ngx_rbtree_init(&shm->sh->rbtree, &shm->sh->sentinel,
+                    ngx_http_async_task_shm_rbtree_insert);
+
+    shm->sh->started_at = (int64_t) ngx_time() * 1000;
+    shm->sh->seed = (uint32_t) ngx_random() | 1;
+
+    len = sizeof(" in async_task zone \"\"") + shm_zone->shm.name.len;
+
+    shm->shpool->log_ctx = ngx_slab_alloc(shm->shpool, len);
+    if (shm->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(shm->shpool->log_ctx, " in async_task zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone only costs the cache, the caller handles it */
+    shm->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A submission takes its queue slot and its node before the task is
+ * committed, so that a full queue or a full zone is answered before
+ * anything is written, and a committed task always has its node.
+ */
+
+ngx_http_async_task_node_t *
+ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t max_queued, ngx_int_t *rc)
+{
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    if (sh->count[NGX_HTTP_ASYNC_TASK_QUEUED] + sh->reserved >= max_queued) {
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        *rc = NGX_BUSY;
+        return NULL;
+    }
+
+    node = ngx_slab_calloc_locked(shm->shpool,
+                                  sizeof(ngx_http_async_task_node_t));
+    if (node == NULL) {
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        *rc = NGX_ERROR;
+        return NULL;
+    }
+
+    sh->reserved++;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    *rc = NGX_OK;
+
+    return node;
+}
+
+
+void
+ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    shm->sh->reserved--;
+    ngx_slab_free_locked(shm->shpool, node);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+void
+ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    shm->sh->reserved--;
+    ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* at start, from the master process: the store's live tasks */
+
+ngx_int_t
+ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task)
+{
+    ngx_http_async_task_node_t  *node;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_slab_calloc_locked(shm->shpool,
+                                  sizeof(ngx_http_async_task_node_t));
+    if (node == NULL) {
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
+{
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_memcpy(node->id, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    node->node.key = ngx_crc32_short(task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    node->kind = (u_char) task->kind;
+    node->status = (u_char) task->status;
+    node->priority = (u_char) task->priority;
+    node->has_user = task->has_user;
+    node->attempts = (uint32_t) task->attempts;
+    node->created_at = task->created_at;
+    node->started_at = task->started_at;
+
+    node->user_len = (uint32_t) task->user.len;
+    node->params_len = (uint32_t) task->params.len;
+
+    /* the cached copy is optional: without it reads go to the store */
+
+    node->data = ngx_slab_alloc_locked(shm->shpool,
+                                       task->user.len + task->params.len);
+    if (node->data) {
+        ngx_memcpy(node->data, task->user.data, task->user.len);
+        ngx_memcpy(node->data + task->user.len, task->params.data,
+                   task->params.len);
+    }
+
+    ngx_rbtree_insert(&sh->rbtree, &node->node);
+
+    if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+        sh->seed ^= sh->seed << 13;
+        sh->seed ^= sh->seed >> 17;
+        sh->seed ^= sh->seed << 5;
+
+        node->weight = sh->seed;
+        node->left = NULL;
+        node->right = NULL;
+        node->size = 1;
+
+        sh->queue[node->kind] =
+                ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
+    }
+
+    sh->count[task->status]++;
+}
+
+
+ngx_int_t
+ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_str_t *user, ngx_pool_t *pool, ngx_http_async_task_t *task)
+{
+    u_char                       *data;
+    ngx_int_t                     rc;
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+    data = NULL;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(sh, id);
+
+    if (node == NULL || node->data == NULL) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    if ((user == NULL) != (node->has_user == 0)
+        || (user
+            && (user->len != node->user_len
+                || ngx_memcmp(user->data, node->data, user->len) != 0)))
+    {
+        /* another user's task: as if it did not exist */
+        rc = NGX_DONE;
+        goto done;
+    }
+
+    data = ngx_pnalloc(pool, node->user_len + node->params_len);
+    if (data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(data, node->data, node->user_len + node->params_len);
+
+    ngx_memzero(task, sizeof(ngx_http_async_task_t));
+
+    ngx_memcpy(task->id, node->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    task->kind = node->kind;
+    task->status = node->status;
+    task->priority = node->priority;
+    task->attempts = node->attempts;
+    task->has_user = node->has_user;
+    task->user.len = node->user_len;
+    task->user.data = data;
+    task->params.len = node->params_len;
+    task->params.data = data + node->user_len;
+    task->created_at = node->created_at;
+    task->started_at = node->started_at;
+
+    task->position = (node->status == NGX_HTTP_ASYNC_TASK_QUEUED)
+                     ? (ngx_int_t) ngx_http_async_task_queue_rank(
+                                                sh->queue[node->kind], node)
+                     : -1;
+
+    rc = NGX_OK;
+
+done:
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm, u_char *id)
+{
+    ngx_int_t                     position;
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+    position = -1;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(sh, id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+        position = ngx_http_async_task_queue_rank(sh->queue[node->kind],
+                                                  node);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return position;
+}
+
+
+/* a task left the live set: count it under its new status */
+
+void
+ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t from, ngx_uint_t to)
+{
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(sh, id);
+
+    if (node) {
+        from = node->status;
+        ngx_http_async_task_shm_delete_locked(shm, node);
+
+    } else if (sh->count[from]) {
+        sh->count[from]--;
+    }
+
+    sh->count[to]++;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+void
+ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t *count, int64_t *started_at)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ngx_memcpy(count, shm->sh->count, sizeof(shm->sh->count));
+    *started_at = shm->sh->started_at;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+static void
+ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node)
+{
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+        sh->queue[node->kind] =
+                ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+    }
+
+    sh->count[node->status]--;
+
+    ngx_rbtree_delete(&sh->rbtree, &node->node);
+
+    if (node->data) {
+        ngx_slab_free_locked(shm->shpool, node->data);
+    }
+
+    ngx_slab_free_locked(shm->shpool, node);
+}
+
+
+static ngx_http_async_task_node_t *
+ngx_http_async_task_shm_lookup(ngx_http_async_task_shctx_t *sh, u_char *id)
+{
+    uint32_t                     hash;
+    ngx_int_t                    rc;
+    ngx_rbtree_node_t           *node, *sentinel;
+    ngx_http_async_task_node_t  *tn;
+
+    hash = ngx_crc32_short(id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        tn = (ngx_http_async_task_node_t *) node;
+
+        rc = ngx_memcmp(id, tn->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+        if (rc == 0) {
+            return tn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t           **p;
+    ngx_http_async_task_node_t   *tn, *tt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            tn = (ngx_http_async_task_node_t *) node;
+            tt = (ngx_http_async_task_node_t *) temp;
+
+            p = (ngx_memcmp(tn->id, tt->id, NGX_HTTP_ASYNC_TASK_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/*
+ * The queue order of the contract: higher priority first, then older,
+ * then the id, which makes the order total.
+ */
+
+static ngx_int_t
+ngx_http_async_task_queue_before(ngx_http_async_task_node_t *a,
+    ngx_http_async_task_node_t *b)
+{
+    if (a->priority != b->priority) {
+        return a->priority > b->priority;
+    }
+
+    if (a->created_at != b->created_at) {
+        return a->created_at < b->created_at;
+    }
+
+    return ngx_memcmp(a->id, b->id, NGX_HTTP_ASYNC_TASK_ID_LEN) < 0;
+}
+
+
+static ngx_http_async_task_node_t *
+ngx_http_async_task_queue_insert(ngx_http_async_task_node_t *root,
+    ngx_http_async_task_node_t *node)
+{
+    ngx_http_async_task_node_t  *child;
+
+    if (root == NULL) {
+        return node;
+    }
+
+    if (ngx_http_async_task_queue_before(node, root)) {
+        child = ngx_http_async_task_queue_insert(root->left, node);
+        root->left = child;
+
+        if (child->weight > root->weight) {
+            root->left = child->right;
+            ngx_http_async_task_queue_update(root);
+            child->right = root;
+            ngx_http_async_task_queue_update(child);
+            return child;
+        }
+
+    } else {
+        child = ngx_http_async_task_queue_insert(root->right, node);
+        root->right = child;
+
+        if (child->weight > root->weight) {
+            root->right = child->left;
+            ngx_http_async_task_queue_update(root);
+            child->left = root;
+            ngx_http_async_task_queue_update(child);
+            return child;
+        }
+    }
+
+    ngx_http_async_task_queue_update(root);
+
+    return root;
+}
+
+
+static ngx_http_async_task_node_t *
+ngx_http_async_task_queue_delete(ngx_http_async_task_node_t *root,
+    ngx_http_async_task_node_t *node)
+{
+    if (root == NULL) {
+        return NULL;
+    }
+
+    if (root == node) {
+        return ngx_http_async_task_queue_merge(root->left, root->right);
+    }
+
+    if (ngx_http_async_task_queue_before(node, root)) {
+        root->left = ngx_http_async_task_queue_delete(root->left, node);
+
+    } else {
+        root->right = ngx_http_async_task_queue_delete(root->right, node);
+    }
+
+    ngx_http_async_task_queue_update(root);
+
+    return root;
+}
+
+
+static ngx_http_async_task_node_t *
+ngx_http_async_task_queue_merge(ngx_http_async_task_node_t *a,
+    ngx_http_async_task_node_t *b)
+{
+    if (a == NULL) {
+        return b;
+    }
+
+    if (b == NULL) {
+        return a;
+    }
+
+    if (a->weight > b->weight) {
+        a->right = ngx_http_async_task_queue_merge(a->right, b);
+        ngx_http_async_task_queue_update(a);
+        return a;
+    }
+
+    b->left = ngx_http_async_task_queue_merge(a, b->left);
+    ngx_http_async_task_queue_update(b);
+
+    return b;
+}
+
+
+/* how many queued tasks of the kind come before this one */
+
+static ngx_uint_t
+ngx_http_async_task_queue_rank(ngx_http_async_task_node_t *root,
+    ngx_http_async_task_node_t *node)
+{
+    ngx_uint_t  rank;
+
+    rank = 0;
+
+    while (root) {
+
+        if (root == node) {
+            return rank + ngx_http_async_task_queue_size(root->left);
+        }
+
+        if (ngx_http_async_task_queue_before(node, root)) {
+            root = root->left;
+
+        } else {
+            rank += ngx_http_async_task_queue_size(root->left) + 1;
+            root = root->right;
+        }
+    }
+
+    return rank;
+}

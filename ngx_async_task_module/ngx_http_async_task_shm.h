@@ -1,0 +1,86 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ASYNC_TASK_SHM_H_INCLUDED_
+#define _NGX_HTTP_ASYNC_TASK_SHM_H_INCLUDED_
+
+
+#include "ngx_http_async_task_module.h"
+
+
+typedef struct ngx_http_async_task_node_s  ngx_http_async_task_node_t;
+
+/* a live (QUEUED or RUNNING) task as every worker process sees it */
+
+struct ngx_http_async_task_node_s {
+    ngx_rbtree_node_t               node;       /* key: crc32 of the id */
+    u_char                          id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+
+    u_char                          kind;
+    u_char                          status;
+    u_char                          priority;
+    u_char                          has_user;
+
+    uint32_t                        attempts;
+    int64_t                         created_at;
+    int64_t                         started_at;
+
+    /* the queue of its kind: an order-statistic treap, for "position" */
+    ngx_http_async_task_node_t     *left;
+    ngx_http_async_task_node_t     *right;
+    uint32_t                        size;
+    uint32_t                        weight;
+
+    uint32_t                        user_len;
+    uint32_t                        params_len;
+    u_char                         *data;       /* user, params; or NULL */
+};
+
+
+struct ngx_http_async_task_shctx_s {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_http_async_task_node_t     *queue[NGX_HTTP_ASYNC_TASK_NKINDS];
+
+    ngx_uint_t                      count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+    ngx_uint_t                      reserved;   /* being committed now */
+
+    int64_t                         started_at;
+    uint32_t                        seed;
+    ngx_uint_t                      loaded;     /* filled from the store */
+};
+
+
+typedef struct {
+    ngx_http_async_task_shctx_t    *sh;
+    ngx_slab_pool_t                *shpool;
+} ngx_http_async_task_shm_t;
+
+
+ngx_int_t ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+ngx_http_async_task_node_t *ngx_http_async_task_shm_reserve(
+    ngx_http_async_task_shm_t *shm, ngx_uint_t max_queued, ngx_int_t *rc);
+void ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node);
+void ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task);
+ngx_int_t ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task);
+
+ngx_int_t ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_str_t *user, ngx_pool_t *pool,
+    ngx_http_async_task_t *task);
+ngx_int_t ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm,
+    u_char *id);
+void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t from, ngx_uint_t to);
+void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t *count, int64_t *started_at);
+
+
+#endif /* _NGX_HTTP_ASYNC_TASK_SHM_H_INCLUDED_ */

@@ -1,0 +1,292 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_store.h"
+
+
+/*
+ * Group commit: a worker has at most one insert batch on the thread pool.
+ * Submissions that arrive meanwhile wait in "pending" and go together in
+ * the next batch, one transaction and one fsync for all of them, so the
+ * commit rate follows the load instead of capping it.
+ */
+
+#define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
+
+
+typedef struct {
+    ngx_http_async_task_store_conf_t  *conf;
+    ngx_int_t                          rc;
+    ngx_uint_t                         n;
+    ngx_http_async_task_op_t          *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
+    ngx_http_async_task_t             *tasks[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
+} ngx_http_async_task_batch_t;
+
+
+static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_op_done(ngx_event_t *ev);
+static void ngx_http_async_task_batch_start(void);
+static void ngx_http_async_task_batch_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_batch_done(ngx_event_t *ev);
+
+
+static ngx_queue_t                   ngx_http_async_task_pending;
+static ngx_uint_t                    ngx_http_async_task_npending;
+static ngx_thread_task_t            *ngx_http_async_task_batch_task;
+static ngx_uint_t                    ngx_http_async_task_batch_busy;
+
+
+static ngx_http_async_task_store_conf_t *
+ngx_http_async_task_store_conf(void)
+{
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_async_task_module);
+
+    return amcf->store;
+}
+
+
+ngx_int_t
+ngx_http_async_task_store_init(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *conf)
+{
+    ngx_http_async_task_batch_t  *batch;
+
+    ngx_queue_init(&ngx_http_async_task_pending);
+    ngx_http_async_task_npending = 0;
+    ngx_http_async_task_batch_busy = 0;
+
+    ngx_http_async_task_batch_task =
+        ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_async_task_batch_t));
+    if (ngx_http_async_task_batch_task == NULL) {
+        return NGX_ERROR;
+    }
+
+    batch = ngx_http_async_task_batch_task->ctx;
+    batch->conf = conf;
+
+    ngx_http_async_task_batch_task->handler =
+                                        ngx_http_async_task_batch_thread;
+    ngx_http_async_task_batch_task->event.handler =
+                                        ngx_http_async_task_batch_done;
+    ngx_http_async_task_batch_task->event.data = batch;
+    ngx_http_async_task_batch_task->event.log = cycle->log;
+
+    return NGX_OK;
+}
+
+
+ngx_http_async_task_op_t *
+ngx_http_async_task_op_create(ngx_log_t *log, ngx_http_async_task_op_e type)
+{
+    ngx_pool_t                *pool;
+    ngx_http_async_task_op_t  *op;
+
+    pool = ngx_create_pool(2048, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    op = ngx_pcalloc(pool, sizeof(ngx_http_async_task_op_t));
+    if (op == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    op->type = type;
+    op->pool = pool;
+    op->log = log;
+    op->task.position = -1;
+
+    return op;
+}
+
+
+void
+ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op)
+{
+    ngx_destroy_pool(op->pool);
+}
+
+
+/*
+ * Runs the operation on the thread pool; its handler is always called
+ * later from the event loop, never from within this call.
+ */
+
+ngx_int_t
+ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
+{
+    ngx_thread_task_t                 *task;
+    ngx_http_async_task_store_conf_t  *conf;
+
+    if (op->type == ngx_http_async_task_op_insert) {
+        ngx_queue_insert_tail(&ngx_http_async_task_pending, &op->queue);
+        ngx_http_async_task_npending++;
+
+        if (!ngx_http_async_task_batch_busy) {
+            ngx_http_async_task_batch_start();
+        }
+
+        return NGX_OK;
+    }
+
+    conf = ngx_http_async_task_store_conf();
+
+    task = ngx_thread_task_alloc(op->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->ctx = op;
+    task->handler = ngx_http_async_task_op_thread;
+    task->event.handler = ngx_http_async_task_op_done;
+    task->event.data = op;
+    task->event.log = op->log;
+
+    if (ngx_thread_task_post(conf->thread_pool, task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_op_t  *op = data;
+
+    ngx_http_async_task_store_conf_t    *conf;
+    ngx_http_async_task_store_driver_t  *driver;
+
+    conf = ngx_http_async_task_store_conf();
+    driver = &ngx_http_async_task_sqlite_driver;
+
+    switch (op->type) {
+
+    case ngx_http_async_task_op_get:
+        op->rc = driver->get(conf, op->task.id, op->pool, &op->task, log);
+        break;
+
+    case ngx_http_async_task_op_list:
+        if (ngx_array_init(&op->tasks, op->pool, op->filter.limit + 1,
+                           sizeof(ngx_http_async_task_t))
+            != NGX_OK)
+        {
+            op->rc = NGX_ERROR;
+            break;
+        }
+
+        op->rc = driver->list(conf, &op->filter, op->pool, &op->tasks, log);
+        break;
+
+    case ngx_http_async_task_op_finish:
+        op->rc = driver->finish(conf, op->task.id, op->filter.user, op->from,
+                                &op->task, op->pool, log);
+        break;
+
+    default:
+        op->rc = NGX_ERROR;
+    }
+}
+
+
+static void
+ngx_http_async_task_op_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_op_t  *op = ev->data;
+
+    op->handler(op);
+}
+
+
+static void
+ngx_http_async_task_batch_start(void)
+{
+    ngx_queue_t                  *q;
+    ngx_http_async_task_op_t     *op;
+    ngx_http_async_task_batch_t  *batch;
+
+    batch = ngx_http_async_task_batch_task->ctx;
+    batch->n = 0;
+
+    while (!ngx_queue_empty(&ngx_http_async_task_pending)
+           && batch->n < NGX_HTTP_ASYNC_TASK_BATCH_MAX)
+    {
+        q = ngx_queue_head(&ngx_http_async_task_pending);
+        ngx_queue_remove(q);
+        ngx_http_async_task_npending--;
+
+        op = ngx_queue_data(q, ngx_http_async_task_op_t, queue);
+
+        batch->ops[batch->n] = op;
+        batch->tasks[batch->n] = &op->task;
+        batch->n++;
+    }
+
+    ngx_http_async_task_batch_busy = 1;
+
+    if (ngx_thread_task_post(batch->conf->thread_pool,
+                             ngx_http_async_task_batch_task)
+        != NGX_OK)
+    {
+        /* answered from the event loop, as a completed batch would be */
+
+        batch->rc = NGX_ERROR;
+        ngx_post_event(&ngx_http_async_task_batch_task->event,
+                       &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_batch_t  *batch = data;
+
+    batch->rc = ngx_http_async_task_sqlite_driver.insert(batch->conf,
+                                                         batch->tasks,
+                                                         batch->n, log);
+}
+
+
+static void
+ngx_http_async_task_batch_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_batch_t  *batch = ev->data;
+
+    ngx_int_t                  rc;
+    ngx_uint_t                 i, n;
+    ngx_http_async_task_op_t  *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task batch of %ui committed: %i", batch->n,
+                   batch->rc);
+
+    n = batch->n;
+    rc = batch->rc;
+    ngx_memcpy(ops, batch->ops, n * sizeof(ngx_http_async_task_op_t *));
+
+    ngx_http_async_task_batch_busy = 0;
+
+    /* start the next batch first: its fsync overlaps with our answers */
+
+    if (!ngx_queue_empty(&ngx_http_async_task_pending)) {
+        ngx_http_async_task_batch_start();
+    }
+
+    for (i = 0; i < n; i++) {
+        ops[i]->rc = rc;
+        ops[i]->handler(ops[i]);
+    }
+}

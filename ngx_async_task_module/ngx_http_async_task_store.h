@@ -1,0 +1,103 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ASYNC_TASK_STORE_H_INCLUDED_
+#define _NGX_HTTP_ASYNC_TASK_STORE_H_INCLUDED_
+
+
+#include "ngx_http_async_task_module.h"
+#include "ngx_http_async_task_shm.h"
+
+
+#define NGX_HTTP_ASYNC_TASK_LIST_MAX  100
+
+
+typedef struct {
+    ngx_int_t                       status;     /* -1: any */
+    ngx_int_t                       kind;       /* -1: any */
+    ngx_uint_t                      limit;
+    ngx_str_t                      *user;       /* NULL: anonymous */
+    u_char                          cursor[NGX_HTTP_ASYNC_TASK_ID_LEN];
+    unsigned                        has_cursor:1;
+} ngx_http_async_task_filter_t;
+
+
+/*
+ * The store, as the rest of the module sees it: a narrow set of calls,
+ * each run on the thread pool.  SQLite is the embedded driver; a
+ * shared driver (PostgreSQL) implements the same calls.  Return codes:
+ * NGX_OK, NGX_DECLINED (no such task), NGX_BUSY (the task is not in a
+ * state that allows it), NGX_ERROR (the store cannot be used now).
+ */
+
+typedef struct {
+    /* at start, in the master: schema, then the live tasks into the zone */
+    ngx_int_t  (*init)(ngx_http_async_task_store_conf_t *conf,
+                       ngx_http_async_task_shm_t *shm, ngx_log_t *log);
+
+    ngx_int_t  (*insert)(ngx_http_async_task_store_conf_t *conf,
+                         ngx_http_async_task_t **tasks, ngx_uint_t n,
+                         ngx_log_t *log);
+    ngx_int_t  (*get)(ngx_http_async_task_store_conf_t *conf, u_char *id,
+                      ngx_pool_t *pool, ngx_http_async_task_t *task,
+                      ngx_log_t *log);
+    ngx_int_t  (*list)(ngx_http_async_task_store_conf_t *conf,
+                       ngx_http_async_task_filter_t *filter,
+                       ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log);
+
+    /* a task to a final status, if it is in one of "from" (a bit mask) */
+    ngx_int_t  (*finish)(ngx_http_async_task_store_conf_t *conf, u_char *id,
+                         ngx_str_t *user, ngx_uint_t from,
+                         ngx_http_async_task_t *task, ngx_pool_t *pool,
+                         ngx_log_t *log);
+} ngx_http_async_task_store_driver_t;
+
+
+typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
+
+typedef void (*ngx_http_async_task_op_handler_pt)(ngx_http_async_task_op_t *op);
+
+typedef enum {
+    ngx_http_async_task_op_insert = 0,
+    ngx_http_async_task_op_get,
+    ngx_http_async_task_op_list,
+    ngx_http_async_task_op_finish
+} ngx_http_async_task_op_e;
+
+
+struct ngx_http_async_task_op_s {
+    ngx_http_async_task_op_e            type;
+    ngx_int_t                           rc;
+
+    ngx_http_async_task_t               task;
+    ngx_http_async_task_filter_t        filter;
+    ngx_array_t                         tasks;
+    ngx_uint_t                          from;
+
+    /* the thread allocates from this pool only, until the handler runs */
+    ngx_pool_t                         *pool;
+    ngx_log_t                          *log;
+
+    ngx_http_async_task_op_handler_pt   handler;
+    void                               *data;
+
+    ngx_queue_t                         queue;      /* pending inserts */
+};
+
+
+extern ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver;
+
+
+ngx_http_async_task_op_t *ngx_http_async_task_op_create(ngx_log_t *log,
+    ngx_http_async_task_op_e type);
+ngx_int_t ngx_http_async_task_op_post(ngx_http_async_task_op_t *op);
+void ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op);
+
+ngx_int_t ngx_http_async_task_store_init(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *conf);
+
+
+#endif /* _NGX_HTTP_ASYNC_TASK_STORE_H_INCLUDED_ */

@@ -1,0 +1,801 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sqlite3.h>
+
+#include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upload.h"
+#include "ngx_http_async_task_util.h"
+#include <ngx_http_async_task_migrations.h>
+
+
+/*
+ * The embedded store.  Every call but init runs in a pool thread, on that
+ * thread's own connection: SQLite connections are opened in the worker
+ * processes, never carried across fork(), and each is used by one thread.
+ * Several worker processes write the same file: WAL lets readers go on
+ * while one writes, writers take the lock up front (BEGIN IMMEDIATE) and
+ * wait for it at most lock_timeout, after which the caller answers 503.
+ */
+
+
+#define NGX_HTTP_ASYNC_TASK_COLUMNS                                           \
+    "id, kind, status, user, priority, params, file, created_at, "           \
+    "started_at, finished_at, attempts, backend, result, error"
+
+
+typedef struct {
+    sqlite3                        *db;
+    sqlite3_stmt                   *begin;
+    sqlite3_stmt                   *commit;
+    sqlite3_stmt                   *rollback;
+    sqlite3_stmt                   *insert;
+    sqlite3_stmt                   *get;
+    sqlite3_stmt                   *list;
+    sqlite3_stmt                   *finish;
+} ngx_http_async_task_sqlite_t;
+
+
+static ngx_int_t ngx_http_async_task_sqlite_init(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_shm_t *shm,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_insert(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t **tasks,
+    ngx_uint_t n, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_get(
+    ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_pool_t *pool,
+    ngx_http_async_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_list(
+    ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_filter_t *filter, ngx_pool_t *pool,
+    ngx_array_t *tasks, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_finish(
+    ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_str_t *user,
+    ngx_uint_t from, ngx_http_async_task_t *task, ngx_pool_t *pool,
+    ngx_log_t *log);
+
+static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
+    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
+static void ngx_http_async_task_sqlite_close(void *data);
+static sqlite3 *ngx_http_async_task_sqlite_open(
+    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_load(sqlite3 *db,
+    ngx_http_async_task_shm_t *shm, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt,
+    ngx_pool_t *pool, ngx_http_async_task_t *task);
+static ngx_int_t ngx_http_async_task_sqlite_text(sqlite3_stmt *stmt,
+    int col, ngx_pool_t *pool, ngx_str_t *value);
+static ngx_int_t ngx_http_async_task_sqlite_step(
+    ngx_http_async_task_sqlite_t *sq, sqlite3_stmt *stmt, ngx_log_t *log);
+static void ngx_http_async_task_sqlite_error(ngx_http_async_task_sqlite_t *sq,
+    ngx_log_t *log, const char *what);
+
+
+ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
+    ngx_http_async_task_sqlite_init,
+    ngx_http_async_task_sqlite_insert,
+    ngx_http_async_task_sqlite_get,
+    ngx_http_async_task_sqlite_list,
+    ngx_http_async_task_sqlite_finish
+};
+
+
+static pthread_key_t   ngx_http_async_task_sqlite_key;
+static pthread_once_t  ngx_http_async_task_sqlite_once = PTHREAD_ONCE_INIT;
+
+
+static void
+ngx_http_async_task_sqlite_key_create(void)
+{
+    (void) pthread_key_create(&ngx_http_async_task_sqlite_key,
+                              ngx_http_async_task_sqlite_close);
+}
+
+
+/*
+ * Called in the master at start and at each reload: brings the schema up
+ * to date, and fills a fresh zone with the tasks that are still live.
+ */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_shm_t *shm, ngx_log_t *log)
+{
+    sqlite3    *db;
+    ngx_int_t   rc;
+
+    db = ngx_http_async_task_sqlite_open(conf, log);
+    if (db == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_async_task_sqlite_migrate(db, log);
+
+    if (rc == NGX_OK && !shm->sh->loaded) {
+        rc = ngx_http_async_task_sqlite_load(db, shm, log);
+    }
+
+    sqlite3_close(db);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_migrate(sqlite3 *db, ngx_log_t *log)
+{
+    int            version, n;
+    char          *err;
+    sqlite3_stmt  *stmt;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL)
+        != SQLITE_OK
+        || sqlite3_step(stmt) != SQLITE_ROW)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "async_task store: cannot read schema version: %s",
+                      sqlite3_errmsg(db));
+        sqlite3_finalize(stmt);
+        return NGX_ERROR;
+    }
+
+    version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+
+    for (n = 0; ngx_http_async_task_migrations[n]; n++) {
+        /* count them */
+    }
+
+    if (version > n) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "async_task store: schema version %d is newer than "
+                      "this module's %d", version, n);
+        return NGX_ERROR;
+    }
+
+    for ( /* void */ ; version < n; version++) {
+
+        if (sqlite3_exec(db, ngx_http_async_task_migrations[version],
+                         NULL, NULL, &err)
+            != SQLITE_OK)
+        {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "async_task store: migration %d failed: %s",
+                          version + 1, err);
+            sqlite3_free(err);
+            (void) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "async_task store: schema migrated to version %d",
+                      version + 1);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
+    ngx_log_t *log)
+{
+    int                     rc;
+    ngx_int_t               status;
+    ngx_str_t               name;
+    ngx_uint_t              n;
+    ngx_pool_t             *pool;
+    sqlite3_stmt           *stmt;
+    ngx_http_async_task_t   task;
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt = NULL;
+
+    /*
+     * The whole nginx was stopped, so nothing runs now: a task that was
+     * RUNNING when it died goes back to the queue, uncharged.
+     */
+
+    if (sqlite3_exec(db, "UPDATE tasks SET status = 'QUEUED', "
+                         "started_at = NULL, backend = NULL, "
+                         "lease_owner = NULL, lease_expires = NULL "
+                         "WHERE status = 'RUNNING'",
+                     NULL, NULL, NULL)
+        != SQLITE_OK)
+    {
+        goto failed;
+    }
+
+    if (sqlite3_prepare_v2(db, "SELECT " NGX_HTTP_ASYNC_TASK_COLUMNS
+                               " FROM tasks WHERE status = 'QUEUED'",
+                           -1, &stmt, NULL)
+        != SQLITE_OK)
+    {
+        goto failed;
+    }
+
+    n = 0;
+
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+
+        if (ngx_http_async_task_sqlite_row(stmt, pool, &task) != NGX_OK) {
+            goto failed;
+        }
+
+        if (ngx_http_async_task_shm_load(shm, &task) != NGX_OK) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "async_task zone is too small for the %ui queued "
+                          "tasks of the store", n);
+            sqlite3_finalize(stmt);
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        n++;
+
+        if (n % 1024 == 0) {
+            ngx_reset_pool(pool);
+        }
+    }
+
+    if (rc != SQLITE_DONE) {
+        goto failed;
+    }
+
+    sqlite3_finalize(stmt);
+
+    /* finished tasks are only counted */
+
+    if (sqlite3_prepare_v2(db, "SELECT status, count(*) FROM tasks "
+                               "WHERE status NOT IN ('QUEUED', 'RUNNING') "
+                               "GROUP BY status",
+                           -1, &stmt, NULL)
+        != SQLITE_OK)
+    {
+        goto failed;
+    }
+
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        name.data = (u_char *) sqlite3_column_text(stmt, 0);
+        name.len = sqlite3_column_bytes(stmt, 0);
+
+        status = ngx_http_async_task_status_index(&name);
+
+        if (status != NGX_ERROR) {
+            shm->sh->count[status] = sqlite3_column_int64(stmt, 1);
+        }
+    }
+
+    if (rc != SQLITE_DONE) {
+        goto failed;
+    }
+
+    sqlite3_finalize(stmt);
+    ngx_destroy_pool(pool);
+
+    shm->sh->loaded = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "async_task store: %ui queued tasks loaded", n);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, log, 0,
+                  "async_task store: cannot load tasks: %s",
+                  sqlite3_errmsg(db));
+
+    sqlite3_finalize(stmt);
+    ngx_destroy_pool(pool);
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_insert(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_t **tasks, ngx_uint_t n, ngx_log_t *log)
+{
+    ngx_uint_t                     i;
+    sqlite3_stmt                  *stmt;
+    ngx_http_async_task_t         *task;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    stmt = sq->insert;
+
+    for (i = 0; i < n; i++) {
+        task = tasks[i];
+
+        sqlite3_bind_text(stmt, 1, (char *) task->id,
+                          NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2,
+                          (char *) ngx_http_async_task_kinds[task->kind].data,
+                          -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, (char *)
+                          ngx_http_async_task_statuses[task->status].data,
+                          -1, SQLITE_STATIC);
+
+        if (task->has_user) {
+            sqlite3_bind_text(stmt, 4, (char *) task->user.data,
+                              task->user.len, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_null(stmt, 4);
+        }
+
+        sqlite3_bind_int(stmt, 5, (int) task->priority);
+        sqlite3_bind_text(stmt, 6, (char *) task->params.data,
+                          task->params.len, SQLITE_STATIC);
+
+        if (task->file.len) {
+            sqlite3_bind_text(stmt, 7, (char *) task->file.data,
+                              task->file.len, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_null(stmt, 7);
+        }
+
+        sqlite3_bind_int64(stmt, 8, task->created_at);
+
+        if (ngx_http_async_task_sqlite_step(sq, stmt, log) != NGX_OK) {
+            (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
+        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_get(ngx_http_async_task_store_conf_t *conf,
+    u_char *id, ngx_pool_t *pool, ngx_http_async_task_t *task,
+    ngx_log_t *log)
+{
+    int                            rc;
+    ngx_int_t                      ret;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    sqlite3_bind_text(sq->get, 1, (char *) id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+
+    rc = sqlite3_step(sq->get);
+
+    if (rc == SQLITE_ROW) {
+        ret = ngx_http_async_task_sqlite_row(sq->get, pool, task);
+
+    } else if (rc == SQLITE_DONE) {
+        ret = NGX_DECLINED;
+
+    } else {
+        ngx_http_async_task_sqlite_error(sq, log, "get");
+        ret = NGX_ERROR;
+    }
+
+    sqlite3_reset(sq->get);
+    sqlite3_clear_bindings(sq->get);
+
+    return ret;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_list(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_filter_t *filter, ngx_pool_t *pool,
+    ngx_array_t *tasks, ngx_log_t *log)
+{
+    int                             rc;
+    sqlite3_stmt                   *stmt;
+    ngx_http_async_task_t          *task;
+    ngx_http_async_task_sqlite_t   *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt = sq->list;
+
+    if (filter->user) {
+        sqlite3_bind_text(stmt, 1, (char *) filter->user->data,
+                          filter->user->len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(stmt, 1);
+    }
+
+    if (filter->status >= 0) {
+        sqlite3_bind_text(stmt, 2, (char *)
+                          ngx_http_async_task_statuses[filter->status].data,
+                          -1, SQLITE_STATIC);
+    }
+
+    if (filter->kind >= 0) {
+        sqlite3_bind_text(stmt, 3, (char *)
+                          ngx_http_async_task_kinds[filter->kind].data,
+                          -1, SQLITE_STATIC);
+    }
+
+    if (filter->has_cursor) {
+        sqlite3_bind_text(stmt, 4, (char *) filter->cursor,
+                          NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
+    } else {
+        /* above every id: they are made of hex digits and dashes */
+        sqlite3_bind_text(stmt, 4, "~", 1, SQLITE_STATIC);
+    }
+
+    sqlite3_bind_int(stmt, 5, (int) filter->limit + 1);
+
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        task = ngx_array_push(tasks);
+        if (task == NULL
+            || ngx_http_async_task_sqlite_row(stmt, pool, task) != NGX_OK)
+        {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+
+    if (rc != SQLITE_DONE) {
+        ngx_http_async_task_sqlite_error(sq, log, "list");
+    }
+
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+
+    return (rc == SQLITE_DONE) ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
+    u_char *id, ngx_str_t *user, ngx_uint_t from, ngx_http_async_task_t *task,
+    ngx_pool_t *pool, ngx_log_t *log)
+{
+    int                            rc;
+    ngx_int_t                      ret;
+    ngx_uint_t                     to;
+    ngx_http_async_task_t          row;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    to = task->status;
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    sqlite3_bind_text(sq->get, 1, (char *) id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+
+    rc = sqlite3_step(sq->get);
+
+    if (rc == SQLITE_ROW) {
+        ret = ngx_http_async_task_sqlite_row(sq->get, pool, &row);
+
+    } else if (rc == SQLITE_DONE) {
+        ret = NGX_DECLINED;
+
+    } else {
+        ngx_http_async_task_sqlite_error(sq, log, "finish");
+        ret = NGX_ERROR;
+    }
+
+    sqlite3_reset(sq->get);
+    sqlite3_clear_bindings(sq->get);
+
+    if (ret == NGX_OK
+        && (row.has_user != (user != NULL)
+            || (user && (user->len != row.user.len
+                         || ngx_memcmp(user->data, row.user.data, user->len)
+                            != 0))))
+    {
+        ret = NGX_DECLINED;
+    }
+
+    if (ret == NGX_OK && !(from & (1 << row.status))) {
+        *task = row;
+        ret = NGX_BUSY;
+    }
+
+    if (ret != NGX_OK) {
+        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+        return ret;
+    }
+
+    row.status = to;
+    row.finished_at = ngx_http_async_task_now_ms();
+
+    sqlite3_bind_text(sq->finish, 1,
+                      (char *) ngx_http_async_task_statuses[to].data, -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(sq->finish, 2, row.finished_at);
+    sqlite3_bind_text(sq->finish, 3, (char *) id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->finish, log) != NGX_OK
+        || ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK)
+    {
+        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+        return NGX_ERROR;
+    }
+
+    /* the task will not run: its input is of no more use */
+
+    if (row.file.len) {
+        ngx_http_async_task_upload_remove(conf, &row.file, log);
+    }
+
+    row.position = -1;
+    *task = row;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_async_task_sqlite_t *
+ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
+    ngx_log_t *log)
+{
+    ngx_uint_t                     i;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    static const char  *sql[] = {
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+        "ROLLBACK",
+
+        "INSERT INTO tasks (id, kind, status, user, priority, params, file, "
+        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+
+        "SELECT " NGX_HTTP_ASYNC_TASK_COLUMNS " FROM tasks WHERE id = ?1",
+
+        "SELECT " NGX_HTTP_ASYNC_TASK_COLUMNS " FROM tasks "
+        "WHERE user IS ?1 AND (?2 IS NULL OR status = ?2) "
+        "AND (?3 IS NULL OR kind = ?3) AND id < ?4 "
+        "ORDER BY id DESC LIMIT ?5",
+
+        "UPDATE tasks SET status = ?1, finished_at = ?2, lease_owner = NULL, "
+        "lease_expires = NULL WHERE id = ?3"
+    };
+
+    (void) pthread_once(&ngx_http_async_task_sqlite_once,
+                        ngx_http_async_task_sqlite_key_create);
+
+    sq = pthread_getspecific(ngx_http_async_task_sqlite_key);
+    if (sq) {
+        return sq;
+    }
+
+    sq = ngx_calloc(sizeof(ngx_http_async_task_sqlite_t), log);
+    if (sq == NULL) {
+        return NULL;
+    }
+
+    sq->db = ngx_http_async_task_sqlite_open(conf, log);
+    if (sq->db == NULL) {
+        ngx_free(sq);
+        return NULL;
+    }
+
+    for (i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        if (sqlite3_prepare_v3(sq->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &(&sq->begin)[i], NULL)
+            != SQLITE_OK)
+        {
+            ngx_http_async_task_sqlite_error(sq, log, "prepare");
+            ngx_http_async_task_sqlite_close(sq);
+            return NULL;
+        }
+    }
+
+    (void) pthread_setspecific(ngx_http_async_task_sqlite_key, sq);
+
+    return sq;
+}
+
+
+/* when a pool thread exits */
+
+static void
+ngx_http_async_task_sqlite_close(void *data)
+{
+    ngx_http_async_task_sqlite_t  *sq = data;
+
+    sqlite3_stmt  **stmt;
+
+    for (stmt = &sq->begin; stmt <= &sq->finish; stmt++) {
+        sqlite3_finalize(*stmt);
+    }
+
+    sqlite3_close(sq->db);
+    ngx_free(sq);
+}
+
+
+static sqlite3 *
+ngx_http_async_task_sqlite_open(ngx_http_async_task_store_conf_t *conf,
+    ngx_log_t *log)
+{
+    char     *err;
+    sqlite3  *db;
+
+    if (sqlite3_open_v2((char *) conf->path.data, &db,
+                        SQLITE_OPEN_READWRITE|SQLITE_OPEN_CREATE
+                        |SQLITE_OPEN_NOMUTEX, NULL)
+        != SQLITE_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "async_task store: cannot open \"%V\": %s",
+                      &conf->path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+
+    sqlite3_busy_timeout(db, (int) conf->lock_timeout);
+
+    /* a commit is on disk when it returns: the 202 depends on it */
+
+    if (sqlite3_exec(db, "PRAGMA journal_mode = WAL; "
+                         "PRAGMA synchronous = FULL; "
+                         "PRAGMA cache_size = -16384",
+                     NULL, NULL, &err)
+        != SQLITE_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "async_task store: cannot set up \"%V\": %s",
+                      &conf->path, err);
+        sqlite3_free(err);
+        sqlite3_close(db);
+        return NULL;
+    }
+
+    return db;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt, ngx_pool_t *pool,
+    ngx_http_async_task_t *task)
+{
+    ngx_str_t  value;
+
+    ngx_memzero(task, sizeof(ngx_http_async_task_t));
+
+    task->position = -1;
+
+    if (sqlite3_column_bytes(stmt, 0) != NGX_HTTP_ASYNC_TASK_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(task->id, sqlite3_column_text(stmt, 0),
+               NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    value.data = (u_char *) sqlite3_column_text(stmt, 1);
+    value.len = sqlite3_column_bytes(stmt, 1);
+    task->kind = ngx_http_async_task_kind_index(&value);
+
+    value.data = (u_char *) sqlite3_column_text(stmt, 2);
+    value.len = sqlite3_column_bytes(stmt, 2);
+    task->status = ngx_http_async_task_status_index(&value);
+
+    if (task->kind == (ngx_uint_t) NGX_ERROR
+        || task->status == (ngx_uint_t) NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    task->has_user = (sqlite3_column_type(stmt, 3) != SQLITE_NULL);
+    task->priority = sqlite3_column_int(stmt, 4);
+    task->created_at = sqlite3_column_int64(stmt, 7);
+    task->started_at = sqlite3_column_int64(stmt, 8);
+    task->finished_at = sqlite3_column_int64(stmt, 9);
+    task->attempts = sqlite3_column_int(stmt, 10);
+
+    if (ngx_http_async_task_sqlite_text(stmt, 3, pool, &task->user) != NGX_OK
+        || ngx_http_async_task_sqlite_text(stmt, 5, pool, &task->params)
+           != NGX_OK
+        || ngx_http_async_task_sqlite_text(stmt, 6, pool, &task->file)
+           != NGX_OK
+        || ngx_http_async_task_sqlite_text(stmt, 11, pool, &task->backend)
+           != NGX_OK
+        || ngx_http_async_task_sqlite_text(stmt, 12, pool, &task->result)
+           != NGX_OK
+        || ngx_http_async_task_sqlite_text(stmt, 13, pool, &task->error)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_text(sqlite3_stmt *stmt, int col, ngx_pool_t *pool,
+    ngx_str_t *value)
+{
+    const u_char  *text;
+
+    text = sqlite3_column_text(stmt, col);
+    value->len = sqlite3_column_bytes(stmt, col);
+
+    if (text == NULL || value->len == 0) {
+        value->len = 0;
+        value->data = NULL;
+        return NGX_OK;
+    }
+
+    value->data = ngx_pnalloc(pool, value->len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(value->data, text, value->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_step(ngx_http_async_task_sqlite_t *sq,
+    sqlite3_stmt *stmt, ngx_log_t *log)
+{
+    int  rc;
+
+    rc = sqlite3_step(stmt);
+
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        return NGX_OK;
+    }
+
+    ngx_http_async_task_sqlite_error(sq, log, sqlite3_sql(stmt));
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_async_task_sqlite_error(ngx_http_async_task_sqlite_t *sq,
+    ngx_log_t *log, const char *what)
+{
+    ngx_log_error(NGX_LOG_ERR, log, 0, "async_task store: \"%s\" failed: %s",
+                  what, sqlite3_errmsg(sq->db));
+}

@@ -1,0 +1,1450 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <cjson/cJSON.h>
+
+#include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_submit.h"
+#include "ngx_http_async_task_upload.h"
+#include "ngx_http_async_task_util.h"
+
+
+/* a JSON submission is small: its fields are limited to 4000 characters */
+#define NGX_HTTP_ASYNC_TASK_JSON_MAX      65536
+
+#define NGX_HTTP_ASYNC_TASK_PRIORITY      5
+#define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX  35
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_async_task_op_t       *op;         /* the insert: owns task */
+    ngx_http_async_task_node_t     *node;       /* the reserved queue slot */
+    ngx_http_async_task_upload_t    upload;
+    ngx_str_t                       json;       /* an image request */
+} ngx_http_async_task_submit_t;
+
+
+static ngx_http_async_task_submit_t *ngx_http_async_task_submit_create(
+    ngx_http_request_t *r, ngx_uint_t kind, ngx_int_t *rc);
+static ngx_int_t ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx);
+static void ngx_http_async_task_submit_abort(
+    ngx_http_async_task_submit_t *ctx);
+static ngx_int_t ngx_http_async_task_submit_commit(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx);
+static void ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op);
+
+static void ngx_http_async_task_image_body(ngx_http_request_t *r);
+static void ngx_http_async_task_image_read(void *data, ngx_log_t *log);
+static void ngx_http_async_task_image_read_done(ngx_event_t *ev);
+static ngx_int_t ngx_http_async_task_image_parse(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx);
+static ngx_int_t ngx_http_async_task_image_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, cJSON *body);
+static ngx_int_t ngx_http_async_task_json_int(ngx_http_request_t *r,
+    cJSON *item, double min, double max, double *value);
+static ngx_int_t ngx_http_async_task_json_text(ngx_http_request_t *r,
+    cJSON *item, size_t min, size_t max);
+
+static ngx_int_t ngx_http_async_task_upload_start(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx);
+static void ngx_http_async_task_upload_body(ngx_http_request_t *r);
+static void ngx_http_async_task_upload_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_upload_done(ngx_event_t *ev);
+static const char *ngx_http_async_task_speech_fields(
+    ngx_http_async_task_upload_t *up, ngx_uint_t *priority,
+    const char **field);
+static ngx_int_t ngx_http_async_task_speech_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx);
+static ngx_int_t ngx_http_async_task_speech_args(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, ngx_uint_t pcm);
+
+static ngx_int_t ngx_http_async_task_content_type(ngx_http_request_t *r,
+    const char *type);
+static ngx_int_t ngx_http_async_task_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message,
+    const char *field);
+static ngx_int_t ngx_http_async_task_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, cJSON *params);
+static const char *ngx_http_async_task_message(ngx_http_request_t *r,
+    const char *fmt, const char *name);
+static ngx_int_t ngx_http_async_task_add_string(cJSON *object,
+    const char *name, ngx_str_t *value);
+
+
+ngx_int_t
+ngx_http_async_task_submit_image(ngx_http_request_t *r, ngx_str_t *unused)
+{
+    ngx_int_t                      rc;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_async_task_submit_create(r, NGX_HTTP_ASYNC_TASK_IMAGE, &rc);
+    if (ctx == NULL) {
+        return rc;
+    }
+
+    if (ngx_http_async_task_content_type(r, "application/json") != NGX_OK) {
+        return ngx_http_async_task_reject(r,
+                                  NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                  "unsupported_media_type",
+                                  "the body must be application/json", NULL);
+    }
+
+    if (r->headers_in.content_length_n > NGX_HTTP_ASYNC_TASK_JSON_MAX) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "payload_too_large",
+                                          "the body is over 64 KiB", NULL);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_async_task_image_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_http_async_task_submit_t *
+ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
+    ngx_int_t *rc)
+{
+    ngx_str_t                         user, *userp;
+    ngx_http_async_task_t            *task;
+    ngx_http_async_task_op_t         *op;
+    ngx_http_async_task_submit_t     *ctx;
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    if (amcf->backends[kind].upstream == NULL) {
+        *rc = ngx_http_async_task_reject(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                         kind == NGX_HTTP_ASYNC_TASK_IMAGE
+                                         ? "no backend serves image tasks"
+                                         : "no backend serves speech tasks",
+                                         NULL);
+        return NULL;
+    }
+
+    *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+        return NULL;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_async_task_submit_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    op = ngx_http_async_task_op_create(r->connection->log,
+                                       ngx_http_async_task_op_insert);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ctx->op = op;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_async_task_module);
+
+    task = &op->task;
+
+    ngx_http_async_task_new_id(task->id);
+    task->kind = kind;
+    task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+    task->priority = NGX_HTTP_ASYNC_TASK_PRIORITY;
+    task->created_at = ngx_http_async_task_now_ms();
+
+    if (userp) {
+        task->has_user = 1;
+        task->user = user;
+    }
+
+    return ctx;
+}
+
+
+static void
+ngx_http_async_task_image_body(ngx_http_request_t *r)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    ngx_chain_t                   *cl;
+    ngx_thread_task_t             *task;
+    ngx_http_request_body_t       *rb;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_async_task_module);
+    rb = r->request_body;
+
+    len = 0;
+
+    if (rb && rb->temp_file) {
+        len = (size_t) rb->temp_file->file.offset;
+
+    } else if (rb) {
+        for (cl = rb->bufs; cl; cl = cl->next) {
+            len += cl->buf->last - cl->buf->pos;
+        }
+    }
+
+    if (len > NGX_HTTP_ASYNC_TASK_JSON_MAX) {
+        ngx_http_finalize_request(r, ngx_http_async_task_reject(r,
+                                      NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                      "payload_too_large",
+                                      "the body is over 64 KiB", NULL));
+        return;
+    }
+
+    ctx->json.data = ngx_pnalloc(r->pool, len + 1);
+    if (ctx->json.data == NULL) {
+        ngx_http_async_task_submit_abort(ctx);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->json.len = len;
+
+    if (rb && rb->temp_file) {
+
+        /* a body that did not fit client_body_buffer_size */
+
+        task = ngx_thread_task_alloc(r->pool, 0);
+        if (task == NULL) {
+            ngx_http_async_task_submit_abort(ctx);
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        task->ctx = ctx;
+        task->handler = ngx_http_async_task_image_read;
+        task->event.handler = ngx_http_async_task_image_read_done;
+        task->event.data = ctx;
+        task->event.log = r->connection->log;
+
+        if (ngx_thread_task_post(ngx_http_async_task_thread_pool(r), task)
+            != NGX_OK)
+        {
+            ngx_http_async_task_submit_abort(ctx);
+            ngx_http_finalize_request(r,
+                                   ngx_http_async_task_send_unavailable(r));
+            return;
+        }
+
+        r->main->blocked++;
+        return;
+    }
+
+    p = ctx->json.data;
+
+    for (cl = rb ? rb->bufs : NULL; cl; cl = cl->next) {
+        b = cl->buf;
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    rc = ngx_http_async_task_image_parse(r, ctx);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static void
+ngx_http_async_task_image_read(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_submit_t *ctx = data;
+
+    ssize_t   n;
+    ngx_fd_t  fd;
+
+    fd = ctx->request->request_body->temp_file->file.fd;
+
+    n = pread(fd, ctx->json.data, ctx->json.len, 0);
+
+    if (n != (ssize_t) ctx->json.len) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "pread() of request body failed");
+        ctx->json.data = NULL;
+    }
+}
+
+
+static void
+ngx_http_async_task_image_read_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_submit_t *ctx = ev->data;
+
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    r->main->blocked--;
+
+    if (ctx->json.data == NULL) {
+        ngx_http_async_task_submit_abort(ctx);
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ngx_http_async_task_image_parse(r, ctx);
+    }
+
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_image_parse(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx)
+{
+    cJSON        *body;
+    ngx_int_t     rc;
+    const char   *end;
+
+    if (ctx->json.len == 0) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_json", "the body is empty",
+                                          NULL);
+    }
+
+    ctx->json.data[ctx->json.len] = '\0';
+
+    body = cJSON_ParseWithLengthOpts((char *) ctx->json.data, ctx->json.len,
+                                     &end, 0);
+
+    if (body == NULL) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_json",
+                                          "the body is not valid JSON", NULL);
+    }
+
+    while (end < (char *) ctx->json.data + ctx->json.len
+           && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+    {
+        end++;
+    }
+
+    if (end != (char *) ctx->json.data + ctx->json.len) {
+        cJSON_Delete(body);
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_json",
+                                          "the body is not valid JSON", NULL);
+    }
+
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_json",
+                                          "the body is not a JSON object",
+                                          NULL);
+    }
+
+    rc = ngx_http_async_task_image_params(r, ctx, body);
+
+    cJSON_Delete(body);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_http_async_task_submit_reserve(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_async_task_submit_commit(r, ctx);
+}
+
+
+/* validates the submission and turns it into the task's params */
+
+static ngx_int_t
+ngx_http_async_task_image_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, cJSON *body)
+{
+    cJSON       *item, *params, *other;
+    double       value;
+    uint32_t     seed;
+    ngx_int_t    rc;
+    ngx_uint_t   i, known;
+
+    static const char  *fields[] = {
+        "prompt", "negative_prompt", "width", "height", "steps", "seed",
+        "cfg_scale", "priority", NULL
+    };
+
+    for (item = body->child; item; item = item->next) {
+
+        known = 0;
+
+        for (i = 0; fields[i]; i++) {
+            if (ngx_strcmp(item->string, fields[i]) == 0) {
+                known = 1;
+                break;
+            }
+        }
+
+        if (!known) {
+            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid_argument",
+                       ngx_http_async_task_message(r, "unknown field \"%s\"",
+                                                   item->string),
+                       item->string);
+        }
+
+        for (other = body->child; other != item; other = other->next) {
+            if (ngx_strcmp(other->string, item->string) == 0) {
+                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument",
+                           ngx_http_async_task_message(r,
+                                                  "duplicate field \"%s\"",
+                                                  item->string),
+                           item->string);
+            }
+        }
+    }
+
+    params = cJSON_CreateObject();
+    if (params == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+
+    if (item == NULL) {
+        rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_argument",
+                                        "prompt is required", "prompt");
+        goto done;
+    }
+
+    rc = ngx_http_async_task_json_text(r, item, 1,
+                                       NGX_HTTP_ASYNC_TASK_FIELD_MAX);
+    if (rc != NGX_OK) {
+        goto done;
+    }
+
+    cJSON_AddStringToObject(params, "prompt", item->valuestring);
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "negative_prompt");
+
+    if (item) {
+        rc = ngx_http_async_task_json_text(r, item, 0,
+                                           NGX_HTTP_ASYNC_TASK_FIELD_MAX);
+        if (rc != NGX_OK) {
+            goto done;
+        }
+
+        cJSON_AddStringToObject(params, "negative_prompt", item->valuestring);
+    }
+
+    for (i = 0; i < 2; i++) {
+        item = cJSON_GetObjectItemCaseSensitive(body, fields[2 + i]);
+        value = 1024;
+
+        if (item) {
+            rc = ngx_http_async_task_json_int(r, item, 64, 2048, &value);
+            if (rc != NGX_OK) {
+                goto done;
+            }
+
+            if ((int) value % 8) {
+                rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                           "invalid_argument",
+                           ngx_http_async_task_message(r,
+                                              "%s must be a multiple of 8",
+                                              fields[2 + i]),
+                           fields[2 + i]);
+                goto done;
+            }
+        }
+
+        cJSON_AddNumberToObject(params, fields[2 + i], value);
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "steps");
+    value = 20;
+
+    if (item) {
+        rc = ngx_http_async_task_json_int(r, item, 1, 150, &value);
+        if (rc != NGX_OK) {
+            goto done;
+        }
+    }
+
+    cJSON_AddNumberToObject(params, "steps", value);
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "seed");
+
+    if (item) {
+        rc = ngx_http_async_task_json_int(r, item, 0, 4294967295.0, &value);
+        if (rc != NGX_OK) {
+            goto done;
+        }
+
+    } else {
+        /* chosen here and recorded, so that a retry draws the same image */
+        seed = ((uint32_t) ngx_random() << 16) ^ (uint32_t) ngx_random();
+        value = seed;
+    }
+
+    cJSON_AddNumberToObject(params, "seed", value);
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "cfg_scale");
+
+    if (item) {
+        if (!cJSON_IsNumber(item)) {
+            rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_argument",
+                                            "cfg_scale must be a number",
+                                            "cfg_scale");
+            goto done;
+        }
+
+        if (!(item->valuedouble >= 0 && item->valuedouble <= 30)) {
+            rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_argument",
+                                            "cfg_scale must be between "
+                                            "0 and 30", "cfg_scale");
+            goto done;
+        }
+
+        cJSON_AddNumberToObject(params, "cfg_scale", item->valuedouble);
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(body, "priority");
+
+    if (item) {
+        rc = ngx_http_async_task_json_int(r, item, 0, 9, &value);
+        if (rc != NGX_OK) {
+            goto done;
+        }
+
+        ctx->op->task.priority = (ngx_uint_t) value;
+    }
+
+    rc = ngx_http_async_task_params(r, ctx, params);
+
+done:
+
+    cJSON_Delete(params);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_json_int(ngx_http_request_t *r, cJSON *item, double min,
+    double max, double *value)
+{
+    u_char  *p;
+
+    if (!cJSON_IsNumber(item) || item->valuedouble != (double) (int64_t)
+                                                      item->valuedouble)
+    {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_argument",
+                   ngx_http_async_task_message(r, "%s must be an integer",
+                                               item->string),
+                   item->string);
+    }
+
+    if (item->valuedouble < min || item->valuedouble > max) {
+        p = ngx_pnalloc(r->pool, ngx_strlen(item->string)
+                                 + sizeof(" must be between  and ")
+                                 + 2 * NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(p, "%s must be between %L and %L%Z", item->string,
+                    (int64_t) min, (int64_t) max);
+
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_argument", (char *) p,
+                                          item->string);
+    }
+
+    *value = item->valuedouble;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
+    size_t max)
+{
+    u_char  *p, *last;
+    size_t   n;
+
+    if (!cJSON_IsString(item)) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_argument",
+                   ngx_http_async_task_message(r, "%s must be a string",
+                                               item->string),
+                   item->string);
+    }
+
+    p = (u_char *) item->valuestring;
+    last = p + ngx_strlen(p);
+    n = 0;
+
+    while (p < last) {
+        if (*p < 0x80) {
+            p++;
+
+        } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                       "invalid_argument",
+                       ngx_http_async_task_message(r,
+                                              "%s is not valid UTF-8",
+                                              item->string),
+                       item->string);
+        }
+
+        n++;
+    }
+
+    if (n < min) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_argument",
+                   ngx_http_async_task_message(r, "%s must not be empty",
+                                               item->string),
+                   item->string);
+    }
+
+    if (n > max) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_argument",
+                   ngx_http_async_task_message(r,
+                                          "%s is longer than 4000 characters",
+                                          item->string),
+                   item->string);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_async_task_submit_speech(ngx_http_request_t *r, ngx_str_t *unused)
+{
+    u_char                        *p, *last;
+    ngx_int_t                      rc;
+    ngx_str_t                      boundary;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_async_task_submit_create(r, NGX_HTTP_ASYNC_TASK_SPEECH,
+                                            &rc);
+    if (ctx == NULL) {
+        return rc;
+    }
+
+    if (ngx_http_async_task_content_type(r, "multipart/form-data") == NGX_OK) {
+
+        p = r->headers_in.content_type->value.data;
+        last = p + r->headers_in.content_type->value.len;
+
+        p = ngx_strlcasestrn(p, last, (u_char *) "boundary=", 9 - 1);
+
+        if (p == NULL) {
+            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_argument",
+                                    "multipart/form-data without a boundary",
+                                    NULL);
+        }
+
+        boundary.data = p + 9;
+
+        if (boundary.data < last && *boundary.data == '"') {
+            boundary.data++;
+            p = ngx_strlchr(boundary.data, last, '"');
+
+        } else {
+            p = ngx_strlchr(boundary.data, last, ';');
+        }
+
+        boundary.len = (p ? p : last) - boundary.data;
+
+        if (boundary.len == 0 || boundary.len > 70) {
+            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_argument",
+                                    "the multipart boundary is malformed",
+                                    NULL);
+        }
+
+        ctx->upload.type = NGX_HTTP_ASYNC_TASK_UPLOAD_MULTIPART;
+        ctx->upload.boundary = boundary;
+
+        rc = ngx_http_async_task_speech_args(r, ctx, 0);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else if (ngx_http_async_task_content_type(r, "audio/") == NGX_OK) {
+
+        ctx->upload.type = NGX_HTTP_ASYNC_TASK_UPLOAD_RAW;
+        ctx->upload.content_type = r->headers_in.content_type->value;
+        ngx_str_set(&ctx->upload.filename, "audio");
+
+        rc = ngx_http_async_task_speech_args(r, ctx, 0);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+    } else {
+        return ngx_http_async_task_reject(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                          "unsupported_media_type",
+                                          "the body must be "
+                                          "multipart/form-data or audio/*",
+                                          NULL);
+    }
+
+    return ngx_http_async_task_upload_start(r, ctx);
+}
+
+
+ngx_int_t
+ngx_http_async_task_submit_pcm(ngx_http_request_t *r, ngx_str_t *unused)
+{
+    ngx_int_t                      rc;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_async_task_submit_create(r, NGX_HTTP_ASYNC_TASK_SPEECH,
+                                            &rc);
+    if (ctx == NULL) {
+        return rc;
+    }
+
+    if (r->headers_in.content_type
+        && ngx_http_async_task_content_type(r, "application/octet-stream")
+           != NGX_OK
+        && ngx_http_async_task_content_type(r, "audio/pcm") != NGX_OK
+        && ngx_http_async_task_content_type(r, "audio/l16") != NGX_OK)
+    {
+        return ngx_http_async_task_reject(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                          "unsupported_media_type",
+                                          "the body must be raw PCM: "
+                                          "application/octet-stream, "
+                                          "audio/pcm or audio/L16", NULL);
+    }
+
+    ctx->upload.type = NGX_HTTP_ASYNC_TASK_UPLOAD_PCM;
+    ctx->upload.sample_rate = 16000;
+    ctx->upload.channels = 1;
+    ngx_str_set(&ctx->upload.filename, "audio.wav");
+    ngx_str_set(&ctx->upload.content_type, "audio/wav");
+
+    rc = ngx_http_async_task_speech_args(r, ctx, 1);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->headers_in.content_length_n > 0
+        && r->headers_in.content_length_n % (2 * ctx->upload.channels))
+    {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_argument",
+                                          "the body ends with a partial "
+                                          "sample", NULL);
+    }
+
+    return ngx_http_async_task_upload_start(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_speech_args(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, ngx_uint_t pcm)
+{
+    u_char                        *p, *last;
+    ngx_int_t                      n, rc;
+    ngx_str_t                      name, value;
+    ngx_http_async_task_upload_t  *up;
+
+    up = &ctx->upload;
+    p = r->args.data;
+    last = p + r->args.len;
+
+    for ( ;; ) {
+
+        rc = ngx_http_async_task_next_arg(r, &p, last, &name, &value);
+
+        if (rc == NGX_DONE) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "language", 8) == 0) {
+            up->language = value;
+            up->has_language = 1;
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "prompt", 6) == 0
+            && !pcm)
+        {
+            up->prompt = value;
+            up->has_prompt = 1;
+            continue;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "priority", 8) == 0) {
+            up->priority = value;
+            up->has_priority = 1;
+            continue;
+        }
+
+        if (name.len == 11 && ngx_strncmp(name.data, "sample_rate", 11) == 0
+            && pcm)
+        {
+            n = ngx_atoi(value.data, value.len);
+
+            if (n < 8000 || n > 48000) {
+                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                    "invalid_argument",
+                                    "sample_rate must be between 8000 "
+                                    "and 48000", "sample_rate");
+            }
+
+            up->sample_rate = n;
+            continue;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "channels", 8) == 0
+            && pcm)
+        {
+            n = ngx_atoi(value.data, value.len);
+
+            if (n != 1 && n != 2) {
+                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                                  "invalid_argument",
+                                                  "channels must be 1 or 2",
+                                                  "channels");
+            }
+
+            up->channels = n;
+            continue;
+        }
+
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_argument",
+                   ngx_http_async_task_message(r,
+                                          "unknown query parameter \"%s\"",
+                                          (char *) name.data),
+                   NULL);
+    }
+}
+
+
+/*
+ * An upload is kept by nginx in its client body temp file as it arrives;
+ * once complete, a pool thread turns it into the task's input file.  The
+ * queue slot is taken first, so a full queue costs no upload.
+ */
+
+static ngx_int_t
+ngx_http_async_task_upload_start(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (r->headers_in.content_length_n == 0) {
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_argument",
+                                          "the body is empty", NULL);
+    }
+
+    rc = ngx_http_async_task_submit_reserve(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->request_body_in_file_only = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_async_task_upload_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_http_async_task_submit_abort(ctx);
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_async_task_upload_body(ngx_http_request_t *r)
+{
+    u_char                        *p;
+    size_t                         len;
+    ngx_str_t                     *files;
+    ngx_thread_task_t             *task;
+    ngx_http_request_body_t       *rb;
+    ngx_http_async_task_upload_t  *up;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_async_task_module);
+    rb = r->request_body;
+    up = &ctx->upload;
+
+    if (rb == NULL || rb->temp_file == NULL
+        || rb->temp_file->file.offset == 0)
+    {
+        ngx_http_async_task_submit_abort(ctx);
+        ngx_http_finalize_request(r, ngx_http_async_task_send_error(r,
+                                        NGX_HTTP_BAD_REQUEST,
+                                        "invalid_argument",
+                                        "the body is empty", NULL));
+        return;
+    }
+
+    up->source = rb->temp_file->file.name;
+
+    files = ngx_http_async_task_files(r);
+    len = files->len + sizeof("/.in") + NGX_HTTP_ASYNC_TASK_ID_LEN;
+
+    up->target.data = ngx_pnalloc(r->pool, len);
+    if (up->target.data == NULL) {
+        goto failed;
+    }
+
+    p = ngx_sprintf(up->target.data, "%V/", files);
+    ctx->op->task.file.data = p;
+    p = ngx_cpymem(p, ctx->op->task.id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    p = ngx_cpymem(p, ".in", 3);
+    ctx->op->task.file.len = p - ctx->op->task.file.data;
+    *p = '\0';
+    up->target.len = p - up->target.data;
+
+    task = ngx_thread_task_alloc(r->pool, 0);
+    if (task == NULL) {
+        goto failed;
+    }
+
+    task->ctx = ctx;
+    task->handler = ngx_http_async_task_upload_thread;
+    task->event.handler = ngx_http_async_task_upload_done;
+    task->event.data = ctx;
+    task->event.log = r->connection->log;
+
+    if (ngx_thread_task_post(ngx_http_async_task_thread_pool(r), task)
+        != NGX_OK)
+    {
+        ngx_http_async_task_submit_abort(ctx);
+        ngx_http_finalize_request(r, ngx_http_async_task_send_unavailable(r));
+        return;
+    }
+
+    r->main->blocked++;
+
+    return;
+
+failed:
+
+    ngx_http_async_task_submit_abort(ctx);
+    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
+static void
+ngx_http_async_task_upload_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_submit_t *ctx = data;
+
+    const char                    *error;
+    ngx_uint_t                     priority;
+    ngx_http_async_task_upload_t  *up;
+
+    up = &ctx->upload;
+
+    /* the insert's pool is not in use until the insert is posted */
+
+    ngx_http_async_task_upload_run(up, ctx->op->pool, log);
+
+    if (up->rc != NGX_OK) {
+        return;
+    }
+
+    priority = NGX_HTTP_ASYNC_TASK_PRIORITY;
+
+    error = ngx_http_async_task_speech_fields(up, &priority, &up->field);
+
+    if (error) {
+        up->rc = NGX_DECLINED;
+        up->error = error;
+
+        if (unlink((char *) up->target.data) == -1) {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed",
+                          up->target.data);
+        }
+
+        return;
+    }
+
+    ctx->op->task.priority = priority;
+}
+
+
+static void
+ngx_http_async_task_upload_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_submit_t *ctx = ev->data;
+
+    ngx_int_t                      rc;
+    ngx_http_request_t            *r;
+    ngx_http_async_task_upload_t  *up;
+
+    r = ctx->request;
+    up = &ctx->upload;
+
+    r->main->blocked--;
+
+    switch (up->rc) {
+
+    case NGX_OK:
+        rc = ngx_http_async_task_speech_params(r, ctx);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_async_task_submit_commit(r, ctx);
+
+        } else {
+            ngx_http_async_task_submit_abort(ctx);
+        }
+
+        break;
+
+    case NGX_DECLINED:
+        /* the message may live in the insert's pool: answer, then free */
+        rc = ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_argument", up->error,
+                                            up->field);
+        ngx_http_async_task_submit_abort(ctx);
+        break;
+
+    default:
+        ngx_http_async_task_submit_abort(ctx);
+        rc = ngx_http_async_task_send_unavailable(r);
+    }
+
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+/*
+ * The optional fields of a speech task, from the query or from parts of
+ * a multipart body.  Runs in the upload's pool thread, so that a bad
+ * field removes the input file there.
+ */
+
+static const char *
+ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
+    ngx_uint_t *priority, const char **field)
+{
+    u_char      *p, *last;
+    size_t       n;
+    ngx_int_t    value;
+
+    if (up->has_language) {
+        *field = "language";
+
+        if (up->language.len == 0
+            || up->language.len > NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX)
+        {
+            return "language must be a language code such as \"en\"";
+        }
+
+        for (p = up->language.data, last = p + up->language.len;
+             p < last;
+             p++)
+        {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            {
+                return "language must be a language code such as \"en\"";
+            }
+        }
+    }
+
+    if (up->has_prompt) {
+        *field = "prompt";
+
+        p = up->prompt.data;
+        last = p + up->prompt.len;
+        n = 0;
+
+        while (p < last) {
+            if (*p < 0x80) {
+                p++;
+
+            } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+                return "prompt is not valid UTF-8";
+            }
+
+            n++;
+        }
+
+        if (n > NGX_HTTP_ASYNC_TASK_FIELD_MAX) {
+            return "prompt is longer than 4000 characters";
+        }
+    }
+
+    if (up->has_priority) {
+        *field = "priority";
+
+        value = ngx_atoi(up->priority.data, up->priority.len);
+
+        if (value == NGX_ERROR || value > 9) {
+            return "priority must be an integer between 0 and 9";
+        }
+
+        *priority = value;
+    }
+
+    *field = NULL;
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_speech_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx)
+{
+    cJSON                         *params;
+    ngx_int_t                      rc;
+    ngx_str_t                      text;
+    ngx_http_async_task_upload_t  *up;
+
+    up = &ctx->upload;
+
+    params = cJSON_CreateObject();
+    if (params == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    text = up->filename;
+
+    if (ngx_http_async_task_add_string(params, "filename", &text) != NGX_OK
+        || ngx_http_async_task_add_string(params, "content_type",
+                                          &up->content_type)
+           != NGX_OK
+        || cJSON_AddNumberToObject(params, "bytes", (double) up->bytes)
+           == NULL)
+    {
+        goto done;
+    }
+
+    if (up->type == NGX_HTTP_ASYNC_TASK_UPLOAD_PCM
+        && (cJSON_AddNumberToObject(params, "sample_rate", up->sample_rate)
+            == NULL
+            || cJSON_AddNumberToObject(params, "channels", up->channels)
+               == NULL))
+    {
+        goto done;
+    }
+
+    if (up->has_language
+        && ngx_http_async_task_add_string(params, "language", &up->language)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    if (up->has_prompt
+        && ngx_http_async_task_add_string(params, "prompt", &up->prompt)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    rc = ngx_http_async_task_params(r, ctx, params);
+
+done:
+
+    cJSON_Delete(params);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_params(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, cJSON *params)
+{
+    char       *text;
+    ngx_str_t  *out;
+
+    text = cJSON_PrintUnformatted(params);
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    out = &ctx->op->task.params;
+
+    out->len = ngx_strlen(text);
+    out->data = ngx_pnalloc(r->pool, out->len);
+
+    if (out->data) {
+        ngx_memcpy(out->data, text, out->len);
+    }
+
+    cJSON_free(text);
+
+    return out->data ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx)
+{
+    ngx_int_t                         rc;
+    ngx_table_elt_t                  *h;
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+
+    ctx->node = ngx_http_async_task_shm_reserve(ngx_http_async_task_shm(r),
+                                                amcf->store->max_queued, &rc);
+    if (ctx->node) {
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "5");
+
+        return ngx_http_async_task_reject(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                          "queue_full",
+                                          "the queue is full, "
+                                          "try again later", NULL);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "async_task zone \"%V\" is full: increase its size",
+                  &amcf->store->zone_name);
+
+    return ngx_http_async_task_send_unavailable(r);
+}
+
+
+/* a submission that will not be committed gives back what it held */
+
+static void
+ngx_http_async_task_submit_abort(ngx_http_async_task_submit_t *ctx)
+{
+    if (ctx->node) {
+        ngx_http_async_task_shm_release(
+                          ngx_http_async_task_shm(ctx->request), ctx->node);
+        ctx->node = NULL;
+    }
+
+    if (ctx->op) {
+        ngx_http_async_task_op_destroy(ctx->op);
+        ctx->op = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_async_task_submit_commit(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx)
+{
+    ctx->op->handler = ngx_http_async_task_submit_done;
+    ctx->op->data = ctx;
+
+    (void) ngx_http_async_task_op_post(ctx->op);
+
+    r->main->blocked++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
+{
+    ngx_http_async_task_submit_t *ctx = op->data;
+
+    u_char              *p;
+    ngx_int_t            rc;
+    ngx_str_t            prefix;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    r->main->blocked--;
+
+    if (op->rc != NGX_OK) {
+        ngx_http_async_task_submit_abort(ctx);
+        ngx_http_async_task_finish(r, ngx_http_async_task_send_unavailable(r));
+        return;
+    }
+
+    ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), ctx->node,
+                                   &op->task);
+    ctx->node = NULL;
+
+    op->task.position = ngx_http_async_task_shm_position(
+                                    ngx_http_async_task_shm(r), op->task.id);
+
+    ngx_http_async_task_prefix(r, &prefix);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    p = ngx_pnalloc(r->pool, prefix.len + sizeof("tasks/")
+                             + NGX_HTTP_ASYNC_TASK_ID_LEN);
+    if (p == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Location");
+    h->value.data = p;
+    p = ngx_sprintf(p, "%Vtasks/", &prefix);
+    p = ngx_cpymem(p, op->task.id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    h->value.len = p - h->value.data;
+
+    rc = ngx_http_async_task_send_task(r, NGX_HTTP_ACCEPTED, &op->task);
+
+done:
+
+    ngx_http_async_task_submit_abort(ctx);
+    ngx_http_async_task_finish(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_content_type(ngx_http_request_t *r, const char *type)
+{
+    size_t      len;
+    ngx_str_t  *value;
+
+    if (r->headers_in.content_type == NULL) {
+        return NGX_DECLINED;
+    }
+
+    value = &r->headers_in.content_type->value;
+    len = ngx_strlen(type);
+
+    if (value->len < len
+        || ngx_strncasecmp(value->data, (u_char *) type, len) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    /* "audio/" is a prefix; a full type ends or takes parameters */
+
+    if (type[len - 1] == '/' || value->len == len
+        || value->data[len] == ';' || value->data[len] == ' ')
+    {
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* an answer before the body is read: the body is discarded */
+
+static ngx_int_t
+ngx_http_async_task_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, const char *field)
+{
+    ngx_int_t                      rc;
+    ngx_http_async_task_submit_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_async_task_module);
+
+    if (ctx) {
+        ngx_http_async_task_submit_abort(ctx);
+    }
+
+    if (r->request_body == NULL) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return ngx_http_async_task_send_error(r, status, code, message, field);
+}
+
+
+static const char *
+ngx_http_async_task_message(ngx_http_request_t *r, const char *fmt,
+    const char *name)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, ngx_strlen(fmt) + ngx_strlen(name) + 1);
+    if (p == NULL) {
+        return "invalid field";
+    }
+
+    ngx_sprintf(p, fmt, name);
+    p[ngx_strlen(fmt) - 2 + ngx_strlen(name)] = '\0';
+
+    return (char *) p;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_add_string(cJSON *object, const char *name,
+    ngx_str_t *value)
+{
+    char      *text;
+    cJSON     *item;
+
+    /* cJSON takes C strings: a NUL inside a value ends it */
+
+    text = ngx_alloc(value->len + 1, ngx_cycle->log);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_cpystrn((u_char *) text, value->data, value->len + 1);
+
+    item = cJSON_AddStringToObject(object, name, text);
+
+    ngx_free(text);
+
+    return item ? NGX_OK : NGX_ERROR;
+}

@@ -1,0 +1,163 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <uuid/uuid.h>
+
+#include "ngx_http_async_task_util.h"
+
+
+ngx_str_t  ngx_http_async_task_kinds[] = {
+    ngx_string("image"),
+    ngx_string("speech"),
+    ngx_null_string
+};
+
+
+ngx_str_t  ngx_http_async_task_statuses[] = {
+    ngx_string("QUEUED"),
+    ngx_string("RUNNING"),
+    ngx_string("DONE"),
+    ngx_string("FAILED"),
+    ngx_string("CANCELED"),
+    ngx_null_string
+};
+
+
+/*
+ * UUIDv7: 48 bits of Unix milliseconds, then libuuid's random bits.
+ * Time-ordered keys keep SQLite inserts at the right edge of the
+ * B-tree, and "newest first" is simply "id descending".
+ */
+
+void
+ngx_http_async_task_new_id(u_char *id)
+{
+    uint64_t  ms;
+    uuid_t    uu;
+    char      text[37];
+
+    ms = (uint64_t) ngx_http_async_task_now_ms();
+
+    uuid_generate_random(uu);
+
+    uu[0] = (u_char) (ms >> 40);
+    uu[1] = (u_char) (ms >> 32);
+    uu[2] = (u_char) (ms >> 24);
+    uu[3] = (u_char) (ms >> 16);
+    uu[4] = (u_char) (ms >> 8);
+    uu[5] = (u_char) ms;
+    uu[6] = (u_char) (0x70 | (uu[6] & 0x0f));
+    uu[8] = (u_char) (0x80 | (uu[8] & 0x3f));
+
+    uuid_unparse_lower(uu, text);
+
+    ngx_memcpy(id, text, NGX_HTTP_ASYNC_TASK_ID_LEN);
+}
+
+
+ngx_int_t
+ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (text->len != NGX_HTTP_ASYNC_TASK_ID_LEN) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_HTTP_ASYNC_TASK_ID_LEN; i++) {
+        c = text->data[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return NGX_ERROR;
+            }
+
+            id[i] = c;
+            continue;
+        }
+
+        c = ngx_tolower(c);
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return NGX_ERROR;
+        }
+
+        id[i] = c;
+    }
+
+    return NGX_OK;
+}
+
+
+int64_t
+ngx_http_async_task_now_ms(void)
+{
+    struct timeval  tv;
+
+    /* also called from pool threads, where nginx's cached time is not */
+
+    ngx_gettimeofday(&tv);
+
+    return (int64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+u_char *
+ngx_http_async_task_format_time(u_char *p, int64_t ms)
+{
+    time_t     sec;
+    ngx_tm_t   tm;
+
+    sec = (time_t) (ms / 1000);
+
+    ngx_gmtime(sec, &tm);
+
+    return ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       (int) (ms % 1000));
+}
+
+
+ngx_int_t
+ngx_http_async_task_kind_index(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_async_task_kinds[i].len; i++) {
+        if (name->len == ngx_http_async_task_kinds[i].len
+            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].data,
+                           name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_async_task_status_index(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_async_task_statuses[i].len; i++) {
+        if (name->len == ngx_http_async_task_statuses[i].len
+            && ngx_strncmp(name->data, ngx_http_async_task_statuses[i].data,
+                           name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}
