@@ -881,7 +881,10 @@ ngx_http_async_task_upload_start(ngx_http_request_t *r,
         return rc;
     }
 
+    /* a named file, for the thread to open; removed when the request ends */
     r->request_body_in_file_only = 1;
+    r->request_body_in_persistent_file = 1;
+    r->request_body_in_clean_file = 1;
 
     rc = ngx_http_read_client_request_body(r,
                                            ngx_http_async_task_upload_body);

@@ -113,9 +113,6 @@ ngx_http_async_task_upload_run(ngx_http_async_task_upload_t *up,
     up->error = NULL;
     up->field = NULL;
     up->bytes = 0;
-    up->has_language = 0;
-    up->has_prompt = 0;
-    up->has_priority = 0;
 
     ngx_memzero(&ctx, sizeof(ngx_http_async_task_upload_ctx_t));
 

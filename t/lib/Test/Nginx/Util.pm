@@ -1255,8 +1255,8 @@ sub run_tests () {
         for my $hdl (@BlockPreprocessors) {
             $hdl->($block);
         }
-        Test::Nginx::Socket::_check_section_names($block);
         $block->set_value('name', $0 . ' ' . $block->name);
+        Test::Nginx::Socket::_check_section_names($block);
         run_test($block);
         $PrevBlock = $block;
     }
