@@ -321,7 +321,7 @@ sub _check_section_names ($) {
                 $t;
             } @v;
         }
-        if ($f eq 'chomp') { return map { my $t = $_; chomp $t if defined $t; $t } @v }
+        if ($f eq 'chomp') { local $/ = "\n"; return map { my $t = $_; chomp $t if defined $t; $t } @v }
         if ($f eq 'chop')  { return map { my $t = $_; chop $t if defined $t; $t } @v }
         if ($f eq 'unchomp') { return map { "$_\n" } @v }
         if ($f eq 'eval') {

@@ -1391,7 +1391,8 @@ sub run_test ($) {
     }
 
     if ($block->init) {
-        _eval_perl($block->init);
+        # like the real scaffold: the code sees the block as $block
+        eval $block->init;
         if ($@) {
             bail_out("$name - init failed: $@");
         }

@@ -1,0 +1,259 @@
+package AsyncTaskTest;
+
+# Shared set-up for the module's Test::Nginx::Socket suites.
+#
+# - Every block gets a fresh task store of its own: "@STORE@" in its
+#   http_config stands for a new directory, and a block without an
+#   http_config gets the default gateway below (image and speech kinds,
+#   both on a fake instance that is never contacted by these tests).
+#   The store lives in html/, which either runner makes anew per block.
+# - A block without a config gets the API location.
+# - Helpers for "--- init" code (which Test::Nginx runs once nginx is up):
+#   plain HTTP requests, seeding the store with sqlite3, and a kill -9 of
+#   the whole nginx followed by a start on the same configuration.
+#
+# Works with the real Test::Nginx and with the runner in t/lib alike.
+
+use strict;
+use warnings;
+
+use Test::Nginx::Socket ();
+use IO::Socket::INET;
+use File::Path qw(make_path);
+use Time::HiRes qw(sleep time);
+use POSIX qw(WNOHANG);
+use Cwd qw(abs_path);
+use File::Basename qw(dirname basename);
+
+our @EXPORT_OK = qw(http api seed store_db crash_and_restart
+                    wait_port migrations sql);
+
+my $root = abs_path(dirname(__FILE__) . '/../..');
+
+sub import {
+    my $class = shift;
+
+    my $caller = caller;
+    no strict 'refs';
+    for my $name (@_) {
+        *{"${caller}::$name"} = \&{"AsyncTaskTest::$name"};
+    }
+
+    Test::Nginx::Socket::add_block_preprocessor(\&preprocess);
+}
+
+sub servroot {
+    return $Test::Nginx::Util::ServRoot
+           || $ENV{TEST_NGINX_SERVROOT}
+           || "$root/t/servroot";
+}
+
+sub port {
+    return $Test::Nginx::Util::ServerPort
+           || $ENV{TEST_NGINX_SERVER_PORT}
+           || $ENV{TEST_NGINX_PORT}
+           || 1984;
+}
+
+sub preprocess {
+    my $block = shift;
+
+    # html/ is made anew for every block, by either runner
+    my $dir = '$TEST_NGINX_SERVER_ROOT/html/store';
+
+    my $http_config = $block->http_config;
+
+    if (!defined $http_config) {
+        $http_config = <<'EOF';
+    async_task_store @STORE@/tasks.db zone=async_task:4m
+                     thread_pool=async_task max_queued=1000;
+    async_task_backend image gpu_image model=test-image;
+    async_task_backend speech gpu_speech model=test-speech;
+
+    upstream gpu_image {
+        server 127.0.0.1:9 max_conns=2;
+    }
+
+    upstream gpu_speech {
+        server 127.0.0.1:9;
+    }
+EOF
+    }
+
+    $http_config =~ s/\@STORE\@/$dir/g;
+    $block->set_value('http_config', $http_config);
+
+    if (!defined $block->main_config) {
+        $block->set_value('main_config',
+                          "thread_pool async_task threads=2;\n");
+    }
+
+    if (!defined $block->config) {
+        $block->set_value('config', <<'EOF');
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+EOF
+    }
+}
+
+# the SQLite file of a block ("--- init" code sees the block as $block)
+sub store_db {
+    my $block = shift;
+    my ($db) = $block->http_config =~ /async_task_store\s+([^\s;]+)/;
+    my $servroot = servroot();
+    $db =~ s/\$TEST_NGINX_SERVER_ROOT/$servroot/;
+    return $db;
+}
+
+# one HTTP/1.0 request to the nginx under test: (status, headers, body)
+sub http {
+    my ($method, $path, %opt) = @_;
+
+    my $body = $opt{body} // '';
+    my $headers = $opt{headers} // {};
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $opt{port} // port(),
+                                     Timeout => 5)
+        or die "cannot connect to nginx: $!";
+
+    my $req = "$method $path HTTP/1.0\r\nHost: localhost\r\n";
+    for my $h (sort keys %$headers) {
+        $req .= "$h: $headers->{$h}\r\n";
+    }
+    $req .= "Content-Length: " . length($body) . "\r\n" if length $body;
+    $req .= "\r\n$body";
+
+    print $sock $req;
+
+    local $/;
+    my $resp = <$sock>;
+    close $sock;
+
+    die "no response to $method $path" unless defined $resp;
+
+    my ($head, $content) = split /\r\n\r\n/, $resp, 2;
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    for my $line (split /\r\n/, $head) {
+        $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*)$/;
+    }
+
+    return ($status, \%h, $content // '');
+}
+
+# an API request, JSON answer decoded
+sub api {
+    my ($method, $path, %opt) = @_;
+
+    require JSON::PP;
+    my ($status, $h, $body) = http($method, "/api/v1/$path", %opt);
+    my $json = eval { JSON::PP::decode_json($body) };
+
+    return ($status, $json, $h, $body);
+}
+
+sub migrations {
+    return sort glob("$root/migrations/[0-9]*.sql");
+}
+
+sub sql {
+    my ($db, $sql) = @_;
+
+    make_path(dirname($db));
+    open my $fh, '|-', 'sqlite3', $db or die "sqlite3: $!";
+    print $fh $sql;
+    close $fh or die "sqlite3 failed on: $sql";
+}
+
+# rows straight into a store, as the sqlite3 CLI would put them
+sub seed {
+    my ($db, @tasks) = @_;
+
+    my $sql = '';
+
+    if (!-e $db) {
+        for my $m (migrations()) {
+            local $/;
+            open my $fh, '<', $m or die "$m: $!";
+            $sql .= <$fh>;
+        }
+    }
+
+    $sql .= "BEGIN;\n";
+
+    for my $t (@tasks) {
+        my @cols = sort keys %$t;
+        my @vals = map {
+            my $v = $t->{$_};
+            !defined $v ? 'NULL'
+                : $v =~ /^-?\d+$/ && $_ !~ /^(id|user|params|result|error)$/
+                    ? $v
+                    : do { (my $q = $v) =~ s/'/''/g; "'$q'" }
+        } @cols;
+        $sql .= "INSERT INTO tasks (" . join(', ', @cols) . ") VALUES ("
+                . join(', ', @vals) . ");\n";
+    }
+
+    $sql .= "COMMIT;\n";
+
+    sql($db, $sql);
+}
+
+sub wait_port {
+    my $deadline = time + 10;
+
+    while (time < $deadline) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => port(), Timeout => 1);
+        if ($s) {
+            close $s;
+            return 1;
+        }
+        sleep 0.05;
+    }
+
+    die "nginx does not listen on " . port();
+}
+
+sub pid_of_master {
+    my $file = servroot() . '/logs/nginx.pid';
+    open my $fh, '<', $file or die "$file: $!";
+    my $pid = <$fh>;
+    chomp $pid;
+    return $pid;
+}
+
+# kill -9 of the master and all of its workers, then a start on the same
+# configuration: what a power cut and a reboot would do to nginx
+sub crash_and_restart {
+    my $master = pid_of_master();
+
+    my @workers = split ' ', `pgrep -P $master`;
+    kill 'KILL', $master, @workers;
+
+    for (1 .. 200) {
+        last unless grep { kill 0, $_ } $master, @workers;
+        sleep 0.02;
+    }
+
+    unlink servroot() . '/logs/nginx.pid';
+
+    my $binary = $Test::Nginx::Util::NginxBinary
+                 || $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my $servroot = servroot();
+
+    system("$binary -p $servroot/ -c $servroot/conf/nginx.conf") == 0
+        or die "nginx did not start again";
+
+    for (1 .. 200) {
+        last if -s "$servroot/logs/nginx.pid";
+        sleep 0.02;
+    }
+
+    wait_port();
+}
+
+1;
