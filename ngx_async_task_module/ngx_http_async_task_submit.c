@@ -30,6 +30,8 @@ typedef struct {
     ngx_http_async_task_node_t     *node;       /* the reserved queue slot */
     ngx_http_async_task_upload_t    upload;
     ngx_str_t                       json;       /* an image request */
+    const char                     *error;      /* what is wrong with it */
+    const char                     *field;
 } ngx_http_async_task_submit_t;
 
 
@@ -37,6 +39,11 @@ static ngx_http_async_task_submit_t *ngx_http_async_task_submit_create(
     ngx_http_request_t *r, ngx_uint_t kind, ngx_int_t *rc);
 static ngx_int_t ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
+static ngx_int_t ngx_http_async_task_submit_release(ngx_http_request_t *r);
+static ngx_int_t ngx_http_async_task_submit_refuse(ngx_http_request_t *r,
+    ngx_int_t rc);
+static ngx_int_t ngx_http_async_task_submit_invalid(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, ngx_int_t rc);
 static void ngx_http_async_task_submit_abort(
     ngx_http_async_task_submit_t *ctx);
 static ngx_int_t ngx_http_async_task_submit_commit(ngx_http_request_t *r,
@@ -50,9 +57,9 @@ static ngx_int_t ngx_http_async_task_image_parse(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
 static ngx_int_t ngx_http_async_task_image_params(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, cJSON *body);
-static ngx_int_t ngx_http_async_task_json_int(ngx_http_request_t *r,
+static const char *ngx_http_async_task_json_int(ngx_http_request_t *r,
     cJSON *item, double min, double max, double *value);
-static ngx_int_t ngx_http_async_task_json_text(ngx_http_request_t *r,
+static const char *ngx_http_async_task_json_text(ngx_http_request_t *r,
     cJSON *item, size_t min, size_t max);
 
 static ngx_int_t ngx_http_async_task_upload_start(ngx_http_request_t *r,
@@ -356,6 +363,15 @@ ngx_http_async_task_image_parse(ngx_http_request_t *r,
 
     rc = ngx_http_async_task_image_params(r, ctx, body);
 
+    if (rc == NGX_DECLINED) {
+        /* answered before the body goes: the message may point into it */
+        rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                        "invalid_argument", ctx->error,
+                                        ctx->field);
+        cJSON_Delete(body);
+        return rc;
+    }
+
     cJSON_Delete(body);
 
     if (rc != NGX_OK) {
@@ -364,14 +380,17 @@ ngx_http_async_task_image_parse(ngx_http_request_t *r,
 
     rc = ngx_http_async_task_submit_reserve(r, ctx);
     if (rc != NGX_OK) {
-        return rc;
+        return ngx_http_async_task_submit_refuse(r, rc);
     }
 
     return ngx_http_async_task_submit_commit(r, ctx);
 }
 
 
-/* validates the submission and turns it into the task's params */
+/*
+ * Validates the submission and turns it into the task's params.  The
+ * first fault found is answered, naming its field.
+ */
 
 static ngx_int_t
 ngx_http_async_task_image_params(ngx_http_request_t *r,
@@ -382,13 +401,17 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     uint32_t     seed;
     ngx_int_t    rc;
     ngx_uint_t   i, known;
+    const char  *error, *field;
 
     static const char  *fields[] = {
         "prompt", "negative_prompt", "width", "height", "steps", "seed",
         "cfg_scale", "priority", NULL
     };
 
-    for (item = body->child; item; item = item->next) {
+    error = NULL;
+    field = NULL;
+
+    for (item = body->child; item && error == NULL; item = item->next) {
 
         known = 0;
 
@@ -399,24 +422,28 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
             }
         }
 
+        field = item->string;
+
         if (!known) {
-            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                       "invalid_argument",
-                       ngx_http_async_task_message(r, "unknown field \"%s\"",
-                                                   item->string),
-                       item->string);
+            error = ngx_http_async_task_message(r, "unknown field \"%s\"",
+                                                field);
+            break;
         }
 
         for (other = body->child; other != item; other = other->next) {
             if (ngx_strcmp(other->string, item->string) == 0) {
-                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument",
-                           ngx_http_async_task_message(r,
-                                                  "duplicate field \"%s\"",
-                                                  item->string),
-                           item->string);
+                error = ngx_http_async_task_message(r,
+                                                    "duplicate field \"%s\"",
+                                                    field);
+                break;
             }
         }
+    }
+
+    if (error) {
+        ctx->error = error;
+        ctx->field = field;
+        return NGX_DECLINED;
     }
 
     params = cJSON_CreateObject();
@@ -424,21 +451,18 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = NGX_OK;
-
     item = cJSON_GetObjectItemCaseSensitive(body, "prompt");
 
     if (item == NULL) {
-        rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                        "invalid_argument",
-                                        "prompt is required", "prompt");
-        goto done;
+        error = "prompt is required";
+        field = "prompt";
+        goto invalid;
     }
 
-    rc = ngx_http_async_task_json_text(r, item, 1,
-                                       NGX_HTTP_ASYNC_TASK_FIELD_MAX);
-    if (rc != NGX_OK) {
-        goto done;
+    error = ngx_http_async_task_json_text(r, item, 1,
+                                          NGX_HTTP_ASYNC_TASK_FIELD_MAX);
+    if (error) {
+        goto invalid;
     }
 
     cJSON_AddStringToObject(params, "prompt", item->valuestring);
@@ -446,46 +470,43 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     item = cJSON_GetObjectItemCaseSensitive(body, "negative_prompt");
 
     if (item) {
-        rc = ngx_http_async_task_json_text(r, item, 0,
-                                           NGX_HTTP_ASYNC_TASK_FIELD_MAX);
-        if (rc != NGX_OK) {
-            goto done;
+        error = ngx_http_async_task_json_text(r, item, 0,
+                                              NGX_HTTP_ASYNC_TASK_FIELD_MAX);
+        if (error) {
+            goto invalid;
         }
 
         cJSON_AddStringToObject(params, "negative_prompt", item->valuestring);
     }
 
-    for (i = 0; i < 2; i++) {
-        item = cJSON_GetObjectItemCaseSensitive(body, fields[2 + i]);
+    for (i = 2; i < 4; i++) {
+        item = cJSON_GetObjectItemCaseSensitive(body, fields[i]);
         value = 1024;
 
         if (item) {
-            rc = ngx_http_async_task_json_int(r, item, 64, 2048, &value);
-            if (rc != NGX_OK) {
-                goto done;
+            error = ngx_http_async_task_json_int(r, item, 64, 2048, &value);
+            if (error) {
+                goto invalid;
             }
 
-            if ((int) value % 8) {
-                rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument",
-                           ngx_http_async_task_message(r,
-                                              "%s must be a multiple of 8",
-                                              fields[2 + i]),
-                           fields[2 + i]);
-                goto done;
+            if ((int64_t) value % 8) {
+                error = ngx_http_async_task_message(r,
+                                                "%s must be a multiple of 8",
+                                                fields[i]);
+                goto invalid;
             }
         }
 
-        cJSON_AddNumberToObject(params, fields[2 + i], value);
+        cJSON_AddNumberToObject(params, fields[i], value);
     }
 
     item = cJSON_GetObjectItemCaseSensitive(body, "steps");
     value = 20;
 
     if (item) {
-        rc = ngx_http_async_task_json_int(r, item, 1, 150, &value);
-        if (rc != NGX_OK) {
-            goto done;
+        error = ngx_http_async_task_json_int(r, item, 1, 150, &value);
+        if (error) {
+            goto invalid;
         }
     }
 
@@ -494,9 +515,10 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     item = cJSON_GetObjectItemCaseSensitive(body, "seed");
 
     if (item) {
-        rc = ngx_http_async_task_json_int(r, item, 0, 4294967295.0, &value);
-        if (rc != NGX_OK) {
-            goto done;
+        error = ngx_http_async_task_json_int(r, item, 0, 4294967295.0,
+                                             &value);
+        if (error) {
+            goto invalid;
         }
 
     } else {
@@ -511,19 +533,13 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
 
     if (item) {
         if (!cJSON_IsNumber(item)) {
-            rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                            "invalid_argument",
-                                            "cfg_scale must be a number",
-                                            "cfg_scale");
-            goto done;
+            error = "cfg_scale must be a number";
+            goto invalid;
         }
 
         if (!(item->valuedouble >= 0 && item->valuedouble <= 30)) {
-            rc = ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                            "invalid_argument",
-                                            "cfg_scale must be between "
-                                            "0 and 30", "cfg_scale");
-            goto done;
+            error = "cfg_scale must be between 0 and 30";
+            goto invalid;
         }
 
         cJSON_AddNumberToObject(params, "cfg_scale", item->valuedouble);
@@ -532,9 +548,9 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     item = cJSON_GetObjectItemCaseSensitive(body, "priority");
 
     if (item) {
-        rc = ngx_http_async_task_json_int(r, item, 0, 9, &value);
-        if (rc != NGX_OK) {
-            goto done;
+        error = ngx_http_async_task_json_int(r, item, 0, 9, &value);
+        if (error) {
+            goto invalid;
         }
 
         ctx->op->task.priority = (ngx_uint_t) value;
@@ -542,28 +558,34 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
 
     rc = ngx_http_async_task_params(r, ctx, params);
 
-done:
-
     cJSON_Delete(params);
 
     return rc;
+
+invalid:
+
+    cJSON_Delete(params);
+
+    ctx->error = error;
+    ctx->field = item ? item->string : field;
+
+    return NGX_DECLINED;
 }
 
 
-static ngx_int_t
+/* NULL when the item is an integer in range, or what is wrong with it */
+
+static const char *
 ngx_http_async_task_json_int(ngx_http_request_t *r, cJSON *item, double min,
     double max, double *value)
 {
     u_char  *p;
 
-    if (!cJSON_IsNumber(item) || item->valuedouble != (double) (int64_t)
-                                                      item->valuedouble)
+    if (!cJSON_IsNumber(item)
+        || item->valuedouble != (double) (int64_t) item->valuedouble)
     {
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_argument",
-                   ngx_http_async_task_message(r, "%s must be an integer",
-                                               item->string),
-                   item->string);
+        return ngx_http_async_task_message(r, "%s must be an integer",
+                                           item->string);
     }
 
     if (item->valuedouble < min || item->valuedouble > max) {
@@ -571,24 +593,24 @@ ngx_http_async_task_json_int(ngx_http_request_t *r, cJSON *item, double min,
                                  + sizeof(" must be between  and ")
                                  + 2 * NGX_INT64_LEN);
         if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return "out of range";
         }
 
         ngx_sprintf(p, "%s must be between %L and %L%Z", item->string,
                     (int64_t) min, (int64_t) max);
 
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                          "invalid_argument", (char *) p,
-                                          item->string);
+        return (char *) p;
     }
 
     *value = item->valuedouble;
 
-    return NGX_OK;
+    return NULL;
 }
 
 
-static ngx_int_t
+/* NULL when the item is a UTF-8 string of min..max characters */
+
+static const char *
 ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
     size_t max)
 {
@@ -596,11 +618,8 @@ ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
     size_t   n;
 
     if (!cJSON_IsString(item)) {
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_argument",
-                   ngx_http_async_task_message(r, "%s must be a string",
-                                               item->string),
-                   item->string);
+        return ngx_http_async_task_message(r, "%s must be a string",
+                                           item->string);
     }
 
     p = (u_char *) item->valuestring;
@@ -612,35 +631,25 @@ ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
             p++;
 
         } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                       "invalid_argument",
-                       ngx_http_async_task_message(r,
-                                              "%s is not valid UTF-8",
-                                              item->string),
-                       item->string);
+            return ngx_http_async_task_message(r, "%s is not valid UTF-8",
+                                               item->string);
         }
 
         n++;
     }
 
     if (n < min) {
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_argument",
-                   ngx_http_async_task_message(r, "%s must not be empty",
-                                               item->string),
-                   item->string);
+        return ngx_http_async_task_message(r, "%s must not be empty",
+                                           item->string);
     }
 
     if (n > max) {
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_argument",
-                   ngx_http_async_task_message(r,
+        return ngx_http_async_task_message(r,
                                           "%s is longer than 4000 characters",
-                                          item->string),
-                   item->string);
+                                          item->string);
     }
 
-    return NGX_OK;
+    return NULL;
 }
 
 
@@ -696,7 +705,7 @@ ngx_http_async_task_submit_speech(ngx_http_request_t *r, ngx_str_t *unused)
 
         rc = ngx_http_async_task_speech_args(r, ctx, 0);
         if (rc != NGX_OK) {
-            return rc;
+            return ngx_http_async_task_submit_invalid(r, ctx, rc);
         }
 
     } else if (ngx_http_async_task_content_type(r, "audio/") == NGX_OK) {
@@ -707,7 +716,7 @@ ngx_http_async_task_submit_speech(ngx_http_request_t *r, ngx_str_t *unused)
 
         rc = ngx_http_async_task_speech_args(r, ctx, 0);
         if (rc != NGX_OK) {
-            return rc;
+            return ngx_http_async_task_submit_invalid(r, ctx, rc);
         }
 
     } else {
@@ -755,7 +764,7 @@ ngx_http_async_task_submit_pcm(ngx_http_request_t *r, ngx_str_t *unused)
 
     rc = ngx_http_async_task_speech_args(r, ctx, 1);
     if (rc != NGX_OK) {
-        return rc;
+        return ngx_http_async_task_submit_invalid(r, ctx, rc);
     }
 
     if (r->headers_in.content_length_n > 0
@@ -822,10 +831,10 @@ ngx_http_async_task_speech_args(ngx_http_request_t *r,
             n = ngx_atoi(value.data, value.len);
 
             if (n < 8000 || n > 48000) {
-                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                    "invalid_argument",
-                                    "sample_rate must be between 8000 "
-                                    "and 48000", "sample_rate");
+                ctx->error = "sample_rate must be between 8000 "
+                                    "and 48000";
+                ctx->field = "sample_rate";
+                return NGX_DECLINED;
             }
 
             up->sample_rate = n;
@@ -838,22 +847,20 @@ ngx_http_async_task_speech_args(ngx_http_request_t *r,
             n = ngx_atoi(value.data, value.len);
 
             if (n != 1 && n != 2) {
-                return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid_argument",
-                                                  "channels must be 1 or 2",
-                                                  "channels");
+                ctx->error = "channels must be 1 or 2";
+                ctx->field = "channels";
+                return NGX_DECLINED;
             }
 
             up->channels = n;
             continue;
         }
 
-        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_argument",
-                   ngx_http_async_task_message(r,
+        ctx->error = ngx_http_async_task_message(r,
                                           "unknown query parameter \"%s\"",
-                                          (char *) name.data),
-                   NULL);
+                                          (char *) name.data);
+                ctx->field = NULL;
+                return NGX_DECLINED;
     }
 }
 
@@ -878,7 +885,7 @@ ngx_http_async_task_upload_start(ngx_http_request_t *r,
 
     rc = ngx_http_async_task_submit_reserve(r, ctx);
     if (rc != NGX_OK) {
-        return rc;
+        return ngx_http_async_task_submit_refuse(r, rc);
     }
 
     /* a named file, for the thread to open; removed when the request ends */
@@ -1228,38 +1235,68 @@ ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx)
 {
     ngx_int_t                         rc;
-    ngx_table_elt_t                  *h;
     ngx_http_async_task_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
 
     ctx->node = ngx_http_async_task_shm_reserve(ngx_http_async_task_shm(r),
                                                 amcf->store->max_queued, &rc);
-    if (ctx->node) {
-        return NGX_OK;
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "async_task zone \"%V\" is full: increase its size",
+                      &amcf->store->zone_name);
     }
 
-    if (rc == NGX_BUSY) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return rc;
+}
+
+
+/* a queue slot could not be had: NGX_BUSY is a full queue */
+
+static ngx_int_t
+ngx_http_async_task_submit_refuse(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_table_elt_t  *h;
+
+    if (rc != NGX_BUSY) {
+        rc = ngx_http_async_task_submit_release(r);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "5");
-
-        return ngx_http_async_task_reject(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                          "queue_full",
-                                          "the queue is full, "
-                                          "try again later", NULL);
+        return ngx_http_async_task_send_unavailable(r);
     }
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "async_task zone \"%V\" is full: increase its size",
-                  &amcf->store->zone_name);
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    return ngx_http_async_task_send_unavailable(r);
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "5");
+
+    return ngx_http_async_task_reject(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                      "queue_full",
+                                      "the queue is full, try again later",
+                                      NULL);
+}
+
+
+/* the query of a speech task was found wanting (NGX_DECLINED) */
+
+static ngx_int_t
+ngx_http_async_task_submit_invalid(ngx_http_request_t *r,
+    ngx_http_async_task_submit_t *ctx, ngx_int_t rc)
+{
+    if (rc != NGX_DECLINED) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_argument", ctx->error,
+                                      ctx->field);
 }
 
 
@@ -1391,7 +1428,20 @@ static ngx_int_t
 ngx_http_async_task_reject(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *field)
 {
-    ngx_int_t                      rc;
+    ngx_int_t  rc;
+
+    rc = ngx_http_async_task_submit_release(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_async_task_send_error(r, status, code, message, field);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_submit_release(ngx_http_request_t *r)
+{
     ngx_http_async_task_submit_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_async_task_module);
@@ -1401,13 +1451,10 @@ ngx_http_async_task_reject(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     if (r->request_body == NULL) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+        return ngx_http_discard_request_body(r);
     }
 
-    return ngx_http_async_task_send_error(r, status, code, message, field);
+    return NGX_OK;
 }
 
 
