@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store);
 static ngx_int_t ngx_http_async_task_init_process(ngx_cycle_t *cycle);
+static void ngx_http_async_task_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_async_task_commands[] = {
@@ -101,7 +102,7 @@ ngx_module_t  ngx_http_async_task_module = {
     ngx_http_async_task_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_async_task_exit_process,      /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -747,4 +748,13 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
     }
 
     return ngx_http_async_task_store_init(cycle, amcf->store);
+}
+
+
+/* the thread pool module exits first: its threads have finished by now */
+
+static void
+ngx_http_async_task_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_async_task_sqlite_driver.exit();
 }

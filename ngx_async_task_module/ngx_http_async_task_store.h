@@ -53,6 +53,9 @@ typedef struct {
                          ngx_str_t *user, ngx_uint_t from,
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
                          ngx_log_t *log);
+
+    /* at worker exit, in the main thread, once the pool threads are gone */
+    void       (*exit)(void);
 } ngx_http_async_task_store_driver_t;
 
 

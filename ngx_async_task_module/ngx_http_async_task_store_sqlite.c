@@ -31,7 +31,10 @@
     "started_at, finished_at, attempts, backend, result, error"
 
 
-typedef struct {
+typedef struct ngx_http_async_task_sqlite_s  ngx_http_async_task_sqlite_t;
+
+struct ngx_http_async_task_sqlite_s {
+    ngx_http_async_task_sqlite_t   *next;       /* all of the process's */
     sqlite3                        *db;
     sqlite3_stmt                   *begin;
     sqlite3_stmt                   *commit;
@@ -40,7 +43,7 @@ typedef struct {
     sqlite3_stmt                   *get;
     sqlite3_stmt                   *list;
     sqlite3_stmt                   *finish;
-} ngx_http_async_task_sqlite_t;
+};
 
 
 static ngx_int_t ngx_http_async_task_sqlite_init(
@@ -63,7 +66,8 @@ static ngx_int_t ngx_http_async_task_sqlite_finish(
 
 static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
-static void ngx_http_async_task_sqlite_close(void *data);
+static void ngx_http_async_task_sqlite_exit(void);
+static void ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq);
 static sqlite3 *ngx_http_async_task_sqlite_open(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
@@ -85,20 +89,21 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_insert,
     ngx_http_async_task_sqlite_get,
     ngx_http_async_task_sqlite_list,
-    ngx_http_async_task_sqlite_finish
+    ngx_http_async_task_sqlite_finish,
+    ngx_http_async_task_sqlite_exit
 };
 
 
-static pthread_key_t   ngx_http_async_task_sqlite_key;
-static pthread_once_t  ngx_http_async_task_sqlite_once = PTHREAD_ONCE_INIT;
+/*
+ * Each pool thread has its connection; the process keeps a list of them
+ * to close at exit, from the main thread, once the pool threads are done.
+ * (A thread-exit destructor would race with nginx unloading the module.)
+ */
 
-
-static void
-ngx_http_async_task_sqlite_key_create(void)
-{
-    (void) pthread_key_create(&ngx_http_async_task_sqlite_key,
-                              ngx_http_async_task_sqlite_close);
-}
+static __thread ngx_http_async_task_sqlite_t  *ngx_http_async_task_sqlite;
+static ngx_http_async_task_sqlite_t           *ngx_http_async_task_sqlite_all;
+static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
+                                                    PTHREAD_MUTEX_INITIALIZER;
 
 
 /*
@@ -593,10 +598,7 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         "lease_expires = NULL WHERE id = ?3"
     };
 
-    (void) pthread_once(&ngx_http_async_task_sqlite_once,
-                        ngx_http_async_task_sqlite_key_create);
-
-    sq = pthread_getspecific(ngx_http_async_task_sqlite_key);
+    sq = ngx_http_async_task_sqlite;
     if (sq) {
         return sq;
     }
@@ -623,19 +625,36 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    (void) pthread_setspecific(ngx_http_async_task_sqlite_key, sq);
+    ngx_http_async_task_sqlite = sq;
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_sqlite_mutex);
+    sq->next = ngx_http_async_task_sqlite_all;
+    ngx_http_async_task_sqlite_all = sq;
+    (void) pthread_mutex_unlock(&ngx_http_async_task_sqlite_mutex);
 
     return sq;
 }
 
 
-/* when a pool thread exits */
+/* at process exit: the thread pools have stopped */
 
 static void
-ngx_http_async_task_sqlite_close(void *data)
+ngx_http_async_task_sqlite_exit(void)
 {
-    ngx_http_async_task_sqlite_t  *sq = data;
+    ngx_http_async_task_sqlite_t  *sq, *next;
 
+    for (sq = ngx_http_async_task_sqlite_all; sq; sq = next) {
+        next = sq->next;
+        ngx_http_async_task_sqlite_close(sq);
+    }
+
+    ngx_http_async_task_sqlite_all = NULL;
+}
+
+
+static void
+ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq)
+{
     sqlite3_stmt  **stmt;
 
     for (stmt = &sq->begin; stmt <= &sq->finish; stmt++) {

@@ -14,7 +14,7 @@
 #define NGX_HTTP_ASYNC_TASK_TIME_LEN  (sizeof("2026-11-29T10:00:00.123Z") - 1)
 
 
-void ngx_http_async_task_new_id(u_char *id);
+int64_t ngx_http_async_task_new_id(u_char *id);
 ngx_int_t ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id);
 int64_t ngx_http_async_task_now_ms(void);
 u_char *ngx_http_async_task_format_time(u_char *p, int64_t ms);

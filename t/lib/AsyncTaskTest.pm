@@ -132,7 +132,7 @@ sub http {
     my $resp = <$sock>;
     close $sock;
 
-    die "no response to $method $path" unless defined $resp;
+    die "no response to $method $path" unless defined $resp && length $resp;
 
     my ($head, $content) = split /\r\n\r\n/, $resp, 2;
     my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
