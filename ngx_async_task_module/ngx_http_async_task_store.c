@@ -20,6 +20,8 @@
 
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
 
+#define NGX_HTTP_ASYNC_TASK_MAINTAIN    1000
+
 
 typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
@@ -35,12 +37,16 @@ static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
 static void ngx_http_async_task_batch_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_batch_done(ngx_event_t *ev);
+static void ngx_http_async_task_maintain_timer(ngx_event_t *ev);
+static void ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_maintain_done(ngx_event_t *ev);
 
 
 static ngx_queue_t                   ngx_http_async_task_pending;
-static ngx_uint_t                    ngx_http_async_task_npending;
 static ngx_thread_task_t            *ngx_http_async_task_batch_task;
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
+static ngx_event_t                   ngx_http_async_task_maintain_event;
+static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
 
 
 static ngx_http_async_task_store_conf_t *
@@ -62,7 +68,6 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batch_t  *batch;
 
     ngx_queue_init(&ngx_http_async_task_pending);
-    ngx_http_async_task_npending = 0;
     ngx_http_async_task_batch_busy = 0;
 
     ngx_http_async_task_batch_task =
@@ -80,6 +85,29 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
                                         ngx_http_async_task_batch_done;
     ngx_http_async_task_batch_task->event.data = batch;
     ngx_http_async_task_batch_task->event.log = cycle->log;
+
+    ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool, 0);
+    if (ngx_http_async_task_maintain_task == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_async_task_maintain_task->ctx = conf;
+    ngx_http_async_task_maintain_task->handler =
+                                        ngx_http_async_task_maintain_thread;
+    ngx_http_async_task_maintain_task->event.handler =
+                                        ngx_http_async_task_maintain_done;
+    ngx_http_async_task_maintain_task->event.log = cycle->log;
+
+    ngx_memzero(&ngx_http_async_task_maintain_event, sizeof(ngx_event_t));
+
+    ngx_http_async_task_maintain_event.handler =
+                                        ngx_http_async_task_maintain_timer;
+    ngx_http_async_task_maintain_event.data = conf;
+    ngx_http_async_task_maintain_event.log = cycle->log;
+    ngx_http_async_task_maintain_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_async_task_maintain_event,
+                  NGX_HTTP_ASYNC_TASK_MAINTAIN);
 
     return NGX_OK;
 }
@@ -131,7 +159,6 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
 
     if (op->type == ngx_http_async_task_op_insert) {
         ngx_queue_insert_tail(&ngx_http_async_task_pending, &op->queue);
-        ngx_http_async_task_npending++;
 
         if (!ngx_http_async_task_batch_busy) {
             ngx_http_async_task_batch_start();
@@ -225,7 +252,6 @@ ngx_http_async_task_batch_start(void)
     {
         q = ngx_queue_head(&ngx_http_async_task_pending);
         ngx_queue_remove(q);
-        ngx_http_async_task_npending--;
 
         op = ngx_queue_data(q, ngx_http_async_task_op_t, queue);
 
@@ -289,4 +315,45 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
         ops[i]->rc = rc;
         ops[i]->handler(ops[i]);
     }
+}
+
+
+/* housekeeping of the store, at most one at a time per worker process */
+
+static void
+ngx_http_async_task_maintain_timer(ngx_event_t *ev)
+{
+    ngx_http_async_task_store_conf_t *conf = ev->data;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_thread_task_post(conf->thread_pool,
+                             ngx_http_async_task_maintain_task)
+        != NGX_OK)
+    {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
+    }
+}
+
+
+static void
+ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_store_conf_t *conf = data;
+
+    (void) ngx_http_async_task_sqlite_driver.maintain(conf, log);
+}
+
+
+static void
+ngx_http_async_task_maintain_done(ngx_event_t *ev)
+{
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    ngx_add_timer(&ngx_http_async_task_maintain_event,
+                  NGX_HTTP_ASYNC_TASK_MAINTAIN);
 }

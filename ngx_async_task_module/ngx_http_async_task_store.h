@@ -54,6 +54,10 @@ typedef struct {
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
                          ngx_log_t *log);
 
+    /* periodic housekeeping, from a timer */
+    ngx_int_t  (*maintain)(ngx_http_async_task_store_conf_t *conf,
+                           ngx_log_t *log);
+
     /* at worker exit, in the main thread, once the pool threads are gone */
     void       (*exit)(void);
 } ngx_http_async_task_store_driver_t;

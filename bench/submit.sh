@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Submission and status-read throughput, against a plain `return` on the
+# same nginx in the same run.  Prints req/s, p50, p99 and the ratio to the
+# baseline for each, with 1 worker (wrk -t1) and with 2 workers (wrk -t2).
+#
+#   ./build.sh bench            or    bench/submit.sh
+#   DURATION=10s CONNECTIONS=64 WAITING=50000
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+nginx=${NGINX_BINARY:-/usr/sbin/nginx}
+module=${MODULE_PATH:-$root/build/nginx/objs/ngx_http_async_task_module.so}
+duration=${DURATION:-10s}
+conns=${CONNECTIONS:-64}
+waiting=${WAITING:-50000}
+port=${BENCH_PORT:-18480}
+dir=$root/build/bench
+
+body='{"prompt": "a red fox standing in fresh snow at dawn, telephoto, shallow depth of field, soft golden light, highly detailed fur", "negative_prompt": "blurry, low quality, watermark, text", "width": 1024, "height": 1024, "steps": 20, "seed": 42, "cfg_scale": 4.5, "priority": 5}'
+
+cat > /tmp/async_task_post.lua <<EOF
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+EOF
+
+start_nginx() {
+    local workers=$1
+
+    rm -rf "$dir"
+    mkdir -p "$dir/logs"
+
+    cat > "$dir/nginx.conf" <<EOF
+load_module $module;
+worker_processes $workers;
+error_log $dir/logs/error.log warn;
+pid $dir/logs/nginx.pid;
+thread_pool async_task threads=2;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    async_task_store $dir/data/tasks.db zone=async_task:512m
+                     thread_pool=async_task max_queued=10000000;
+    async_task_backend image gpu;
+    upstream gpu { server 127.0.0.1:9; }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location = /baseline {
+            default_type application/json;
+            return 202 '{"id":"0b6f8c52-7a1e-4c1b-9d53-2f0c6a3f1e27","kind":"image","status":"QUEUED"}';
+        }
+        location /api/v1/ {
+            async_task_api;
+            client_max_body_size 1m;
+        }
+    }
+}
+EOF
+    "$nginx" -p "$dir" -c "$dir/nginx.conf"
+    sleep 0.5
+}
+
+stop_nginx() {
+    "$nginx" -p "$dir" -c "$dir/nginx.conf" -s quit 2>/dev/null || true
+    sleep 1
+}
+
+# wrk's output to "req/s p50 p99 errors"
+measure() {
+    local threads=$1 url=$2 script=${3:-}
+    local out
+
+    out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency \
+              ${script:+-s "$script"} "$url")
+
+    awk '
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/        { p50 = $2 }
+        /^ +99%/        { p99 = $2 }
+        /Non-2xx/       { bad = $5 }
+        /Socket errors/ { sock = $0 }
+        END { printf "%s %s %s %s\n", rps, p50, p99, (bad ? bad : 0) }
+    ' <<< "$out"
+}
+
+report() {
+    local name=$1 base=$2 rps=$3 p50=$4 p99=$5 bad=$6
+    printf '  %-34s %9.0f req/s  p50 %-8s p99 %-8s %5.1f%% of return%s\n' \
+        "$name" "$rps" "$p50" "$p99" "$(echo "$rps * 100 / $base" | bc -l)" \
+        "$( [ "$bad" != 0 ] && echo "  ($bad non-2xx!)" )"
+}
+
+submit_one() {
+    curl -s -H 'Content-Type: application/json' -d "$body" \
+        "http://127.0.0.1:$port/api/v1/image/async" \
+        | sed -n 's/^{"id":"\([^"]*\)".*/\1/p'
+}
+
+run() {
+    local workers=$1 threads=$2 id base_post base_get r depth
+
+    start_nginx "$workers"
+    echo "nginx: $workers worker(s), wrk -t$threads -c$conns -d$duration"
+
+    read -r base_post p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/baseline" /tmp/async_task_post.lua)
+    report "POST return 202 (baseline)" "$base_post" "$base_post" "$p50" "$p99" "$bad"
+
+    read -r base_get p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/baseline")
+    report "GET return 202 (baseline)" "$base_get" "$base_get" "$p50" "$p99" "$bad"
+
+    id=$(submit_one)
+    read -r r p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/api/v1/tasks/$id")
+    report "GET tasks/{id}, 1 waiting" "$base_get" "$r" "$p50" "$p99" "$bad"
+
+    read -r r p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/api/v1/image/async" /tmp/async_task_post.lua)
+    report "POST image/async (durable)" "$base_post" "$r" "$p50" "$p99" "$bad"
+
+    # top the queue up to the waiting target, then read again
+    depth=$(curl -s "http://127.0.0.1:$port/api/v1/system/stats" \
+            | sed -n 's/.*"depth":\([0-9]*\).*/\1/p')
+    while [ "$depth" -lt "$waiting" ]; do
+        wrk -t1 -c64 -d2s -s /tmp/async_task_post.lua \
+            "http://127.0.0.1:$port/api/v1/image/async" >/dev/null
+        depth=$(curl -s "http://127.0.0.1:$port/api/v1/system/stats" \
+                | sed -n 's/.*"depth":\([0-9]*\).*/\1/p')
+    done
+
+    read -r r p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/api/v1/tasks/$id")
+    report "GET tasks/{id}, $depth waiting" "$base_get" "$r" "$p50" "$p99" "$bad"
+
+    local rows
+    rows=$(sqlite3 "$dir/data/tasks.db" "SELECT count(*) FROM tasks")
+    echo "  store: $rows rows on disk, queue depth $depth"
+
+    stop_nginx
+}
+
+command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
+command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
+
+run 1 1
+run 2 2
