@@ -1,0 +1,645 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_client.h"
+
+
+#define NGX_HTTP_ASYNC_TASK_HEADERS_MAX   (64 * 1024)
+#define NGX_HTTP_ASYNC_TASK_READ_CHUNK    (64 * 1024)
+
+
+/* where the chunked decoder is */
+enum {
+    ngx_http_async_task_chunk_size = 0,
+    ngx_http_async_task_chunk_data,
+    ngx_http_async_task_chunk_data_end,
+    ngx_http_async_task_chunk_trailer
+};
+
+
+static void ngx_http_async_task_client_write(ngx_event_t *wev);
+static void ngx_http_async_task_client_read(ngx_event_t *rev);
+static void ngx_http_async_task_client_dummy(ngx_event_t *ev);
+static void ngx_http_async_task_client_expire(ngx_event_t *ev);
+static ngx_int_t ngx_http_async_task_client_test_connect(
+    ngx_connection_t *c);
+static ngx_int_t ngx_http_async_task_client_grow(
+    ngx_http_async_task_client_t *hc);
+static ngx_int_t ngx_http_async_task_client_parse(
+    ngx_http_async_task_client_t *hc, ngx_uint_t eof);
+static ngx_int_t ngx_http_async_task_client_parse_headers(
+    ngx_http_async_task_client_t *hc);
+static ngx_int_t ngx_http_async_task_client_parse_chunked(
+    ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_client_finish(
+    ngx_http_async_task_client_t *hc, ngx_http_async_task_client_e result);
+
+
+/*
+ * NGX_OK: the handler will tell how it went; NGX_DECLINED: no connection
+ * could even be started (the handler is not called); NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
+
+    hc->peer.get = ngx_event_get_peer;
+    hc->peer.log = hc->log;
+    hc->peer.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&hc->peer);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        if (hc->peer.connection) {
+            ngx_close_connection(hc->peer.connection);
+            hc->peer.connection = NULL;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    c = hc->peer.connection;
+
+    c->data = hc;
+    c->pool = hc->pool;
+    c->log = hc->log;
+    c->read->log = hc->log;
+    c->write->log = hc->log;
+
+    c->read->handler = ngx_http_async_task_client_read;
+    c->write->handler = ngx_http_async_task_client_write;
+
+    hc->raw = ngx_create_temp_buf(hc->pool, NGX_HTTP_ASYNC_TASK_READ_CHUNK);
+    if (hc->raw == NULL) {
+        ngx_close_connection(c);
+        hc->peer.connection = NULL;
+        return NGX_ERROR;
+    }
+
+    hc->content_length = -1;
+
+    /*
+     * The deadline is not cancelable: a worker process that is shutting
+     * down waits for the task it runs, at most worker_shutdown_timeout.
+     */
+
+    hc->deadline.handler = ngx_http_async_task_client_expire;
+    hc->deadline.data = hc;
+    hc->deadline.log = hc->log;
+
+    ngx_add_timer(&hc->deadline, hc->timeout);
+
+    if (rc == NGX_AGAIN) {
+        ngx_add_timer(c->write, hc->connect_timeout);
+        return NGX_OK;
+    }
+
+    ngx_http_async_task_client_write(c->write);
+
+    return NGX_OK;
+}
+
+
+/* drops the exchange without calling the handler: the task was canceled */
+
+void
+ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc)
+{
+    if (hc->deadline.timer_set) {
+        ngx_del_timer(&hc->deadline);
+    }
+
+    if (hc->peer.connection) {
+        ngx_close_connection(hc->peer.connection);
+        hc->peer.connection = NULL;
+    }
+
+    hc->done = 1;
+}
+
+
+static void
+ngx_http_async_task_client_write(ngx_event_t *wev)
+{
+    ngx_chain_t                   *cl;
+    ngx_connection_t              *c;
+    ngx_http_async_task_client_t  *hc;
+
+    c = wev->data;
+    hc = c->data;
+
+    if (c->close) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_aborted);
+        return;
+    }
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, hc->log, NGX_ETIMEDOUT,
+                      "async_task: connect to %V timed out", hc->peer.name);
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_refused);
+        return;
+    }
+
+    if (wev->timer_set) {
+
+        /* the connect timer: connected, or refused */
+
+        ngx_del_timer(wev);
+
+        if (ngx_http_async_task_client_test_connect(c) != NGX_OK) {
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_refused);
+            return;
+        }
+    }
+
+    cl = c->send_chain(c, hc->request, 0);
+
+    if (cl == NGX_CHAIN_ERROR) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+        return;
+    }
+
+    hc->request = cl;
+
+    if (cl) {
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+        }
+
+        return;
+    }
+
+    /* all sent: now the answer */
+
+    wev->handler = ngx_http_async_task_client_dummy;
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_http_async_task_client_read(c->read);
+    }
+}
+
+
+static void
+ngx_http_async_task_client_read(ngx_event_t *rev)
+{
+    ssize_t                        n;
+    ngx_int_t                      rc;
+    ngx_connection_t              *c;
+    ngx_http_async_task_client_t  *hc;
+
+    c = rev->data;
+    hc = c->data;
+
+    if (c->close) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_aborted);
+        return;
+    }
+
+    for ( ;; ) {
+
+        if (hc->raw->last == hc->raw->end) {
+            rc = ngx_http_async_task_client_grow(hc);
+
+            if (rc != NGX_OK) {
+                ngx_http_async_task_client_finish(hc, rc == NGX_DECLINED
+                                        ? ngx_http_async_task_client_too_big
+                                        : ngx_http_async_task_client_broken);
+                return;
+            }
+        }
+
+        n = c->recv(c, hc->raw->last, hc->raw->end - hc->raw->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+            return;
+        }
+
+        hc->raw->last += n;
+
+        rc = ngx_http_async_task_client_parse(hc, n == 0);
+
+        if (rc == NGX_OK) {
+            ngx_http_async_task_client_finish(hc,
+                                              ngx_http_async_task_client_ok);
+            return;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_too_big);
+            return;
+        }
+
+        if (rc == NGX_ERROR || n == 0) {
+            ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                          "async_task: %V sent a malformed or incomplete "
+                          "response", hc->peer.name);
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_http_async_task_client_dummy(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_async_task_client_t  *hc;
+
+    c = ev->data;
+    hc = c->data;
+
+    if (c->close) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_aborted);
+    }
+}
+
+
+static void
+ngx_http_async_task_client_expire(ngx_event_t *ev)
+{
+    ngx_http_async_task_client_t  *hc = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, hc->log, NGX_ETIMEDOUT,
+                  "async_task: %V did not answer in time", hc->peer.name);
+
+    ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_timeout);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_client_test_connect(ngx_connection_t *c)
+{
+    int        err;
+    socklen_t  len;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
+    }
+
+    if (err) {
+        (void) ngx_connection_error(c, err, "connect() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_DECLINED: the answer is over max_response */
+
+static ngx_int_t
+ngx_http_async_task_client_grow(ngx_http_async_task_client_t *hc)
+{
+    u_char     *keep;
+    size_t      size, limit;
+    ngx_buf_t  *b;
+
+    limit = hc->max_response + NGX_HTTP_ASYNC_TASK_HEADERS_MAX;
+    size = hc->raw->end - hc->raw->start;
+
+    if (size >= limit) {
+        return NGX_DECLINED;
+    }
+
+    size = ngx_min(size * 2, limit);
+
+    b = ngx_create_temp_buf(hc->pool, size);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* what is still needed: the decoded body, or the whole answer so far */
+
+    keep = hc->headers_done ? hc->body_start : hc->raw->pos;
+
+    b->last = ngx_cpymem(b->start, keep, hc->raw->last - keep);
+    b->pos = b->start + (hc->raw->pos - keep);
+
+    if (hc->headers_done) {
+        hc->body_start = b->start;
+        hc->body.data = b->start;
+    }
+
+    ngx_pfree(hc->pool, hc->raw->start);
+    hc->raw = b;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: complete; NGX_AGAIN; NGX_DECLINED: too big; NGX_ERROR */
+
+static ngx_int_t
+ngx_http_async_task_client_parse(ngx_http_async_task_client_t *hc,
+    ngx_uint_t eof)
+{
+    size_t     have;
+    ngx_int_t  rc;
+
+    if (!hc->headers_done) {
+        rc = ngx_http_async_task_client_parse_headers(hc);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (hc->chunked) {
+        return ngx_http_async_task_client_parse_chunked(hc);
+    }
+
+    have = hc->raw->last - hc->body_start;
+
+    if (hc->content_length >= 0) {
+        if ((off_t) have < hc->content_length) {
+            return NGX_AGAIN;
+        }
+
+        hc->body.data = hc->body_start;
+        hc->body.len = (size_t) hc->content_length;
+
+        return NGX_OK;
+    }
+
+    /* neither length nor chunks: the body ends with the connection */
+
+    if (have > hc->max_response) {
+        return NGX_DECLINED;
+    }
+
+    if (!eof) {
+        return NGX_AGAIN;
+    }
+
+    hc->body.data = hc->body_start;
+    hc->body.len = have;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_client_parse_headers(ngx_http_async_task_client_t *hc)
+{
+    u_char  *p, *last, *end, *line, *colon, *value;
+    size_t   len;
+
+    p = hc->raw->pos;
+    last = hc->raw->last;
+
+    end = ngx_strlcasestrn(p, last, (u_char *) "\r\n\r\n", 4 - 1);
+
+    if (end == NULL) {
+        return (last - p > NGX_HTTP_ASYNC_TASK_HEADERS_MAX) ? NGX_ERROR
+                                                            : NGX_AGAIN;
+    }
+
+    /* "HTTP/1.1 200 OK" */
+
+    if (end - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' '
+        || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9'
+        || p[11] < '0' || p[11] > '9')
+    {
+        return NGX_ERROR;
+    }
+
+    hc->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+
+    line = ngx_strlchr(p, end, '\n');
+
+    while (line && line < end) {
+        line++;
+
+        p = ngx_strlchr(line, end + 2, '\n');
+        if (p == NULL) {
+            break;
+        }
+
+        colon = ngx_strlchr(line, p, ':');
+
+        if (colon) {
+            len = colon - line;
+
+            for (value = colon + 1; value < p && *value == ' '; value++) {
+                /* void */
+            }
+
+            if (len == sizeof("Content-Length") - 1
+                && ngx_strncasecmp(line, (u_char *) "Content-Length", len)
+                   == 0)
+            {
+                hc->content_length = ngx_atoof(value, p - 1 - value);
+
+                if (hc->content_length == NGX_ERROR) {
+                    return NGX_ERROR;
+                }
+
+                if ((size_t) hc->content_length > hc->max_response) {
+                    return NGX_DECLINED;
+                }
+
+            } else if (len == sizeof("Transfer-Encoding") - 1
+                       && ngx_strncasecmp(line,
+                                          (u_char *) "Transfer-Encoding", len)
+                          == 0
+                       && ngx_strlcasestrn(value, p, (u_char *) "chunked",
+                                           7 - 1))
+            {
+                hc->chunked = 1;
+            }
+        }
+
+        line = p;
+    }
+
+    hc->headers_done = 1;
+    hc->body_start = end + 4;
+
+    /* the decoded body is written over the chunked one, from its start */
+
+    hc->body.data = hc->body_start;
+    hc->body.len = 0;
+    hc->raw->pos = hc->body_start;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Decodes chunks in place: the data of each chunk moves down to the end
+ * of the body decoded so far; raw->pos is where decoding stopped.
+ */
+
+static ngx_int_t
+ngx_http_async_task_client_parse_chunked(ngx_http_async_task_client_t *hc)
+{
+    u_char  *p, *last, *eol;
+    size_t   n;
+    off_t    size;
+
+    p = hc->raw->pos;
+    last = hc->raw->last;
+
+    for ( ;; ) {
+
+        switch (hc->state) {
+
+        case ngx_http_async_task_chunk_size:
+
+            eol = ngx_strlchr(p, last, '\n');
+            if (eol == NULL) {
+                hc->raw->pos = p;
+                return (last - p > 1024) ? NGX_ERROR : NGX_AGAIN;
+            }
+
+            size = 0;
+
+            for ( /* void */ ; p < eol; p++) {
+                if (*p >= '0' && *p <= '9') {
+                    size = size * 16 + (*p - '0');
+
+                } else if ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'f') {
+                    size = size * 16 + ((*p | 0x20) - 'a' + 10);
+
+                } else if (*p == ';' || *p == '\r' || *p == ' ') {
+                    break;
+
+                } else {
+                    return NGX_ERROR;
+                }
+
+                if (size > (off_t) hc->max_response) {
+                    return NGX_DECLINED;
+                }
+            }
+
+            p = eol + 1;
+
+            if (size == 0) {
+                hc->state = ngx_http_async_task_chunk_trailer;
+                break;
+            }
+
+            if (hc->body.len + size > hc->max_response) {
+                return NGX_DECLINED;
+            }
+
+            hc->chunk_left = size;
+            hc->state = ngx_http_async_task_chunk_data;
+            break;
+
+        case ngx_http_async_task_chunk_data:
+
+            n = ngx_min((size_t) hc->chunk_left, (size_t) (last - p));
+
+            if (n == 0) {
+                hc->raw->pos = p;
+                return NGX_AGAIN;
+            }
+
+            ngx_memmove(hc->body.data + hc->body.len, p, n);
+            hc->body.len += n;
+            hc->chunk_left -= n;
+            p += n;
+
+            if (hc->chunk_left == 0) {
+                hc->state = ngx_http_async_task_chunk_data_end;
+            }
+
+            break;
+
+        case ngx_http_async_task_chunk_data_end:
+
+            eol = ngx_strlchr(p, last, '\n');
+            if (eol == NULL) {
+                hc->raw->pos = p;
+                return (last - p > 2) ? NGX_ERROR : NGX_AGAIN;
+            }
+
+            if (eol - p > 1) {
+                return NGX_ERROR;
+            }
+
+            p = eol + 1;
+            hc->state = ngx_http_async_task_chunk_size;
+            break;
+
+        default: /* ngx_http_async_task_chunk_trailer */
+
+            eol = ngx_strlchr(p, last, '\n');
+            if (eol == NULL) {
+                hc->raw->pos = p;
+                return NGX_AGAIN;
+            }
+
+            if (eol - p <= 1) {
+                return NGX_OK;
+            }
+
+            p = eol + 1;
+        }
+    }
+}
+
+
+static void
+ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
+    ngx_http_async_task_client_e result)
+{
+    if (hc->done) {
+        return;
+    }
+
+    hc->done = 1;
+    hc->result = result;
+
+    if (hc->deadline.timer_set) {
+        ngx_del_timer(&hc->deadline);
+    }
+
+    if (hc->peer.connection) {
+        ngx_close_connection(hc->peer.connection);
+        hc->peer.connection = NULL;
+    }
+
+    hc->handler(hc);
+}

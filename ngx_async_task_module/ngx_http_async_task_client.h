@@ -1,0 +1,75 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#ifndef _NGX_HTTP_ASYNC_TASK_CLIENT_H_INCLUDED_
+#define _NGX_HTTP_ASYNC_TASK_CLIENT_H_INCLUDED_
+
+
+#include "ngx_http_async_task_module.h"
+
+
+typedef struct ngx_http_async_task_client_s  ngx_http_async_task_client_t;
+
+typedef void (*ngx_http_async_task_client_handler_pt)(
+    ngx_http_async_task_client_t *hc);
+
+
+/* how an exchange ended */
+
+typedef enum {
+    ngx_http_async_task_client_ok = 0,      /* a whole response */
+    ngx_http_async_task_client_refused,     /* no connection was made */
+    ngx_http_async_task_client_timeout,
+    ngx_http_async_task_client_broken,      /* reset, cut short, malformed */
+    ngx_http_async_task_client_too_big,
+    ngx_http_async_task_client_aborted      /* nginx is shutting down */
+} ngx_http_async_task_client_e;
+
+
+/*
+ * One HTTP/1.1 exchange with a GPU instance, with no client request
+ * behind it: nginx's event machinery, one connection, Content-Length or
+ * chunked answers, a size limit, a connect and a total timeout.  The
+ * request is a chain: memory buffers and file buffers (an audio file is
+ * sent from disk, never loaded).
+ */
+
+struct ngx_http_async_task_client_s {
+    ngx_pool_t                     *pool;
+    ngx_log_t                      *log;
+    ngx_peer_connection_t           peer;
+
+    ngx_chain_t                    *request;
+    ngx_msec_t                      connect_timeout;
+    ngx_msec_t                      timeout;
+    size_t                          max_response;
+
+    ngx_http_async_task_client_handler_pt   handler;
+    void                           *data;
+
+    /* the outcome */
+    ngx_http_async_task_client_e    result;
+    ngx_uint_t                      status;
+    ngx_str_t                       body;
+
+    /* private */
+    ngx_event_t                     deadline;
+    ngx_buf_t                      *raw;        /* the response as read */
+    u_char                         *body_start;
+    off_t                           content_length;
+    off_t                           chunk_left;
+    ngx_uint_t                      state;
+    unsigned                        chunked:1;
+    unsigned                        headers_done:1;
+    unsigned                        done:1;
+};
+
+
+ngx_int_t ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc);
+void ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc);
+
+
+#endif /* _NGX_HTTP_ASYNC_TASK_CLIENT_H_INCLUDED_ */
