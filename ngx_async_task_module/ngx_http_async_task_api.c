@@ -55,7 +55,8 @@ static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
 static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_list_done(ngx_http_async_task_op_t *op);
 static ngx_int_t ngx_http_async_task_list_args(ngx_http_request_t *r,
-    ngx_http_async_task_filter_t *filter, ngx_str_t *id);
+    ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
+    const char **field);
 static ngx_int_t ngx_http_async_task_post(ngx_http_request_t *r,
     ngx_http_async_task_op_t *op);
 
@@ -586,6 +587,7 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
 {
     ngx_int_t                  rc;
     ngx_str_t                  user, *userp, id;
+    const char                *error, *field;
     ngx_http_async_task_op_t  *op;
 
     op = ngx_http_async_task_op_create(r->connection->log,
@@ -596,11 +598,18 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
 
     ngx_str_null(&id);
 
-    rc = ngx_http_async_task_list_args(r, &op->filter, &id);
+    rc = ngx_http_async_task_list_args(r, &op->filter, &id, &error, &field);
 
     if (rc != NGX_OK) {
         ngx_http_async_task_op_destroy(op);
-        return rc;
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "invalid_argument", error,
+                                                  field);
+        }
+
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (id.data) {
@@ -630,9 +639,15 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
 }
 
 
+/*
+ * NGX_OK, NGX_ERROR, or NGX_DECLINED: a parameter is wrong, and *error
+ * and *field say which and why.
+ */
+
 static ngx_int_t
 ngx_http_async_task_list_args(ngx_http_request_t *r,
-    ngx_http_async_task_filter_t *filter, ngx_str_t *id)
+    ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
+    const char **field)
 {
     u_char     *p, *last, *msg;
     ngx_int_t   n, rc;
@@ -654,17 +669,17 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
         }
 
         if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0) {
             filter->status = ngx_http_async_task_status_index(&value);
 
             if (filter->status == NGX_ERROR) {
-                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument",
-                           "status must be one of QUEUED, RUNNING, DONE, "
-                           "FAILED, CANCELED", "status");
+                *error = "status must be one of QUEUED, RUNNING, DONE, "
+                         "FAILED, CANCELED";
+                *field = "status";
+                return NGX_DECLINED;
             }
 
             continue;
@@ -674,9 +689,9 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
             filter->kind = ngx_http_async_task_kind_index(&value);
 
             if (filter->kind == NGX_ERROR) {
-                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument",
-                           "kind must be image or speech", "kind");
+                *error = "kind must be image or speech";
+                *field = "kind";
+                return NGX_DECLINED;
             }
 
             continue;
@@ -686,9 +701,9 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
             n = ngx_atoi(value.data, value.len);
 
             if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
-                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument",
-                           "limit must be between 1 and 100", "limit");
+                *error = "limit must be between 1 and 100";
+                *field = "limit";
+                return NGX_DECLINED;
             }
 
             filter->limit = n;
@@ -699,8 +714,9 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
             if (ngx_http_async_task_parse_id(&value, filter->cursor)
                 != NGX_OK)
             {
-                return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                           "invalid_argument", "malformed cursor", "cursor");
+                *error = "malformed cursor";
+                *field = "cursor";
+                return NGX_DECLINED;
             }
 
             filter->has_cursor = 1;
@@ -715,14 +731,16 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
         msg = ngx_pnalloc(r->pool, sizeof("unknown query parameter \"\"")
                                    + name.len);
         if (msg == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         ngx_sprintf(msg, "unknown query parameter \"%V\"%Z", &name);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_argument",
-                                              (char *) msg, NULL);
+        *error = (char *) msg;
+
+        *field = (char *) name.data;
+
+        return NGX_DECLINED;
     }
 }
 

@@ -13,6 +13,7 @@
 #include "ngx_http_async_task_error.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -66,6 +67,20 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
       0,
       NULL },
 
+    { ngx_string("async_task_balance"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_async_task_balance,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("async_task_health_check"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_async_task_health_check,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("async_task_user"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -84,7 +99,7 @@ static ngx_http_module_t  ngx_http_async_task_module_ctx = {
     ngx_http_async_task_create_main_conf,  /* create main configuration */
     ngx_http_async_task_init_main_conf,    /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_async_task_create_srv_conf,   /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_async_task_create_loc_conf,   /* create location configuration */
@@ -143,6 +158,7 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_uint_t                       i, k;
     ngx_http_upstream_srv_conf_t   **uscfp;
     ngx_http_upstream_main_conf_t   *umcf;
+    ngx_http_async_task_shm_t       *shm;
     ngx_http_async_task_backend_t   *backend;
 
     if (amcf->api_file && amcf->store == NULL) {
@@ -194,6 +210,17 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
             return NGX_CONF_ERROR;
         }
     }
+
+    if (amcf->store == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_async_task_init_instances(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    shm = amcf->store->shm_zone->data;
+    shm->instances = &amcf->instances;
 
     return NGX_CONF_OK;
 }

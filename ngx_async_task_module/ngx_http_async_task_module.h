@@ -30,6 +30,10 @@
 #define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
 #define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
 
+#define NGX_HTTP_ASYNC_TASK_ROUND_ROBIN    0
+#define NGX_HTTP_ASYNC_TASK_USER_HASH      1
+#define NGX_HTTP_ASYNC_TASK_LEAST_BUSY     2
+
 
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
 
@@ -60,10 +64,56 @@ typedef struct {
 } ngx_http_async_task_t;
 
 
+/* async_task_balance and async_task_health_check, in upstream{} */
+
+typedef struct {
+    ngx_uint_t                      balance;
+    ngx_flag_t                      health_check;
+    ngx_msec_t                      hc_interval;
+    ngx_msec_t                      hc_timeout;
+    ngx_uint_t                      hc_fails;
+    ngx_uint_t                      hc_passes;
+    ngx_str_t                       hc_uri;
+} ngx_http_async_task_srv_conf_t;
+
+
+typedef struct ngx_http_async_task_instance_sh_s
+    ngx_http_async_task_instance_sh_t;
+
+/* a GPU instance: one address of a server of a backend's upstream */
+
+typedef struct {
+    ngx_uint_t                      index;
+    ngx_uint_t                      kind;
+    ngx_str_t                       name;       /* "upstream/host:port" */
+    ngx_str_t                       server;     /* "host:port" */
+    struct sockaddr                *sockaddr;
+    socklen_t                       socklen;
+    ngx_uint_t                      weight;
+    ngx_uint_t                      max_conns;
+    unsigned                        down:1;
+    unsigned                        backup:1;
+
+    ngx_http_async_task_instance_sh_t  *sh;
+} ngx_http_async_task_instance_t;
+
+
+typedef struct {
+    uint32_t                        hash;
+    ngx_http_async_task_instance_t *instance;
+} ngx_http_async_task_point_t;
+
+
 typedef struct {
     ngx_str_t                       kind;
     ngx_str_t                       upstream_name;
     ngx_http_upstream_srv_conf_t   *upstream;
+    ngx_http_async_task_srv_conf_t *ups;        /* our upstream{} settings */
+
+    ngx_http_async_task_instance_t **instances;
+    ngx_uint_t                      ninstances;
+    ngx_http_async_task_point_t    *ring;       /* user_hash */
+    ngx_uint_t                      npoints;
 
     ngx_uint_t                      protocol;
     ngx_str_t                       model;
@@ -92,6 +142,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_async_task_store_conf_t  *store;
+    ngx_array_t                        instances;
     ngx_http_async_task_backend_t      backends[NGX_HTTP_ASYNC_TASK_NKINDS];
 
     u_char                            *api_file;  /* first async_task_api */

@@ -28,6 +28,11 @@ struct ngx_http_async_task_node_s {
     int64_t                         created_at;
     int64_t                         started_at;
 
+    /* while RUNNING: who runs it, where, and whether it was canceled */
+    ngx_pid_t                       owner;
+    uint32_t                        instance;
+    unsigned                        canceled:1;
+
     /* the queue of its kind: an order-statistic treap, for "position" */
     ngx_http_async_task_node_t     *left;
     ngx_http_async_task_node_t     *right;
@@ -37,6 +42,27 @@ struct ngx_http_async_task_node_s {
     uint32_t                        user_len;
     uint32_t                        params_len;
     u_char                         *data;       /* user, params; or NULL */
+};
+
+
+/* a GPU instance as all worker processes see it */
+
+struct ngx_http_async_task_instance_sh_s {
+    ngx_queue_t                     queue;
+    u_char                          name[NGX_SOCKADDR_STRLEN + 64];
+    size_t                          name_len;   /* "upstream/host:port" */
+
+    ngx_uint_t                      inflight;
+    ngx_uint_t                      requests;
+    ngx_uint_t                      failures;
+    ngx_int_t                       current_weight;   /* round robin */
+
+    ngx_uint_t                      healthy;
+    ngx_uint_t                      fails;      /* in a row */
+    ngx_uint_t                      passes;
+    int64_t                         last_check; /* ms, 0: never */
+    ngx_pid_t                       checker;    /* probing now */
+    int64_t                         check_started;
 };
 
 
@@ -51,12 +77,15 @@ struct ngx_http_async_task_shctx_s {
     int64_t                         started_at;
     uint32_t                        seed;
     ngx_uint_t                      loaded;     /* filled from the store */
+
+    ngx_queue_t                     instances;
 };
 
 
 typedef struct {
     ngx_http_async_task_shctx_t    *sh;
     ngx_slab_pool_t                *shpool;
+    ngx_array_t                    *instances;  /* of the configuration */
 } ngx_http_async_task_shm_t;
 
 

@@ -46,6 +46,7 @@ static ngx_int_t ngx_http_async_task_submit_invalid(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, ngx_int_t rc);
 static void ngx_http_async_task_submit_abort(
     ngx_http_async_task_submit_t *ctx);
+static void ngx_http_async_task_submit_cleanup(void *data);
 static ngx_int_t ngx_http_async_task_submit_commit(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
 static void ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op);
@@ -129,6 +130,7 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
     ngx_int_t *rc)
 {
     ngx_str_t                         user, *userp;
+    ngx_pool_cleanup_t               *cln;
     ngx_http_async_task_t            *task;
     ngx_http_async_task_op_t         *op;
     ngx_http_async_task_submit_t     *ctx;
@@ -164,6 +166,17 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
 
     ctx->request = r;
     ctx->op = op;
+
+    /* a request that ends early, a client gone mid-upload, gives back all */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_async_task_op_destroy(op);
+        return NULL;
+    }
+
+    cln->handler = ngx_http_async_task_submit_cleanup;
+    cln->data = ctx;
 
     ngx_http_set_ctx(r, ctx, ngx_http_async_task_module);
 
@@ -566,6 +579,7 @@ invalid:
     cJSON_Delete(params);
 
     ctx->error = error;
+
     ctx->field = item ? item->string : field;
 
     return NGX_DECLINED;
@@ -858,8 +872,10 @@ ngx_http_async_task_speech_args(ngx_http_request_t *r,
         ctx->error = ngx_http_async_task_message(r,
                                           "unknown query parameter \"%s\"",
                                           (char *) name.data);
-                ctx->field = NULL;
-                return NGX_DECLINED;
+
+        ctx->field = (char *) name.data;
+
+        return NGX_DECLINED;
     }
 }
 
@@ -1106,6 +1122,10 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
         n = 0;
 
         while (p < last) {
+            if (*p == '\0') {
+                return "prompt must not contain NUL characters";
+            }
+
             if (*p < 0x80) {
                 p++;
 
@@ -1296,6 +1316,15 @@ ngx_http_async_task_submit_invalid(ngx_http_request_t *r,
     return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
                                       "invalid_argument", ctx->error,
                                       ctx->field);
+}
+
+
+static void
+ngx_http_async_task_submit_cleanup(void *data)
+{
+    ngx_http_async_task_submit_t *ctx = data;
+
+    ngx_http_async_task_submit_abort(ctx);
 }
 
 

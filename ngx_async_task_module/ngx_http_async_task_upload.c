@@ -955,7 +955,9 @@ ngx_http_async_task_upload_part(ngx_http_async_task_upload_ctx_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (len > NGX_HTTP_ASYNC_TASK_FIELD_MAX) {
+    /* characters are counted later: here, at most 4 bytes each */
+
+    if (len > 4 * NGX_HTTP_ASYNC_TASK_FIELD_MAX) {
         up->error = ngx_http_async_task_upload_message(ctx->pool,
                                                        "%V is too long%Z",
                                                        name);

@@ -125,8 +125,9 @@ sub send_raw {
     close $sock;
 
     my ($head, $body) = split /\r\n\r\n/, $resp // '', 2;
-    my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
+    $head //= '';
     $body //= '';
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d+)};
 
     if ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
         my $out = '';
@@ -664,11 +665,11 @@ Allow: POST
 --- error_code eval
 [(400) x 5]
 --- response_body eval
-[main::err('unknown query parameter \"model\"'),
- main::err('unknown query parameter \"sample_rate\"'),
- main::err('unknown query parameter \"channels\"'),
- main::err('unknown query parameter \"prompt\"'),
- main::err('unknown query parameter \"rate\"')]
+[main::err('unknown query parameter \"model\"', 'model'),
+ main::err('unknown query parameter \"sample_rate\"', 'sample_rate'),
+ main::err('unknown query parameter \"channels\"', 'channels'),
+ main::err('unknown query parameter \"prompt\"', 'prompt'),
+ main::err('unknown query parameter \"rate\"', 'rate')]
 --- no_error_log
 [error]
 
@@ -852,7 +853,23 @@ Allow: POST
 
 
 
-=== TEST 32: priority must be an integer 0..9
+=== TEST 32: a prompt holding a NUL is kept whole or refused, never cut at the NUL
+--- request eval
+["POST /api/v1/speech/transcribe?prompt=a%00b\n" . main::audio(10),
+ "POST /api/v1/speech/transcribe\n" . main::mp($::B, ['file', 'abc'], ['prompt', "a\x00b"])]
+--- more_headers eval
+["Content-Type: audio/ogg", "Content-Type: multipart/form-data; boundary=$::B"]
+--- error_code_like eval
+[qr/^(202|400)$/, qr/^(202|400)$/]
+--- response_body_like eval
+[qr/"prompt":"a\\u0000b"|^\{"error":\{"code":"invalid_argument","message":"[^"]+","field":"prompt"\}\}$/,
+ qr/"prompt":"a\\u0000b"|^\{"error":\{"code":"invalid_argument","message":"[^"]+","field":"prompt"\}\}$/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 33: priority must be an integer 0..9
 --- request eval
 ["POST /api/v1/speech/transcribe\n" . main::mp($::B, ['file', 'abc'], ['priority', '10']),
  "POST /api/v1/speech/transcribe\n" . main::mp($::B, ['file', 'abc'], ['priority', '-1']),
@@ -872,7 +889,7 @@ Allow: POST
 
 
 
-=== TEST 33: PCM sample_rate and channels out of range
+=== TEST 34: PCM sample_rate and channels out of range
 --- request eval
 ["POST /api/v1/speech/pcm?sample_rate=7999\n" . main::pcm(10),
  "POST /api/v1/speech/pcm?sample_rate=48001\n" . main::pcm(10),
@@ -891,7 +908,7 @@ Allow: POST
 
 
 
-=== TEST 34: a PCM body that ends with a partial sample
+=== TEST 35: a PCM body that ends with a partial sample
 --- request eval
 ["POST /api/v1/speech/pcm\nABC",
  "POST /api/v1/speech/pcm?channels=2\nABCDEF",
@@ -905,7 +922,7 @@ Allow: POST
 
 
 
-=== TEST 35: a chunked PCM body that ends with a partial sample
+=== TEST 36: a chunked PCM body that ends with a partial sample
 --- raw_request eval
 "POST /api/v1/speech/pcm?channels=2 HTTP/1.1\r
 Host: localhost\r
@@ -928,7 +945,7 @@ EF\r
 
 
 
-=== TEST 36: a multipart body over client_max_body_size
+=== TEST 37: a multipart body over client_max_body_size
 --- config
     location /api/v1/ {
         async_task_api;
@@ -950,7 +967,7 @@ client intended to send too large body
 
 
 
-=== TEST 37: a PCM body over client_max_body_size
+=== TEST 38: a PCM body over client_max_body_size
 --- config
     location /api/v1/ {
         async_task_api;
@@ -968,7 +985,7 @@ client intended to send too large body
 
 
 
-=== TEST 38: a chunked raw body over client_max_body_size
+=== TEST 39: a chunked raw body over client_max_body_size
 --- config
     location /api/v1/ {
         async_task_api;
@@ -996,7 +1013,7 @@ client intended to send too large chunked body
 
 
 
-=== TEST 39: a rejected upload stores no task
+=== TEST 40: a rejected upload stores no task
 --- request eval
 ["POST /api/v1/speech/transcribe\n" . main::mp($::B, ['file', 'abc'], ['language', 'e n']),
  "POST /api/v1/speech/pcm?channels=2\nABCDEF",
@@ -1014,10 +1031,17 @@ client intended to send too large chunked body
 
 
 
-=== TEST 40: rejected uploads leave no file behind: not in the files directory, not as body temp files
+=== TEST 41: rejected uploads leave no file behind: not in the files directory, not as body temp files
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+        client_body_temp_path $TEST_NGINX_SERVER_ROOT/html/body_temp;
+    }
 --- init
 my $files = main::files_dir($block);
-my $temp = AsyncTaskTest::servroot() . '/client_body_temp';
+my $temp = AsyncTaskTest::servroot() . '/html/body_temp';
+Test::More::ok(-d $temp, 'the body temp directory is there');
 my @temp_before = main::tree($temp);
 my $ct = "multipart/form-data; boundary=$::B";
 
@@ -1076,7 +1100,7 @@ GET /api/v1/system/stats
 
 
 
-=== TEST 41: an upload the client cuts off gives its queue slot back
+=== TEST 42: an upload the client cuts off gives its queue slot back
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:4m
                      thread_pool=async_task max_queued=1;
@@ -1104,7 +1128,7 @@ Test::More::is_deeply([main::entries(main::files_dir($block))], [],
 
 
 
-=== TEST 42: an upload refused half-way (a chunked body over client_max_body_size) gives its queue slot back
+=== TEST 43: an upload refused half-way (a chunked body over client_max_body_size) gives its queue slot back
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:4m
                      thread_pool=async_task max_queued=1;
@@ -1126,6 +1150,7 @@ my ($status, $head, $body) = main::send_raw(
      . "Connection: close\r\n\r\n" . "200\r\n" . ('a' x 512) . "\r\n",
      "300\r\n" . ('b' x 768) . "\r\n0\r\n\r\n"],
     delay => 0.2);
+Time::HiRes::sleep(0.3);
 Test::More::is($status, 413, 'a chunked body over the limit: 413');
 Test::More::is($body, '{"error":{"code":"payload_too_large","message":"the body is over client_max_body_size"}}',
                'a chunked body over the limit: the JSON error');

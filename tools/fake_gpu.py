@@ -451,6 +451,7 @@ class FakeGpu:
         self.settings = Settings(args)
         self.stats = Stats(args.max_concurrent)
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
+        self.connections = set()   # their tasks, to close them on shutdown
         # path -> (method, handler, is_job)
         self.routes = {
             "/health": ("GET", self.health, False),
@@ -481,6 +482,8 @@ class FakeGpu:
     async def serve_connection(self, reader, writer):
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        task = asyncio.current_task()
+        self.connections.add(task)
         try:
             while True:
                 started = time.monotonic()
@@ -494,10 +497,15 @@ class FakeGpu:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass   # the client went away or sent garbage mid-request
+        except asyncio.CancelledError:
+            # Only our shutdown cancels; end normally, because asyncio's stream
+            # callback (3.11) reports a cancelled handler task as an error.
+            pass
         except Exception:
             traceback.print_exc()
         finally:
             writer.close()
+            self.connections.discard(task)
 
     def render(self, response, req):
         status, body, content_type = response
@@ -782,6 +790,11 @@ async def serve(args):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
+        # Close open connections (hung jobs, idle keep-alive) while the log
+        # is still open: they log their last request as they end.
+        for task in app.connections:
+            task.cancel()
+        await asyncio.gather(*app.connections, return_exceptions=True)
     finally:
         remove_file(args.ready_file)
         remove_file(args.pid_file)

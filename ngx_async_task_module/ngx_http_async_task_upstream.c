@@ -1,0 +1,582 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_upstream.h"
+
+
+/* points on the user_hash ring per unit of weight, as upstream hash has */
+#define NGX_HTTP_ASYNC_TASK_POINTS  160
+
+
+static ngx_int_t ngx_http_async_task_instances_add(ngx_conf_t *cf,
+    ngx_http_async_task_main_conf_t *amcf,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t kind);
+static ngx_int_t ngx_http_async_task_ring(ngx_conf_t *cf,
+    ngx_http_async_task_backend_t *backend);
+static int ngx_libc_cdecl ngx_http_async_task_point_cmp(const void *one,
+    const void *two);
+static ngx_uint_t ngx_http_async_task_usable(
+    ngx_http_async_task_instance_t *in, ngx_uint_t backup);
+static ngx_http_async_task_instance_t *ngx_http_async_task_pick_rr(
+    ngx_http_async_task_backend_t *backend, ngx_uint_t avoid,
+    ngx_uint_t backup);
+static ngx_http_async_task_instance_t *ngx_http_async_task_pick_least(
+    ngx_http_async_task_backend_t *backend, ngx_uint_t avoid,
+    ngx_uint_t backup);
+static ngx_http_async_task_instance_t *ngx_http_async_task_pick_hash(
+    ngx_http_async_task_backend_t *backend, ngx_str_t *user,
+    ngx_uint_t avoid);
+
+
+void *
+ngx_http_async_task_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_async_task_srv_conf_t  *ascf;
+
+    ascf = ngx_pcalloc(cf->pool, sizeof(ngx_http_async_task_srv_conf_t));
+    if (ascf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     ascf->balance = NGX_HTTP_ASYNC_TASK_ROUND_ROBIN;
+     *     ascf->health_check = 0;
+     *     ascf->hc_uri = { 0, NULL };
+     */
+
+    return ascf;
+}
+
+
+/* async_task_balance round_robin | user_hash | least_busy; */
+
+char *
+ngx_http_async_task_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_async_task_srv_conf_t *ascf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "round_robin") == 0) {
+        ascf->balance = NGX_HTTP_ASYNC_TASK_ROUND_ROBIN;
+
+    } else if (ngx_strcmp(value[1].data, "user_hash") == 0) {
+        ascf->balance = NGX_HTTP_ASYNC_TASK_USER_HASH;
+
+    } else if (ngx_strcmp(value[1].data, "least_busy") == 0) {
+        ascf->balance = NGX_HTTP_ASYNC_TASK_LEAST_BUSY;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid balancing method \"%V\", expected "
+                           "\"round_robin\", \"user_hash\" or \"least_busy\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * async_task_health_check [interval=time] [timeout=time] [fails=number]
+ *                         [passes=number] [uri=uri];
+ */
+
+char *
+ngx_http_async_task_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_async_task_srv_conf_t *ascf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (ascf->health_check) {
+        return "is duplicate";
+    }
+
+    ascf->health_check = 1;
+    ascf->hc_interval = 30000;
+    ascf->hc_timeout = 2000;
+    ascf->hc_fails = 3;
+    ascf->hc_passes = 2;
+    ngx_str_set(&ascf->hc_uri, "/health");
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
+            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_parse_time(&s, 0);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'i') {
+                ascf->hc_interval = n;
+
+            } else {
+                ascf->hc_timeout = n;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fails=", 6) == 0
+            || ngx_strncmp(value[i].data, "passes=", 7) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_atoi(s.data, s.len);
+
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'f') {
+                ascf->hc_fails = n;
+
+            } else {
+                ascf->hc_passes = n;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            ascf->hc_uri.data = value[i].data + 4;
+            ascf->hc_uri.len = value[i].len - 4;
+
+            if (ascf->hc_uri.len == 0 || ascf->hc_uri.data[0] != '/') {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * Every address of every server of a backend's upstream is an instance;
+ * "server" parameters keep their meaning: weight, max_conns (tasks at
+ * once, 1 when unset), down, backup.
+ */
+
+ngx_int_t
+ngx_http_async_task_init_instances(ngx_conf_t *cf,
+    ngx_http_async_task_main_conf_t *amcf)
+{
+    ngx_uint_t                      k;
+    ngx_http_async_task_backend_t  *backend;
+
+    if (ngx_array_init(&amcf->instances, cf->pool, 4,
+                       sizeof(ngx_http_async_task_instance_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->upstream == NULL) {
+            continue;
+        }
+
+        backend->ups = backend->upstream->srv_conf[
+                                       ngx_http_async_task_module.ctx_index];
+
+        if (ngx_http_async_task_instances_add(cf, amcf, backend, k)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the array is complete: now pointers into it hold */
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &amcf->backends[k];
+
+        if (backend->upstream && ngx_http_async_task_ring(cf, backend)
+                                 != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_instances_add(ngx_conf_t *cf,
+    ngx_http_async_task_main_conf_t *amcf,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t kind)
+{
+    u_char                          *p;
+    ngx_uint_t                       i, j;
+    ngx_http_upstream_server_t      *server;
+    ngx_http_async_task_instance_t  *in;
+
+    if (backend->upstream->servers == NULL
+        || backend->upstream->servers->nelts == 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "no servers in upstream \"%V\" in %s:%ui",
+                      &backend->upstream_name, backend->file, backend->line);
+        return NGX_ERROR;
+    }
+
+    server = backend->upstream->servers->elts;
+
+    for (i = 0; i < backend->upstream->servers->nelts; i++) {
+        for (j = 0; j < server[i].naddrs; j++) {
+
+            in = ngx_array_push(&amcf->instances);
+            if (in == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memzero(in, sizeof(ngx_http_async_task_instance_t));
+
+            in->index = amcf->instances.nelts - 1;
+            in->kind = kind;
+            in->server = server[i].addrs[j].name;
+            in->sockaddr = server[i].addrs[j].sockaddr;
+            in->socklen = server[i].addrs[j].socklen;
+            in->weight = server[i].weight ? server[i].weight : 1;
+            in->max_conns = server[i].max_conns ? server[i].max_conns : 1;
+            in->down = server[i].down;
+            in->backup = server[i].backup;
+
+            in->name.len = backend->upstream_name.len + 1 + in->server.len;
+            in->name.data = ngx_pnalloc(cf->pool, in->name.len);
+            if (in->name.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_cpymem(in->name.data, backend->upstream_name.data,
+                           backend->upstream_name.len);
+            *p++ = '/';
+            ngx_memcpy(p, in->server.data, in->server.len);
+
+            backend->ninstances++;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The user_hash ring: points hashed from each instance's name, so that
+ * every worker process builds the same ring, and adding or removing one
+ * of N instances moves about 1/N of the users.
+ */
+
+static ngx_int_t
+ngx_http_async_task_ring(ngx_conf_t *cf,
+    ngx_http_async_task_backend_t *backend)
+{
+    size_t                           n;
+    uint32_t                         hash;
+    ngx_uint_t                       i, j, k;
+    ngx_http_async_task_instance_t  *instances, *in;
+    ngx_http_async_task_main_conf_t *amcf;
+    u_char                           key[NGX_SOCKADDR_STRLEN + 256];
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_async_task_module);
+
+    backend->instances = ngx_palloc(cf->pool, backend->ninstances
+                                    * sizeof(ngx_http_async_task_instance_t *));
+    if (backend->instances == NULL) {
+        return NGX_ERROR;
+    }
+
+    instances = amcf->instances.elts;
+    n = 0;
+    k = 0;
+
+    for (i = 0; i < amcf->instances.nelts; i++) {
+        if (&amcf->backends[instances[i].kind] == backend) {
+            backend->instances[k++] = &instances[i];
+
+            if (!instances[i].backup) {
+                n += instances[i].weight * NGX_HTTP_ASYNC_TASK_POINTS;
+            }
+        }
+    }
+
+    backend->ring = ngx_palloc(cf->pool,
+                               n * sizeof(ngx_http_async_task_point_t) + 1);
+    if (backend->ring == NULL) {
+        return NGX_ERROR;
+    }
+
+    backend->npoints = 0;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (in->backup) {
+            continue;
+        }
+
+        for (j = 0; j < in->weight * NGX_HTTP_ASYNC_TASK_POINTS; j++) {
+            n = ngx_sprintf(key, "%V-%ui", &in->server, j) - key;
+            hash = ngx_crc32_long(key, n);
+
+            backend->ring[backend->npoints].hash = hash;
+            backend->ring[backend->npoints].instance = in;
+            backend->npoints++;
+        }
+    }
+
+    ngx_qsort(backend->ring, backend->npoints,
+              sizeof(ngx_http_async_task_point_t),
+              ngx_http_async_task_point_cmp);
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_async_task_point_cmp(const void *one, const void *two)
+{
+    const ngx_http_async_task_point_t  *first = one;
+    const ngx_http_async_task_point_t  *second = two;
+
+    if (first->hash < second->hash) {
+        return -1;
+    }
+
+    return (first->hash > second->hash) ? 1 : 0;
+}
+
+
+/*
+ * Chooses the instance for a task and takes one of its slots.  Called
+ * with the zone locked: slots are counted for the whole nginx.  "avoid"
+ * is the instance a retried task failed on, taken only when it is the
+ * only one left.  Backup instances serve when no primary one is healthy.
+ */
+
+ngx_http_async_task_instance_t *
+ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
+    ngx_str_t *user, ngx_uint_t avoid)
+{
+    ngx_uint_t                       i, backup, tries;
+    ngx_http_async_task_instance_t  *in;
+
+    backup = 1;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (!in->backup && !in->down && in->sh->healthy) {
+            backup = 0;
+            break;
+        }
+    }
+
+    for (tries = 0; tries < 2; tries++) {
+
+        switch (backend->ups->balance) {
+
+        case NGX_HTTP_ASYNC_TASK_USER_HASH:
+            in = (user && !backup)
+                 ? ngx_http_async_task_pick_hash(backend, user, avoid)
+                 : ngx_http_async_task_pick_rr(backend, avoid, backup);
+            break;
+
+        case NGX_HTTP_ASYNC_TASK_LEAST_BUSY:
+            in = ngx_http_async_task_pick_least(backend, avoid, backup);
+            break;
+
+        default:
+            in = ngx_http_async_task_pick_rr(backend, avoid, backup);
+        }
+
+        if (in) {
+            in->sh->inflight++;
+            return in;
+        }
+
+        /* the failed instance is better than waiting */
+        avoid = NGX_HTTP_ASYNC_TASK_NONE;
+    }
+
+    return NULL;
+}
+
+
+/* whether the instance can take a task of the given tier now */
+
+static ngx_uint_t
+ngx_http_async_task_usable(ngx_http_async_task_instance_t *in,
+    ngx_uint_t backup)
+{
+    return in->backup == backup && !in->down && in->sh->healthy
+           && in->sh->inflight < in->max_conns;
+}
+
+
+/* smooth weighted round robin, as nginx's own, on shared weights */
+
+static ngx_http_async_task_instance_t *
+ngx_http_async_task_pick_rr(ngx_http_async_task_backend_t *backend,
+    ngx_uint_t avoid, ngx_uint_t backup)
+{
+    ngx_int_t                        total;
+    ngx_uint_t                       i;
+    ngx_http_async_task_instance_t  *in, *best;
+
+    best = NULL;
+    total = 0;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (in->index == avoid || !ngx_http_async_task_usable(in, backup)) {
+            continue;
+        }
+
+        in->sh->current_weight += in->weight;
+        total += in->weight;
+
+        if (best == NULL
+            || in->sh->current_weight > best->sh->current_weight)
+        {
+            best = in;
+        }
+    }
+
+    if (best) {
+        best->sh->current_weight -= total;
+    }
+
+    return best;
+}
+
+
+/* the fewest running tasks for its max_conns; ties go round robin */
+
+static ngx_http_async_task_instance_t *
+ngx_http_async_task_pick_least(ngx_http_async_task_backend_t *backend,
+    ngx_uint_t avoid, ngx_uint_t backup)
+{
+    ngx_uint_t                       i;
+    ngx_http_async_task_instance_t  *in, *best;
+
+    best = NULL;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (in->index == avoid || !ngx_http_async_task_usable(in, backup)) {
+            continue;
+        }
+
+        if (best == NULL
+            || in->sh->inflight * best->max_conns
+               < best->sh->inflight * in->max_conns
+            || (in->sh->inflight * best->max_conns
+                == best->sh->inflight * in->max_conns
+                && in->sh->current_weight > best->sh->current_weight))
+        {
+            best = in;
+        }
+    }
+
+    if (best) {
+        best->sh->current_weight -= best->weight;
+    }
+
+    return best;
+}
+
+
+/* the user's point on the ring, then on along the ring */
+
+static ngx_http_async_task_instance_t *
+ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
+    ngx_str_t *user, ngx_uint_t avoid)
+{
+    uint32_t                         hash;
+    ngx_uint_t                       i, lo, hi, mid;
+    ngx_http_async_task_instance_t  *in;
+
+    if (backend->npoints == 0) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_long(user->data, user->len);
+
+    lo = 0;
+    hi = backend->npoints;
+
+    while (lo < hi) {
+        mid = (lo + hi) / 2;
+
+        if (backend->ring[mid].hash < hash) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    for (i = 0; i < backend->npoints; i++) {
+        in = backend->ring[(lo + i) % backend->npoints].instance;
+
+        if (in->index != avoid && ngx_http_async_task_usable(in, 0)) {
+            return in;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a slot given back, the zone locked */
+
+void
+ngx_http_async_task_release_locked(ngx_http_async_task_instance_t *in)
+{
+    if (in->sh->inflight) {
+        in->sh->inflight--;
+    }
+}
