@@ -82,6 +82,7 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&shm->sh->rbtree, &shm->sh->sentinel,
                     ngx_http_async_task_shm_rbtree_insert);
     ngx_queue_init(&shm->sh->instances);
+    ngx_queue_init(&shm->sh->running);
 
     shm->sh->started_at = (int64_t) ngx_time() * 1000;
     shm->sh->seed = (uint32_t) ngx_random() | 1;
@@ -372,6 +373,19 @@ ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
     task->created_at = node->created_at;
     task->started_at = node->started_at;
 
+    if (node->status == NGX_HTTP_ASYNC_TASK_RUNNING && node->instance) {
+        task->backend.len = node->instance->name_len;
+        task->backend.data = ngx_pnalloc(pool, task->backend.len);
+
+        if (task->backend.data == NULL) {
+            rc = NGX_ERROR;
+            goto done;
+        }
+
+        ngx_memcpy(task->backend.data, node->instance->name,
+                   task->backend.len);
+    }
+
     task->position = (node->status == NGX_HTTP_ASYNC_TASK_QUEUED)
                      ? (ngx_int_t) ngx_http_async_task_queue_rank(
                                                 sh->queue[node->kind], node)
@@ -441,6 +455,149 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
 }
 
 
+/* a claimed task starts: out of the queue, into the running list */
+
+ngx_int_t
+ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_http_async_task_instance_sh_t *instance, int64_t started_at)
+{
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(sh, id);
+
+    if (node == NULL || node->status != NGX_HTTP_ASYNC_TASK_QUEUED) {
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    sh->queue[node->kind] =
+                ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+
+    sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]--;
+    sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]++;
+
+    node->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+    node->owner = ngx_pid;
+    node->instance = instance;
+    node->started_at = started_at;
+
+    ngx_queue_insert_tail(&sh->running, &node->running);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a task that will run again: back into the queue, in its old place */
+
+void
+ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t attempts)
+{
+    ngx_http_async_task_node_t   *node;
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(sh, id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+        ngx_queue_remove(&node->running);
+
+        sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]--;
+        sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]++;
+
+        node->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+        node->owner = 0;
+        node->started_at = 0;
+        node->attempts = (uint32_t) attempts;
+        node->left = NULL;
+        node->right = NULL;
+        node->size = 1;
+
+        sh->queue[node->kind] =
+                ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* whether this process still runs the task: not canceled, not taken back */
+
+ngx_int_t
+ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm, u_char *id)
+{
+    ngx_int_t                    rc;
+    ngx_http_async_task_node_t  *node;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
+
+    rc = (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING
+          && node->owner == ngx_pid);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Running tasks whose worker process is gone (it crashed, or exited
+ * before its results were applied): up to n of them are handed to the
+ * caller, who takes them back, marked so that no other process does too.
+ */
+
+ngx_uint_t
+ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
+    u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
+    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n)
+{
+    ngx_uint_t                   found;
+    ngx_queue_t                 *q;
+    ngx_http_async_task_node_t  *node;
+
+    found = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (q = ngx_queue_head(&shm->sh->running);
+         q != ngx_queue_sentinel(&shm->sh->running) && found < n;
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_async_task_node_t, running);
+
+        if (node->owner <= 0 || node->owner == ngx_pid
+            || kill(node->owner, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_memcpy(ids[found], node->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+        owners[found] = node->owner;
+        instances[found] = node->instance;
+        found++;
+
+        /* ours to take back now */
+        node->owner = -node->owner;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return found;
+}
+
+
 void
 ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count, int64_t *started_at)
@@ -465,6 +622,9 @@ ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
     if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
         sh->queue[node->kind] =
                 ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+
+    } else {
+        ngx_queue_remove(&node->running);
     }
 
     sh->count[node->status]--;

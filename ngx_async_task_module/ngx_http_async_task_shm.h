@@ -11,40 +11,6 @@
 #include "ngx_http_async_task_module.h"
 
 
-typedef struct ngx_http_async_task_node_s  ngx_http_async_task_node_t;
-
-/* a live (QUEUED or RUNNING) task as every worker process sees it */
-
-struct ngx_http_async_task_node_s {
-    ngx_rbtree_node_t               node;       /* key: crc32 of the id */
-    u_char                          id[NGX_HTTP_ASYNC_TASK_ID_LEN];
-
-    u_char                          kind;
-    u_char                          status;
-    u_char                          priority;
-    u_char                          has_user;
-
-    uint32_t                        attempts;
-    int64_t                         created_at;
-    int64_t                         started_at;
-
-    /* while RUNNING: who runs it, where, and whether it was canceled */
-    ngx_pid_t                       owner;
-    uint32_t                        instance;
-    unsigned                        canceled:1;
-
-    /* the queue of its kind: an order-statistic treap, for "position" */
-    ngx_http_async_task_node_t     *left;
-    ngx_http_async_task_node_t     *right;
-    uint32_t                        size;
-    uint32_t                        weight;
-
-    uint32_t                        user_len;
-    uint32_t                        params_len;
-    u_char                         *data;       /* user, params; or NULL */
-};
-
-
 /* a GPU instance as all worker processes see it */
 
 struct ngx_http_async_task_instance_sh_s {
@@ -66,6 +32,40 @@ struct ngx_http_async_task_instance_sh_s {
 };
 
 
+typedef struct ngx_http_async_task_node_s  ngx_http_async_task_node_t;
+
+/* a live (QUEUED or RUNNING) task as every worker process sees it */
+
+struct ngx_http_async_task_node_s {
+    ngx_rbtree_node_t               node;       /* key: crc32 of the id */
+    u_char                          id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+
+    u_char                          kind;
+    u_char                          status;
+    u_char                          priority;
+    u_char                          has_user;
+
+    uint32_t                        attempts;
+    int64_t                         created_at;
+    int64_t                         started_at;
+
+    /* while RUNNING: who runs it and where */
+    ngx_queue_t                     running;
+    ngx_pid_t                       owner;
+    ngx_http_async_task_instance_sh_t  *instance;
+
+    /* the queue of its kind: an order-statistic treap, for "position" */
+    ngx_http_async_task_node_t     *left;
+    ngx_http_async_task_node_t     *right;
+    uint32_t                        size;
+    uint32_t                        weight;
+
+    uint32_t                        user_len;
+    uint32_t                        params_len;
+    u_char                         *data;       /* user, params; or NULL */
+};
+
+
 struct ngx_http_async_task_shctx_s {
     ngx_rbtree_t                    rbtree;
     ngx_rbtree_node_t               sentinel;
@@ -79,6 +79,7 @@ struct ngx_http_async_task_shctx_s {
     ngx_uint_t                      loaded;     /* filled from the store */
 
     ngx_queue_t                     instances;
+    ngx_queue_t                     running;    /* nodes, for the reaper */
 };
 
 
@@ -108,6 +109,16 @@ ngx_int_t ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm,
     u_char *id);
 void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t from, ngx_uint_t to);
+ngx_int_t ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_http_async_task_instance_sh_t *instance,
+    int64_t started_at);
+void ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t attempts);
+ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
+    u_char *id);
+ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
+    u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
+    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n);
 void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count, int64_t *started_at);
 

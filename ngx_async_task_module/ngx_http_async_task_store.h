@@ -54,6 +54,27 @@ typedef struct {
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
                          ngx_log_t *log);
 
+    /* the dispatcher's: the next due task of a kind, leased to "owner" */
+    ngx_int_t  (*claim)(ngx_http_async_task_store_conf_t *conf,
+                        ngx_uint_t kind, ngx_str_t *owner, int64_t lease,
+                        ngx_pool_t *pool, ngx_http_async_task_t *task,
+                        ngx_log_t *log);
+
+    /* a run's outcome (status DONE, FAILED or QUEUED), under its lease */
+    ngx_int_t  (*complete)(ngx_http_async_task_store_conf_t *conf,
+                           ngx_http_async_task_t *task, ngx_str_t *owner,
+                           int64_t not_before, ngx_log_t *log);
+
+    /* the lease of a runner that is gone: the task queues again */
+    ngx_int_t  (*recover)(ngx_http_async_task_store_conf_t *conf, u_char *id,
+                          ngx_str_t *owner, ngx_pool_t *pool,
+                          ngx_http_async_task_t *task, ngx_log_t *log);
+
+    /* retention: returns how many finished tasks went, or NGX_ERROR */
+    ngx_int_t  (*expire)(ngx_http_async_task_store_conf_t *conf,
+                         int64_t before, ngx_uint_t n, ngx_uint_t *count,
+                         ngx_log_t *log);
+
     /* periodic housekeeping, from a timer */
     ngx_int_t  (*maintain)(ngx_http_async_task_store_conf_t *conf,
                            ngx_log_t *log);

@@ -43,6 +43,11 @@ struct ngx_http_async_task_sqlite_s {
     sqlite3_stmt                   *get;
     sqlite3_stmt                   *list;
     sqlite3_stmt                   *finish;
+    sqlite3_stmt                   *claim;
+    sqlite3_stmt                   *complete;
+    sqlite3_stmt                   *recover;
+    sqlite3_stmt                   *expired;
+    sqlite3_stmt                   *remove;
 };
 
 
@@ -64,6 +69,21 @@ static ngx_int_t ngx_http_async_task_sqlite_finish(
     ngx_uint_t from, ngx_http_async_task_t *task, ngx_pool_t *pool,
     ngx_log_t *log);
 
+static ngx_int_t ngx_http_async_task_sqlite_claim(
+    ngx_http_async_task_store_conf_t *conf, ngx_uint_t kind,
+    ngx_str_t *owner, int64_t lease, ngx_pool_t *pool,
+    ngx_http_async_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_complete(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t *task,
+    ngx_str_t *owner, int64_t not_before, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_recover(
+    ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_str_t *owner,
+    ngx_pool_t *pool, ngx_http_async_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_expire(
+    ngx_http_async_task_store_conf_t *conf, int64_t before, ngx_uint_t n,
+    ngx_uint_t *count, ngx_log_t *log);
+static void ngx_http_async_task_sqlite_bind_str(sqlite3_stmt *stmt, int col,
+    ngx_str_t *value);
 static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_exit(void);
@@ -93,6 +113,10 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_get,
     ngx_http_async_task_sqlite_list,
     ngx_http_async_task_sqlite_finish,
+    ngx_http_async_task_sqlite_claim,
+    ngx_http_async_task_sqlite_complete,
+    ngx_http_async_task_sqlite_recover,
+    ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
     ngx_http_async_task_sqlite_exit
 };
@@ -576,6 +600,244 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
 }
 
 
+/* NGX_DECLINED: nothing of that kind is due now */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_claim(ngx_http_async_task_store_conf_t *conf,
+    ngx_uint_t kind, ngx_str_t *owner, int64_t lease, ngx_pool_t *pool,
+    ngx_http_async_task_t *task, ngx_log_t *log)
+{
+    int                            rc;
+    int64_t                        now;
+    ngx_int_t                      ret;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_http_async_task_now_ms();
+
+    sqlite3_bind_int64(sq->claim, 1, now);
+    ngx_http_async_task_sqlite_bind_str(sq->claim, 2, owner);
+    sqlite3_bind_int64(sq->claim, 3, now + lease);
+    sqlite3_bind_text(sq->claim, 4,
+                      (char *) ngx_http_async_task_kinds[kind].data, -1,
+                      SQLITE_STATIC);
+
+    rc = sqlite3_step(sq->claim);
+
+    if (rc == SQLITE_ROW) {
+        ret = ngx_http_async_task_sqlite_row(sq->claim, pool, task);
+
+        /* the change is made by the first step; the rest ends it */
+        while ((rc = sqlite3_step(sq->claim)) == SQLITE_ROW) { /* void */ }
+
+    } else {
+        ret = NGX_DECLINED;
+    }
+
+    if (rc != SQLITE_DONE) {
+        ngx_http_async_task_sqlite_error(sq, log, "claim");
+        ret = NGX_ERROR;
+    }
+
+    sqlite3_reset(sq->claim);
+    sqlite3_clear_bindings(sq->claim);
+
+    return ret;
+}
+
+
+/*
+ * NGX_DECLINED: the lease is not the runner's any more (the task was
+ * canceled, or taken back), and nothing was written.
+ */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_complete(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_t *task, ngx_str_t *owner, int64_t not_before,
+    ngx_log_t *log)
+{
+    sqlite3_stmt                  *stmt;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt = sq->complete;
+
+    sqlite3_bind_text(stmt, 1,
+                      (char *) ngx_http_async_task_statuses[task->status].data,
+                      -1, SQLITE_STATIC);
+    ngx_http_async_task_sqlite_bind_str(stmt, 2, &task->result);
+    ngx_http_async_task_sqlite_bind_str(stmt, 3, &task->error);
+    sqlite3_bind_int(stmt, 4, (int) task->attempts);
+    ngx_http_async_task_sqlite_bind_str(stmt, 5, &task->backend);
+    ngx_http_async_task_sqlite_bind_str(stmt, 6, &task->file);
+
+    if (task->finished_at) {
+        sqlite3_bind_int64(stmt, 7, task->finished_at);
+    }
+
+    if (not_before) {
+        sqlite3_bind_int64(stmt, 8, not_before);
+    }
+
+    sqlite3_bind_text(stmt, 9, (char *) task->id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+    ngx_http_async_task_sqlite_bind_str(stmt, 10, owner);
+
+    if (ngx_http_async_task_sqlite_step(sq, stmt, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return sqlite3_changes(sq->db) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a runner that is gone: its task back to the queue, uncharged */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_recover(ngx_http_async_task_store_conf_t *conf,
+    u_char *id, ngx_str_t *owner, ngx_pool_t *pool,
+    ngx_http_async_task_t *task, ngx_log_t *log)
+{
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    sqlite3_bind_text(sq->recover, 1, (char *) id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+    ngx_http_async_task_sqlite_bind_str(sq->recover, 2, owner);
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->recover, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* whatever became of it, the caller learns its status now */
+
+    return ngx_http_async_task_sqlite_get(conf, id, pool, task, log);
+}
+
+
+/*
+ * Retention: up to n finished tasks older than "before" go, with their
+ * files; count[] gets how many of each status went.
+ */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
+    int64_t before, ngx_uint_t n, ngx_uint_t *count, ngx_log_t *log)
+{
+    int                            rc;
+    ngx_int_t                      status;
+    ngx_str_t                      text, file;
+    ngx_uint_t                     i, found;
+    ngx_http_async_task_sqlite_t  *sq;
+    u_char                         ids[64][NGX_HTTP_ASYNC_TASK_ID_LEN];
+    u_char                         files[64][NGX_HTTP_ASYNC_TASK_ID_LEN + 8];
+    size_t                         lens[64];
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_min(n, 64);
+    found = 0;
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    sqlite3_bind_int64(sq->expired, 1, before);
+    sqlite3_bind_int(sq->expired, 2, (int) n);
+
+    while ((rc = sqlite3_step(sq->expired)) == SQLITE_ROW) {
+
+        if (sqlite3_column_bytes(sq->expired, 0) != NGX_HTTP_ASYNC_TASK_ID_LEN)
+        {
+            continue;
+        }
+
+        ngx_memcpy(ids[found], sqlite3_column_text(sq->expired, 0),
+                   NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+        text.data = (u_char *) sqlite3_column_text(sq->expired, 1);
+        text.len = sqlite3_column_bytes(sq->expired, 1);
+        status = ngx_http_async_task_status_index(&text);
+
+        if (status != NGX_ERROR) {
+            count[status]++;
+        }
+
+        lens[found] = sqlite3_column_bytes(sq->expired, 2);
+
+        if (lens[found] > sizeof(files[0])) {
+            lens[found] = 0;
+        }
+
+        ngx_memcpy(files[found], sqlite3_column_text(sq->expired, 2),
+                   lens[found]);
+
+        found++;
+    }
+
+    sqlite3_reset(sq->expired);
+    sqlite3_clear_bindings(sq->expired);
+
+    if (rc != SQLITE_DONE) {
+        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < found; i++) {
+        sqlite3_bind_text(sq->remove, 1, (char *) ids[i],
+                          NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
+
+        if (ngx_http_async_task_sqlite_step(sq, sq->remove, log) != NGX_OK) {
+            (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
+        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+        return NGX_ERROR;
+    }
+
+    /* the rows are gone: now their files */
+
+    for (i = 0; i < found; i++) {
+        if (lens[i]) {
+            file.data = files[i];
+            file.len = lens[i];
+            ngx_http_async_task_upload_remove(conf, &file, log);
+        }
+    }
+
+    return found;
+}
+
+
+static void
+ngx_http_async_task_sqlite_bind_str(sqlite3_stmt *stmt, int col,
+    ngx_str_t *value)
+{
+    if (value && value->len) {
+        sqlite3_bind_text(stmt, col, (char *) value->data, value->len,
+                          SQLITE_STATIC);
+    }
+}
+
+
 static ngx_http_async_task_sqlite_t *
 ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
     ngx_log_t *log)
@@ -599,7 +861,32 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         "ORDER BY id DESC LIMIT ?5",
 
         "UPDATE tasks SET status = ?1, finished_at = ?2, lease_owner = NULL, "
-        "lease_expires = NULL WHERE id = ?3"
+        "lease_expires = NULL WHERE id = ?3",
+
+        /* the next task of a kind: priority, then age; atomically ours */
+        "UPDATE tasks SET status = 'RUNNING', started_at = ?1, "
+        "lease_owner = ?2, lease_expires = ?3 "
+        "WHERE id = (SELECT id FROM tasks WHERE status = 'QUEUED' "
+        "AND kind = ?4 AND (not_before IS NULL OR not_before <= ?1) "
+        "ORDER BY priority DESC, created_at, id LIMIT 1) "
+        "RETURNING " NGX_HTTP_ASYNC_TASK_COLUMNS,
+
+        /* the runner's report: only while the lease is still its own */
+        "UPDATE tasks SET status = ?1, result = ?2, error = ?3, "
+        "attempts = ?4, backend = ?5, file = coalesce(?6, file), "
+        "finished_at = ?7, not_before = ?8, "
+        "started_at = CASE WHEN ?1 = 'QUEUED' THEN NULL ELSE started_at END, "
+        "lease_owner = NULL, lease_expires = NULL "
+        "WHERE id = ?9 AND status = 'RUNNING' AND lease_owner = ?10",
+
+        "UPDATE tasks SET status = 'QUEUED', started_at = NULL, "
+        "lease_owner = NULL, lease_expires = NULL "
+        "WHERE id = ?1 AND status = 'RUNNING' AND lease_owner = ?2",
+
+        "SELECT id, status, file FROM tasks "
+        "WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
+
+        "DELETE FROM tasks WHERE id = ?1"
     };
 
     sq = ngx_http_async_task_sqlite;
@@ -661,7 +948,7 @@ ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq)
 {
     sqlite3_stmt  **stmt;
 
-    for (stmt = &sq->begin; stmt <= &sq->finish; stmt++) {
+    for (stmt = &sq->begin; stmt <= &sq->remove; stmt++) {
         sqlite3_finalize(*stmt);
     }
 

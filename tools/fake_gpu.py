@@ -301,8 +301,8 @@ async def read_chunked(reader):
     return bytes(body)
 
 
-def header_params(name, value):
-    """Parse a structured header (Content-Type, Content-Disposition)."""
+def parsed_header(name, value):
+    """A structured header (Content-Type, Content-Disposition), to query its parameters."""
     msg = email.message.Message()
     msg[name] = value
     return msg
@@ -310,7 +310,7 @@ def header_params(name, value):
 
 def parse_multipart(body, content_type):
     """Split multipart/form-data into (headers dict, content bytes) parts."""
-    boundary = header_params("content-type", content_type).get_boundary()
+    boundary = parsed_header("content-type", content_type).get_boundary()
     if not boundary:
         raise ValueError("no boundary in Content-Type")
     delimiter = b"--" + boundary.encode("latin-1")
@@ -450,7 +450,7 @@ class FakeGpu:
         self.args = args
         self.settings = Settings(args)
         self.stats = Stats(args.max_concurrent)
-        self.log_file = open(args.log, "a", buffering=1) if args.log else None
+        self.log_file = open(args.log, "a", buffering=1, encoding="utf-8") if args.log else None
         self.connections = set()   # their tasks, to close them on shutdown
         # path -> (method, handler, is_job)
         self.routes = {
@@ -567,6 +567,8 @@ class FakeGpu:
         latency = self.settings.latency
         if latency and response[0] != 400:
             await asyncio.sleep(latency)
+        if writer.transport.is_closing():
+            return "-", False   # the client reset the connection meanwhile
 
         status, body, content_type = response
         if fault == "reset":
@@ -651,7 +653,7 @@ class FakeGpu:
 
     def speech_job(self, req, record):
         content_type = req.headers.get("content-type", "")
-        if header_params("content-type", content_type).get_content_type() != "multipart/form-data":
+        if parsed_header("content-type", content_type).get_content_type() != "multipart/form-data":
             return openai_error(400, "expected multipart/form-data"), "not multipart"
         try:
             parts = parse_multipart(req.body, content_type)
@@ -659,7 +661,7 @@ class FakeGpu:
             return openai_error(400, f"bad multipart body: {e}"), "bad multipart"
         fields, audio = {}, None
         for headers, content in parts:
-            disposition = header_params("content-disposition",
+            disposition = parsed_header("content-disposition",
                                         headers.get("content-disposition", ""))
             name = disposition.get_param("name", header="content-disposition")
             if isinstance(name, tuple):     # RFC 2231 encoded
