@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_json.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
@@ -515,7 +516,8 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
 
     ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
-    op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED);
+    op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED)
+               | (1 << NGX_HTTP_ASYNC_TASK_RUNNING);
 
     if (userp) {
         op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
@@ -549,6 +551,9 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         ngx_http_async_task_shm_finish(ngx_http_async_task_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
+
+        /* a run here stops now; one elsewhere at its worker's next tick */
+        ngx_http_async_task_dispatch_cancel(op->task.id);
 
         rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
         break;
@@ -885,17 +890,21 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 {
     u_char                            *data, *p;
     size_t                             len;
-    int64_t                            started_at;
-    ngx_uint_t                         i, j, k, s, total, max_conns;
-    ngx_http_upstream_server_t        *server;
-    ngx_http_async_task_backend_t     *backend;
+    int64_t                            started_at, now;
+    ngx_uint_t                         i, s, total, healthy;
+    ngx_http_async_task_shm_t         *shm;
+    ngx_http_async_task_instance_t    *in;
     ngx_http_async_task_main_conf_t   *amcf;
+    ngx_http_async_task_instance_sh_t  ish;
     ngx_uint_t                         count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+    shm = ngx_http_async_task_shm(r);
+    now = ngx_http_async_task_cached_ms();
 
-    ngx_http_async_task_shm_counts(ngx_http_async_task_shm(r), count,
-                                   &started_at);
+    ngx_http_async_task_shm_counts(shm, count, &started_at);
+
+    in = amcf->instances.elts;
 
     len = sizeof("{\"uptime_seconds\":,\"tasks\":{},\"queue\":{\"depth\":,"
                  "\"capacity\":},\"workers\":{\"busy\":,\"total\":},"
@@ -904,26 +913,14 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
           + NGX_HTTP_ASYNC_TASK_NSTATUSES * (sizeof("\"CANCELED\":,")
                                              + NGX_INT_T_LEN);
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        backend = &amcf->backends[k];
-
-        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
-            continue;
-        }
-
-        server = backend->upstream->servers->elts;
-
-        for (i = 0; i < backend->upstream->servers->nelts; i++) {
-            for (j = 0; j < server[i].naddrs; j++) {
-                len += sizeof("{\"kind\":\"\",\"upstream\":\"\","
-                              "\"server\":\"\",\"healthy\":false,"
-                              "\"inflight\":0,\"max_conns\":,"
-                              "\"requests\":0,\"failures\":0,"
-                              "\"last_check\":null},")
-                       + backend->kind.len + backend->upstream_name.len
-                       + server[i].addrs[j].name.len + NGX_INT_T_LEN;
-            }
-        }
+    for (i = 0; i < amcf->instances.nelts; i++) {
+        len += sizeof("{\"kind\":\"speech\",\"upstream\":\"\","
+                      "\"server\":\"\",\"healthy\":false,"
+                      "\"inflight\":,\"max_conns\":,"
+                      "\"requests\":,\"failures\":,"
+                      "\"last_check\":\"\"},")
+               + in[i].name.len + in[i].server.len + NGX_INT_T_LEN * 4
+               + NGX_HTTP_ASYNC_TASK_TIME_LEN;
     }
 
     data = ngx_pnalloc(r->pool, len);
@@ -932,7 +929,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     }
 
     p = ngx_sprintf(data, "{\"uptime_seconds\":%T,\"tasks\":{",
-                    (time_t) (ngx_time() - started_at / 1000));
+                    (time_t) ((now - started_at) / 1000));
 
     for (s = 0; s < NGX_HTTP_ASYNC_TASK_NSTATUSES; s++) {
         p = ngx_sprintf(p, "%s\"%V\":%ui", s ? "," : "",
@@ -943,27 +940,13 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
                     count[NGX_HTTP_ASYNC_TASK_QUEUED],
                     amcf->store->max_queued);
 
-    /*
-     * No task runs on an instance until the dispatcher does: every
-     * instance that is not "down" counts as healthy with its max_conns.
-     */
+    /* workers.total: the slots of the instances that can take tasks now */
 
     total = 0;
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        backend = &amcf->backends[k];
-
-        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
-            continue;
-        }
-
-        server = backend->upstream->servers->elts;
-
-        for (i = 0; i < backend->upstream->servers->nelts; i++) {
-            if (!server[i].down) {
-                total += (server[i].max_conns ? server[i].max_conns : 1)
-                         * server[i].naddrs;
-            }
+    for (i = 0; i < amcf->instances.nelts; i++) {
+        if (!in[i].down && in[i].sh->healthy && in[i].sh->down_until <= now) {
+            total += in[i].max_conns;
         }
     }
 
@@ -971,33 +954,36 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
                     "\"backends\":[", count[NGX_HTTP_ASYNC_TASK_RUNNING],
                     total);
 
-    s = 0;
+    for (i = 0; i < amcf->instances.nelts; i++) {
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        backend = &amcf->backends[k];
+        ngx_shmtx_lock(&shm->shpool->mutex);
+        ish = *in[i].sh;
+        ngx_shmtx_unlock(&shm->shpool->mutex);
 
-        if (backend->upstream == NULL || backend->upstream->servers == NULL) {
-            continue;
+        healthy = !in[i].down && ish.healthy && ish.down_until <= now;
+
+        p = ngx_sprintf(p, "%s{\"kind\":\"%V\",\"upstream\":\"%*s\","
+                        "\"server\":\"%V\",\"healthy\":%s,"
+                        "\"inflight\":%ui,\"max_conns\":%ui,"
+                        "\"requests\":%ui,\"failures\":%ui,\"last_check\":",
+                        i ? "," : "",
+                        &ngx_http_async_task_kinds[in[i].kind],
+                        in[i].name.len - in[i].server.len - 1,
+                        in[i].name.data, &in[i].server,
+                        healthy ? "true" : "false",
+                        ish.inflight, in[i].max_conns, ish.requests,
+                        ish.failures);
+
+        if (ish.last_check) {
+            *p++ = '"';
+            p = ngx_http_async_task_format_time(p, ish.last_check);
+            *p++ = '"';
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
         }
 
-        server = backend->upstream->servers->elts;
-
-        for (i = 0; i < backend->upstream->servers->nelts; i++) {
-            max_conns = server[i].max_conns ? server[i].max_conns : 1;
-
-            for (j = 0; j < server[i].naddrs; j++) {
-                p = ngx_sprintf(p, "%s{\"kind\":\"%V\",\"upstream\":\"%V\","
-                                "\"server\":\"%V\",\"healthy\":%s,"
-                                "\"inflight\":0,\"max_conns\":%ui,"
-                                "\"requests\":0,\"failures\":0,"
-                                "\"last_check\":null}",
-                                s++ ? "," : "", &backend->kind,
-                                &backend->upstream_name,
-                                &server[i].addrs[j].name,
-                                server[i].down ? "false" : "true",
-                                max_conns);
-            }
-        }
+        *p++ = '}';
     }
 
     *p++ = ']';

@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_error.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
@@ -556,6 +557,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
     backend->timeout = 300000;
     backend->retries = 2;
+    backend->backoff = 1000;
     backend->file = cf->conf_file->file.name.data;
     backend->line = cf->conf_file->line;
 
@@ -600,6 +602,21 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid timeout \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "backoff=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            backend->backoff = ngx_parse_time(&s, 0);
+
+            if (backend->backoff == (ngx_msec_t) NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid backoff \"%V\"", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -774,7 +791,11 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_async_task_store_init(cycle, amcf->store);
+    if (ngx_http_async_task_store_init(cycle, amcf->store) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_dispatch_init(cycle, amcf);
 }
 
 

@@ -91,6 +91,8 @@ typedef struct {
     socklen_t                       socklen;
     ngx_uint_t                      weight;
     ngx_uint_t                      max_conns;
+    ngx_uint_t                      max_fails;
+    ngx_msec_t                      fail_timeout;
     unsigned                        down:1;
     unsigned                        backup:1;
 
@@ -119,6 +121,7 @@ typedef struct {
     ngx_str_t                       model;
     ngx_msec_t                      timeout;
     ngx_uint_t                      retries;
+    ngx_msec_t                      backoff;
 
     u_char                         *file;       /* where it was declared */
     ngx_uint_t                      line;

@@ -598,6 +598,24 @@ ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* finished tasks deleted from the store, by status */
+
+void
+ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t *count)
+{
+    ngx_uint_t  s;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (s = 0; s < NGX_HTTP_ASYNC_TASK_NSTATUSES; s++) {
+        shm->sh->count[s] -= ngx_min(count[s], shm->sh->count[s]);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
 void
 ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count, int64_t *started_at)

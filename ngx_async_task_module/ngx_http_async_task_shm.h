@@ -24,6 +24,7 @@ struct ngx_http_async_task_instance_sh_s {
     ngx_int_t                       current_weight;   /* round robin */
 
     ngx_uint_t                      healthy;
+    int64_t                         down_until; /* max_fails reached */
     ngx_uint_t                      fails;      /* in a row */
     ngx_uint_t                      passes;
     int64_t                         last_check; /* ms, 0: never */
@@ -119,6 +120,8 @@ ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
 ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
     u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
     ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n);
+void ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t *count);
 void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count, int64_t *started_at);
 

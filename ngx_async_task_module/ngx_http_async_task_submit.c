@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upload.h"
@@ -1384,6 +1385,9 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
     ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), ctx->node,
                                    &op->task);
     ctx->node = NULL;
+
+    /* a free slot starts it within milliseconds */
+    ngx_http_async_task_dispatch_wake();
 
     op->task.position = ngx_http_async_task_shm_position(
                                     ngx_http_async_task_shm(r), op->task.id);

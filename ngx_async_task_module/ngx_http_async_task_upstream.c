@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_util.h"
 
 
 /* points on the user_hash ring per unit of weight, as upstream hash has */
@@ -279,6 +280,8 @@ ngx_http_async_task_instances_add(ngx_conf_t *cf,
             in->socklen = server[i].addrs[j].socklen;
             in->weight = server[i].weight ? server[i].weight : 1;
             in->max_conns = server[i].max_conns ? server[i].max_conns : 1;
+            in->max_fails = server[i].max_fails;
+            in->fail_timeout = server[i].fail_timeout * 1000;
             in->down = server[i].down;
             in->backup = server[i].backup;
 
@@ -406,7 +409,9 @@ ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
     for (i = 0; i < backend->ninstances; i++) {
         in = backend->instances[i];
 
-        if (!in->backup && !in->down && in->sh->healthy) {
+        if (!in->backup && !in->down && in->sh->healthy
+            && in->sh->down_until <= ngx_http_async_task_cached_ms())
+        {
             backup = 0;
             break;
         }
@@ -450,7 +455,8 @@ ngx_http_async_task_usable(ngx_http_async_task_instance_t *in,
     ngx_uint_t backup)
 {
     return in->backup == backup && !in->down && in->sh->healthy
-           && in->sh->inflight < in->max_conns;
+           && in->sh->inflight < in->max_conns
+           && in->sh->down_until <= ngx_http_async_task_cached_ms();
 }
 
 

@@ -120,6 +120,19 @@ ngx_http_async_task_now_ms(void)
 }
 
 
+/* the event loop's cached time: cheap, and exact enough for schedules */
+
+int64_t
+ngx_http_async_task_cached_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + tp->msec;
+}
+
+
 u_char *
 ngx_http_async_task_format_time(u_char *p, int64_t ms)
 {

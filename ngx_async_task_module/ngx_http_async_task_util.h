@@ -17,6 +17,7 @@
 int64_t ngx_http_async_task_new_id(u_char *id);
 ngx_int_t ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id);
 int64_t ngx_http_async_task_now_ms(void);
+int64_t ngx_http_async_task_cached_ms(void);
 u_char *ngx_http_async_task_format_time(u_char *p, int64_t ms);
 ngx_int_t ngx_http_async_task_kind_index(ngx_str_t *name);
 ngx_int_t ngx_http_async_task_status_index(ngx_str_t *name);

@@ -26,7 +26,7 @@ Content-Type: application/json
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- request
 POST /api/v1/speech/pcm
 abcd
@@ -146,7 +146,7 @@ qr/unknown upstream "nosuch" in \S+nginx\.conf:\d+/
 --- http_config
     async_task_store @STORE@/tasks.db;
     async_task_backend video gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 unknown task kind "video", expected "image" or "speech"
@@ -158,7 +158,7 @@ unknown task kind "video", expected "image" or "speech"
     async_task_store @STORE@/tasks.db;
     async_task_backend image gpu;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 backend for "image" is duplicate
@@ -169,7 +169,7 @@ backend for "image" is duplicate
 --- http_config
     async_task_store @STORE@/tasks.db;
     async_task_backend image gpu timeout=soon;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 invalid timeout "timeout=soon"
@@ -180,7 +180,7 @@ invalid timeout "timeout=soon"
 --- http_config
     async_task_store @STORE@/tasks.db;
     async_task_backend image gpu retries=-1;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 invalid retries "retries=-1"
@@ -191,7 +191,7 @@ invalid retries "retries=-1"
 --- http_config
     async_task_store @STORE@/tasks.db;
     async_task_backend speech gpu protocol=sdcpp;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 "protocol=sdcpp" is only for image backends
@@ -202,7 +202,7 @@ invalid retries "retries=-1"
 --- http_config
     async_task_store @STORE@/tasks.db;
     async_task_backend image gpu protocol=grpc;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- must_die
 --- error_log
 invalid parameter "protocol=grpc"

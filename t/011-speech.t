@@ -1107,7 +1107,7 @@ GET /api/v1/system/stats
     async_task_backend speech gpu_speech model=test-speech;
 
     upstream gpu_speech {
-        server 127.0.0.1:9;
+        server 127.0.0.1:9 down;
     }
 --- init
 # the client goes away in the middle of its body; max_queued=1, so a slot
@@ -1135,7 +1135,7 @@ Test::More::is_deeply([main::entries(main::files_dir($block))], [],
     async_task_backend speech gpu_speech model=test-speech;
 
     upstream gpu_speech {
-        server 127.0.0.1:9;
+        server 127.0.0.1:9 down;
     }
 --- config
     location /api/v1/ {

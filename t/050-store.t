@@ -99,7 +99,7 @@ GET /api/v1/system/stats
 --- http_config
     async_task_store @STORE@/tasks.db lock_timeout=300ms thread_pool=async_task;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- init
 my $db = AsyncTaskTest::store_db($block);
 # another writer holds the database for a second
@@ -130,7 +130,7 @@ database is locked
     async_task_store @STORE@/tasks.db max_queued=2 thread_pool=async_task;
     async_task_backend image gpu;
     async_task_backend speech gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- request eval
 ["POST /api/v1/image/async\n{\"prompt\": \"one\"}",
  "POST /api/v1/image/async\n{\"prompt\": \"two\"}",
@@ -158,7 +158,7 @@ database is locked
 --- http_config
     async_task_store @STORE@/tasks.db max_queued=1 thread_pool=async_task;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- init
 my ($s1, $t1) = AsyncTaskTest::api('POST', 'image/async',
                     headers => {'Content-Type' => 'application/json'},

@@ -22,7 +22,7 @@ __DATA__
     log_format pid_status '$pid $status';
     async_task_store @STORE@/tasks.db zone=async_task:4m thread_pool=async_task;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
 --- init
 my $n = 200;
 my (%ids, $bad);

@@ -71,11 +71,11 @@ sub preprocess {
     async_task_backend speech gpu_speech model=test-speech;
 
     upstream gpu_image {
-        server 127.0.0.1:9 max_conns=2;
+        server 127.0.0.1:9 max_conns=2 down;
     }
 
     upstream gpu_speech {
-        server 127.0.0.1:9;
+        server 127.0.0.1:9 down;
     }
 EOF
     }

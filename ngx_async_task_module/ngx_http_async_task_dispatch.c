@@ -1,0 +1,1025 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <cjson/cJSON.h>
+
+#include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_util.h"
+
+
+/*
+ * The dispatcher: every worker process runs queued tasks on the instances
+ * of the backends' upstreams, with no client request behind them.
+ *
+ * A worker that sees a free slot claims a task from the store (an atomic
+ * UPDATE leases it to the process), picks an instance with the balancer
+ * (slots are counted in the zone, for the whole nginx), sends the request
+ * with its own HTTP client, and reports the outcome to the store under
+ * the lease.  A worker wakes itself when it accepts a task or finishes
+ * one, and looks for work on a short timer, for what other workers do.
+ */
+
+
+#define NGX_HTTP_ASYNC_TASK_TICK          200
+#define NGX_HTTP_ASYNC_TASK_REAP          1000
+#define NGX_HTTP_ASYNC_TASK_GUARD         100
+#define NGX_HTTP_ASYNC_TASK_CLAIMS        8
+#define NGX_HTTP_ASYNC_TASK_CONNECT       5000
+#define NGX_HTTP_ASYNC_TASK_RESPONSE_MAX  (64 * 1024 * 1024)
+#define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
+#define NGX_HTTP_ASYNC_TASK_ORPHANS       16
+
+
+typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
+
+
+typedef struct {
+    ngx_queue_t                        queue;      /* this worker's runs */
+    ngx_pool_t                        *pool;
+    ngx_log_t                          log;
+
+    ngx_http_async_task_t              task;
+    ngx_http_async_task_backend_t     *backend;
+    ngx_http_async_task_instance_t    *instance;
+    ngx_http_async_task_instance_sh_t *orphaned;   /* recovered runs */
+    ngx_pid_t                          orphan_owner;
+    ngx_http_async_task_client_t       client;
+    ngx_http_async_task_outcome_t      outcome;
+
+    ngx_fd_t                           fd;         /* speech input */
+    off_t                              size;
+    int64_t                            not_before;
+    ngx_int_t                          rc;
+} ngx_http_async_task_job_t;
+
+
+static ngx_http_async_task_job_t *ngx_http_async_task_job_create(
+    ngx_uint_t kind);
+static void ngx_http_async_task_job_destroy(ngx_http_async_task_job_t *job);
+static ngx_int_t ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done);
+static void ngx_http_async_task_dispatch_handler(ngx_event_t *ev);
+static void ngx_http_async_task_claim_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_claim_done(ngx_event_t *ev);
+static void ngx_http_async_task_run(ngx_http_async_task_job_t *job);
+static void ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_complete(ngx_http_async_task_job_t *job);
+static void ngx_http_async_task_complete_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_complete_done(ngx_event_t *ev);
+static ngx_int_t ngx_http_async_task_error_json(ngx_pool_t *pool,
+    ngx_http_async_task_outcome_t *out, ngx_str_t *json);
+static void ngx_http_async_task_tick(ngx_event_t *ev);
+static void ngx_http_async_task_reap(ngx_event_t *ev);
+static void ngx_http_async_task_recover_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_recover_done(ngx_event_t *ev);
+static void ngx_http_async_task_expire(ngx_event_t *ev);
+static void ngx_http_async_task_expire_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_expire_done(ngx_event_t *ev);
+static void ngx_http_async_task_guard(ngx_event_t *ev);
+static ngx_http_async_task_instance_t *ngx_http_async_task_instance(
+    ngx_http_async_task_backend_t *backend, ngx_str_t *name);
+
+
+static ngx_http_async_task_main_conf_t  *ngx_http_async_task_amcf;
+static ngx_http_async_task_shm_t        *ngx_http_async_task_shm_ctx;
+
+static ngx_event_t      ngx_http_async_task_dispatch_event;
+static ngx_event_t      ngx_http_async_task_tick_event;
+static ngx_event_t      ngx_http_async_task_reap_event;
+static ngx_event_t      ngx_http_async_task_expire_event;
+static ngx_event_t      ngx_http_async_task_guard_event;
+static ngx_queue_t      ngx_http_async_task_jobs;
+static ngx_uint_t       ngx_http_async_task_claiming[NGX_HTTP_ASYNC_TASK_NKINDS];
+static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
+static ngx_uint_t       ngx_http_async_task_expiring;
+static ngx_str_t        ngx_http_async_task_owner;
+static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
+static ngx_uint_t       ngx_http_async_task_expired[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+static ngx_int_t        ngx_http_async_task_expire_rc;
+static ngx_thread_task_t  *ngx_http_async_task_expire_task;
+
+
+ngx_int_t
+ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
+    ngx_http_async_task_main_conf_t *amcf)
+{
+    ngx_msec_t  interval;
+
+    ngx_http_async_task_amcf = amcf;
+    ngx_http_async_task_shm_ctx = amcf->store->shm_zone->data;
+
+    ngx_queue_init(&ngx_http_async_task_jobs);
+    ngx_memzero(ngx_http_async_task_claiming,
+                sizeof(ngx_http_async_task_claiming));
+    ngx_http_async_task_threads = 0;
+
+    /* the lease owner: this process */
+
+    ngx_http_async_task_owner.data = ngx_http_async_task_owner_text;
+    ngx_http_async_task_owner.len = ngx_sprintf(ngx_http_async_task_owner_text,
+                                                "pid:%P", ngx_pid)
+                                    - ngx_http_async_task_owner_text;
+
+    /* debug logging takes an event's data for a connection's: not NULL */
+
+    ngx_http_async_task_dispatch_event.handler =
+                                        ngx_http_async_task_dispatch_handler;
+    ngx_http_async_task_dispatch_event.log = cycle->log;
+    ngx_http_async_task_dispatch_event.data = amcf;
+
+    ngx_http_async_task_tick_event.handler = ngx_http_async_task_tick;
+    ngx_http_async_task_tick_event.log = cycle->log;
+    ngx_http_async_task_tick_event.data = amcf;
+    ngx_http_async_task_tick_event.cancelable = 1;
+
+    ngx_http_async_task_reap_event.handler = ngx_http_async_task_reap;
+    ngx_http_async_task_reap_event.log = cycle->log;
+    ngx_http_async_task_reap_event.data = amcf;
+    ngx_http_async_task_reap_event.cancelable = 1;
+
+    ngx_http_async_task_expire_event.handler = ngx_http_async_task_expire;
+    ngx_http_async_task_expire_event.log = cycle->log;
+    ngx_http_async_task_expire_event.data = amcf;
+    ngx_http_async_task_expire_event.cancelable = 1;
+
+    /* not cancelable: an exiting worker waits for its thread operations */
+    ngx_http_async_task_guard_event.handler = ngx_http_async_task_guard;
+    ngx_http_async_task_guard_event.log = cycle->log;
+    ngx_http_async_task_guard_event.data = amcf;
+
+    ngx_add_timer(&ngx_http_async_task_tick_event, NGX_HTTP_ASYNC_TASK_TICK);
+    ngx_add_timer(&ngx_http_async_task_reap_event, NGX_HTTP_ASYNC_TASK_REAP);
+
+    interval = (ngx_msec_t) ngx_min(amcf->store->retention * 1000 / 2, 60000);
+    ngx_add_timer(&ngx_http_async_task_expire_event,
+                  ngx_max(interval, 1000));
+
+    ngx_http_async_task_expire_task = ngx_thread_task_alloc(cycle->pool, 0);
+    if (ngx_http_async_task_expire_task == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_async_task_expire_task->handler =
+                                        ngx_http_async_task_expire_thread;
+    ngx_http_async_task_expire_task->event.handler =
+                                        ngx_http_async_task_expire_done;
+    ngx_http_async_task_expire_task->event.log = cycle->log;
+    ngx_http_async_task_expire_task->event.data = amcf;
+
+    ngx_post_event(&ngx_http_async_task_dispatch_event, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_async_task_dispatch_wake(void)
+{
+    if (ngx_http_async_task_amcf && !ngx_exiting && !ngx_terminate
+        && !ngx_http_async_task_dispatch_event.posted)
+    {
+        ngx_post_event(&ngx_http_async_task_dispatch_event, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * As many claims as there are free slots for a kind, less those already
+ * under way here.  Slots taken by other workers show in the zone.
+ */
+
+static void
+ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                       k, i, free, queued, want;
+    ngx_http_async_task_job_t       *job;
+    ngx_http_async_task_shm_t       *shm;
+    ngx_http_async_task_backend_t   *backend;
+    ngx_http_async_task_instance_t  *in;
+    int64_t                          now;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    shm = ngx_http_async_task_shm_ctx;
+    now = ngx_http_async_task_cached_ms();
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &ngx_http_async_task_amcf->backends[k];
+
+        if (backend->upstream == NULL) {
+            continue;
+        }
+
+        free = 0;
+
+        ngx_shmtx_lock(&shm->shpool->mutex);
+
+        queued = shm->sh->queue[k] ? shm->sh->queue[k]->size : 0;
+
+        for (i = 0; i < backend->ninstances; i++) {
+            in = backend->instances[i];
+
+            if (!in->down && in->sh->healthy && in->sh->down_until <= now
+                && in->sh->inflight < in->max_conns)
+            {
+                free += in->max_conns - in->sh->inflight;
+            }
+        }
+
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+
+        want = ngx_min(free, queued);
+
+        if (want <= ngx_http_async_task_claiming[k]) {
+            continue;
+        }
+
+        want = ngx_min(want - ngx_http_async_task_claiming[k],
+                       NGX_HTTP_ASYNC_TASK_CLAIMS);
+
+        for (i = 0; i < want; i++) {
+            job = ngx_http_async_task_job_create(k);
+            if (job == NULL) {
+                return;
+            }
+
+            if (ngx_http_async_task_job_post(job,
+                                             ngx_http_async_task_claim_thread,
+                                             ngx_http_async_task_claim_done)
+                != NGX_OK)
+            {
+                ngx_http_async_task_job_destroy(job);
+                return;
+            }
+
+            ngx_http_async_task_claiming[k]++;
+        }
+    }
+}
+
+
+static ngx_http_async_task_job_t *
+ngx_http_async_task_job_create(ngx_uint_t kind)
+{
+    ngx_pool_t                 *pool;
+    ngx_http_async_task_job_t  *job;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    job = ngx_pcalloc(pool, sizeof(ngx_http_async_task_job_t));
+    if (job == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    job->pool = pool;
+    job->backend = &ngx_http_async_task_amcf->backends[kind];
+    job->task.kind = kind;
+    job->fd = NGX_INVALID_FILE;
+
+    job->log = *ngx_cycle->log;
+    pool->log = &job->log;
+
+    return job;
+}
+
+
+static void
+ngx_http_async_task_job_destroy(ngx_http_async_task_job_t *job)
+{
+    if (job->fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(job->fd);
+    }
+
+    ngx_destroy_pool(job->pool);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done)
+{
+    ngx_thread_task_t  *task;
+
+    task = ngx_thread_task_alloc(job->pool, 0);
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    task->ctx = job;
+    task->handler = handler;
+    task->event.handler = done;
+    task->event.data = job;
+    task->event.log = &job->log;
+
+    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
+                             task)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_async_task_threads++;
+
+    if (!ngx_http_async_task_guard_event.timer_set) {
+        ngx_add_timer(&ngx_http_async_task_guard_event,
+                      NGX_HTTP_ASYNC_TASK_GUARD);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_claim_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_job_t *job = data;
+
+    u_char                            *p;
+    ngx_file_info_t                    fi;
+    ngx_http_async_task_store_conf_t  *conf;
+    u_char                             path[NGX_MAX_PATH];
+
+    conf = ngx_http_async_task_amcf->store;
+
+    job->rc = ngx_http_async_task_sqlite_driver.claim(conf, job->task.kind,
+                                       &ngx_http_async_task_owner,
+                                       (int64_t) job->backend->timeout
+                                       + 60000, job->pool, &job->task, log);
+
+    if (job->rc != NGX_OK || job->task.kind != NGX_HTTP_ASYNC_TASK_SPEECH) {
+        return;
+    }
+
+    /* the audio is sent from its file: opened here, off the event loop */
+
+    if (job->task.file.len == 0
+        || conf->files.len + 1 + job->task.file.len >= NGX_MAX_PATH)
+    {
+        job->rc = NGX_ABORT;
+        return;
+    }
+
+    p = ngx_sprintf(path, "%V/%V%Z", &conf->files, &job->task.file);
+
+    job->fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (job->fd == NGX_INVALID_FILE || ngx_fd_info(job->fd, &fi) == -1) {
+        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                      "async_task: the input of task %*s is gone: \"%s\"",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id, path);
+        job->rc = NGX_ABORT;
+        return;
+    }
+
+    job->size = ngx_file_size(&fi);
+
+    (void) p;
+}
+
+
+static void
+ngx_http_async_task_claim_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_job_t *job = ev->data;
+
+    ngx_str_t                        *user;
+    ngx_uint_t                        avoid;
+    ngx_http_async_task_shm_t        *shm;
+    ngx_http_async_task_instance_t   *in;
+
+    ngx_http_async_task_threads--;
+    ngx_http_async_task_claiming[job->task.kind]--;
+
+    shm = ngx_http_async_task_shm_ctx;
+
+    if (job->rc == NGX_DECLINED || job->rc == NGX_ERROR) {
+        ngx_http_async_task_job_destroy(job);
+        return;
+    }
+
+    if (job->rc == NGX_ABORT) {
+        /* a task that cannot run: failed, not retried */
+        job->outcome.run = ngx_http_async_task_run_failed;
+        job->outcome.code = "backend_error";
+        ngx_str_set(&job->outcome.message, "the uploaded input is gone");
+        job->outcome.result = ngx_http_async_task_client_ok;
+        job->rc = NGX_DECLINED;
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        job->outcome.result = ngx_http_async_task_client_aborted;
+        job->rc = NGX_DECLINED;
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    /* a retried task goes elsewhere if it can */
+
+    in = ngx_http_async_task_instance(job->backend, &job->task.backend);
+    avoid = in ? in->index : NGX_HTTP_ASYNC_TASK_NONE;
+
+    user = job->task.has_user ? &job->task.user : NULL;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    in = ngx_http_async_task_pick_locked(job->backend, user, avoid);
+
+    if (in) {
+        in->sh->requests++;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    if (in == NULL) {
+        /* the slot went to another worker meanwhile: queue again */
+        job->outcome.result = ngx_http_async_task_client_aborted;
+        job->rc = NGX_DECLINED;
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    job->instance = in;
+    job->task.backend = in->name;
+
+    (void) ngx_http_async_task_shm_start(shm, job->task.id, in->sh,
+                                         job->task.started_at);
+
+    ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
+
+    ngx_http_async_task_run(job);
+}
+
+
+static void
+ngx_http_async_task_run(ngx_http_async_task_job_t *job)
+{
+    ngx_http_async_task_client_t  *hc;
+
+    hc = &job->client;
+
+    hc->pool = job->pool;
+    hc->log = &job->log;
+    hc->data = job;
+    hc->handler = ngx_http_async_task_run_finished;
+    hc->timeout = job->backend->timeout;
+    hc->connect_timeout = ngx_min(job->backend->timeout,
+                                  NGX_HTTP_ASYNC_TASK_CONNECT);
+    hc->max_response = NGX_HTTP_ASYNC_TASK_RESPONSE_MAX;
+
+    hc->peer.sockaddr = job->instance->sockaddr;
+    hc->peer.socklen = job->instance->socklen;
+    hc->peer.name = &job->instance->name;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s runs", NGX_HTTP_ASYNC_TASK_ID_LEN,
+                   job->task.id);
+
+    hc->request = ngx_http_async_task_protocol_request(job->pool,
+                                        job->backend, job->instance,
+                                        &job->task, job->fd, job->size);
+
+    if (hc->request == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
+                      "async_task: the request of task %*s could not be made",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+        hc->result = ngx_http_async_task_client_broken;
+        ngx_http_async_task_run_finished(hc);
+        return;
+    }
+
+    if (ngx_http_async_task_client_start(hc) != NGX_OK) {
+        hc->result = ngx_http_async_task_client_refused;
+        ngx_http_async_task_run_finished(hc);
+    }
+}
+
+
+static void
+ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
+{
+    ngx_http_async_task_job_t  *job = hc->data;
+
+    ngx_queue_remove(&job->queue);
+
+    job->outcome.result = hc->result;
+    job->outcome.status = hc->status;
+    job->outcome.body = hc->body;
+
+    ngx_http_async_task_complete(job);
+}
+
+
+/* the outcome to the store, in a thread: images are written there too */
+
+static void
+ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
+{
+    job->outcome.files = &ngx_http_async_task_amcf->store->files;
+
+    if (ngx_http_async_task_job_post(job,
+                                     ngx_http_async_task_complete_thread,
+                                     ngx_http_async_task_complete_done)
+        != NGX_OK)
+    {
+        /* the lease stays: the task runs again after a restart */
+        ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
+                      "async_task: the outcome of task %*s could not be "
+                      "stored", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+
+        if (job->instance) {
+            ngx_shmtx_lock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+            ngx_http_async_task_release_locked(job->instance);
+            ngx_shmtx_unlock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+        }
+
+        ngx_http_async_task_job_destroy(job);
+    }
+}
+
+
+static void
+ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_job_t *job = data;
+
+    int64_t                         delay;
+    ngx_http_async_task_t          *task;
+    ngx_http_async_task_outcome_t  *out;
+    u_char                          path[NGX_MAX_PATH];
+
+    task = &job->task;
+    out = &job->outcome;
+
+    if (out->code == NULL) {
+        ngx_http_async_task_protocol_response(task, out, job->pool, log);
+    }
+
+    job->not_before = 0;
+
+    switch (out->run) {
+
+    case ngx_http_async_task_run_done:
+        task->status = NGX_HTTP_ASYNC_TASK_DONE;
+        task->attempts++;
+        task->result = out->output;
+        task->file = out->file;
+        task->finished_at = ngx_http_async_task_now_ms();
+        break;
+
+    case ngx_http_async_task_run_requeue:
+        task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+        break;
+
+    case ngx_http_async_task_run_error:
+        task->attempts++;
+
+        if (task->attempts <= job->backend->retries) {
+
+            /* exponential backoff, with jitter: half to all of it */
+
+            delay = (int64_t) job->backend->backoff
+                    << ngx_min(task->attempts - 1, 16);
+            delay = ngx_min(delay, NGX_HTTP_ASYNC_TASK_BACKOFF_MAX);
+            delay = delay / 2 + (delay ? ngx_random() % (delay / 2 + 1) : 0);
+
+            task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+            job->not_before = ngx_http_async_task_now_ms() + delay;
+            break;
+        }
+
+        /* fall through */
+
+    default: /* ngx_http_async_task_run_failed */
+        if (out->run == ngx_http_async_task_run_failed) {
+            task->attempts++;
+        }
+
+        task->status = NGX_HTTP_ASYNC_TASK_FAILED;
+        task->finished_at = ngx_http_async_task_now_ms();
+
+        if (ngx_http_async_task_error_json(job->pool, out, &task->error)
+            != NGX_OK)
+        {
+            ngx_str_set(&task->error, "{\"code\":\"backend_error\"}");
+        }
+    }
+
+    job->rc = ngx_http_async_task_sqlite_driver.complete(
+                                    ngx_http_async_task_amcf->store, task,
+                                    &ngx_http_async_task_owner,
+                                    job->not_before, log);
+
+    if (job->rc == NGX_DECLINED && out->file.len
+        && out->files->len + 1 + out->file.len < NGX_MAX_PATH)
+    {
+        /* canceled while it ran: its result is of no use */
+        ngx_sprintf(path, "%V/%V%Z", out->files, &out->file);
+        (void) ngx_delete_file(path);
+    }
+}
+
+
+static void
+ngx_http_async_task_complete_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_job_t *job = ev->data;
+
+    ngx_http_async_task_t           *task;
+    ngx_http_async_task_shm_t       *shm;
+    ngx_http_async_task_instance_t  *in;
+
+    ngx_http_async_task_threads--;
+
+    shm = ngx_http_async_task_shm_ctx;
+    task = &job->task;
+    in = job->instance;
+
+    if (in) {
+        ngx_shmtx_lock(&shm->shpool->mutex);
+
+        ngx_http_async_task_release_locked(in);
+
+        if (job->outcome.run != ngx_http_async_task_run_done
+            && job->outcome.result != ngx_http_async_task_client_aborted)
+        {
+            in->sh->failures++;
+        }
+
+        /* an instance that cannot be reached rests, as max_fails says */
+
+        if (job->outcome.result == ngx_http_async_task_client_refused) {
+            in->sh->fails++;
+
+            if (in->max_fails && in->sh->fails >= in->max_fails) {
+                in->sh->down_until = ngx_http_async_task_now_ms()
+                                     + in->fail_timeout;
+            }
+
+        } else if (job->outcome.result == ngx_http_async_task_client_ok) {
+            in->sh->fails = 0;
+        }
+
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+    }
+
+    if (job->rc == NGX_OK) {
+
+        if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+
+        } else {
+            ngx_http_async_task_shm_finish(shm, task->id,
+                                           NGX_HTTP_ASYNC_TASK_RUNNING,
+                                           task->status);
+        }
+
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "async_task: task %*s on %V: %V%s%V",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
+                      in ? &in->name : &task->backend,
+                      &ngx_http_async_task_statuses[task->status],
+                      job->outcome.code ? " " : "", &job->outcome.message);
+    }
+
+    ngx_http_async_task_job_destroy(job);
+
+    ngx_http_async_task_dispatch_wake();
+}
+
+
+static ngx_int_t
+ngx_http_async_task_error_json(ngx_pool_t *pool,
+    ngx_http_async_task_outcome_t *out, ngx_str_t *json)
+{
+    u_char  *p;
+
+    json->len = sizeof("{\"code\":\"\",\"message\":\"\"}") + 32
+                + out->message.len * 6;
+    json->data = ngx_pnalloc(pool, json->len);
+
+    if (json->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(json->data, "{\"code\":\"%s\",\"message\":\"",
+                    out->code ? out->code : "backend_error");
+    p = (u_char *) ngx_escape_json(p, out->message.data, out->message.len);
+    p = ngx_cpymem(p, "\"}", 2);
+
+    json->len = p - json->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The short timer: work that other workers made possible, and runs of
+ * this worker that were canceled (through any worker) are dropped.
+ */
+
+static void
+ngx_http_async_task_tick(ngx_event_t *ev)
+{
+    ngx_queue_t                *q, *next;
+    ngx_http_async_task_job_t  *job;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_async_task_jobs);
+         q != ngx_queue_sentinel(&ngx_http_async_task_jobs);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_async_task_job_t, queue);
+
+        if (!ngx_http_async_task_shm_runs(ngx_http_async_task_shm_ctx,
+                                          job->task.id))
+        {
+            ngx_http_async_task_dispatch_cancel(job->task.id);
+        }
+    }
+
+    ngx_http_async_task_dispatch_wake();
+
+    ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_TICK);
+}
+
+
+/* a run of this worker was canceled: its connection closes, its slot frees */
+
+void
+ngx_http_async_task_dispatch_cancel(u_char *id)
+{
+    ngx_queue_t                *q;
+    ngx_http_async_task_job_t  *job;
+
+    if (ngx_http_async_task_amcf == NULL) {
+        return;
+    }
+
+    for (q = ngx_queue_head(&ngx_http_async_task_jobs);
+         q != ngx_queue_sentinel(&ngx_http_async_task_jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_async_task_job_t, queue);
+
+        if (ngx_memcmp(job->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN) != 0) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, &job->log, 0,
+                      "async_task: task %*s canceled while it ran on %V",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
+
+        ngx_queue_remove(&job->queue);
+        ngx_http_async_task_client_close(&job->client);
+
+        ngx_shmtx_lock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+        ngx_http_async_task_release_locked(job->instance);
+        ngx_shmtx_unlock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+
+        ngx_http_async_task_job_destroy(job);
+
+        ngx_http_async_task_dispatch_wake();
+
+        return;
+    }
+}
+
+
+/* runs of worker processes that are gone go back to the queue */
+
+static void
+ngx_http_async_task_reap(ngx_event_t *ev)
+{
+    ngx_uint_t                          i, n;
+    ngx_http_async_task_job_t          *job;
+    ngx_pid_t                           owners[NGX_HTTP_ASYNC_TASK_ORPHANS];
+    ngx_http_async_task_instance_sh_t  *ish[NGX_HTTP_ASYNC_TASK_ORPHANS];
+    u_char  ids[NGX_HTTP_ASYNC_TASK_ORPHANS][NGX_HTTP_ASYNC_TASK_ID_LEN];
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    n = ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_ctx, ids,
+                                        owners, ish,
+                                        NGX_HTTP_ASYNC_TASK_ORPHANS);
+
+    for (i = 0; i < n; i++) {
+        job = ngx_http_async_task_job_create(0);
+        if (job == NULL) {
+            break;
+        }
+
+        ngx_memcpy(job->task.id, ids[i], NGX_HTTP_ASYNC_TASK_ID_LEN);
+        job->orphaned = ish[i];
+        job->orphan_owner = owners[i];
+
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "async_task: task %*s of exited process %P is taken "
+                      "back", NGX_HTTP_ASYNC_TASK_ID_LEN, ids[i], owners[i]);
+
+        if (ngx_http_async_task_job_post(job,
+                                         ngx_http_async_task_recover_thread,
+                                         ngx_http_async_task_recover_done)
+            != NGX_OK)
+        {
+            ngx_http_async_task_job_destroy(job);
+            break;
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_REAP);
+}
+
+
+static void
+ngx_http_async_task_recover_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_job_t *job = data;
+
+    ngx_str_t  owner;
+    u_char     text[NGX_INT64_LEN + 4];
+
+    owner.data = text;
+    owner.len = ngx_sprintf(text, "pid:%P", job->orphan_owner) - text;
+
+    job->rc = ngx_http_async_task_sqlite_driver.recover(
+                                    ngx_http_async_task_amcf->store,
+                                    job->task.id, &owner, job->pool,
+                                    &job->task, log);
+}
+
+
+static void
+ngx_http_async_task_recover_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_job_t *job = ev->data;
+
+    ngx_http_async_task_shm_t  *shm;
+
+    ngx_http_async_task_threads--;
+
+    shm = ngx_http_async_task_shm_ctx;
+
+    if (job->orphaned) {
+        ngx_shmtx_lock(&shm->shpool->mutex);
+
+        if (job->orphaned->inflight) {
+            job->orphaned->inflight--;
+        }
+
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+    }
+
+    if (job->rc == NGX_OK) {
+        if (job->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+            ngx_http_async_task_shm_requeue(shm, job->task.id,
+                                            job->task.attempts);
+
+        } else if (job->task.status != NGX_HTTP_ASYNC_TASK_RUNNING) {
+            ngx_http_async_task_shm_finish(shm, job->task.id,
+                                           NGX_HTTP_ASYNC_TASK_RUNNING,
+                                           job->task.status);
+        }
+
+    } else if (job->rc == NGX_DECLINED) {
+        /* deleted meanwhile */
+        ngx_http_async_task_shm_finish(shm, job->task.id,
+                                       NGX_HTTP_ASYNC_TASK_RUNNING,
+                                       NGX_HTTP_ASYNC_TASK_CANCELED);
+    }
+
+    ngx_http_async_task_job_destroy(job);
+
+    ngx_http_async_task_dispatch_wake();
+}
+
+
+/* retention: finished tasks older than retention=, a batch at a time */
+
+static void
+ngx_http_async_task_expire(ngx_event_t *ev)
+{
+    if (ngx_exiting || ngx_terminate || ngx_http_async_task_expiring) {
+        return;
+    }
+
+    ngx_memzero(ngx_http_async_task_expired,
+                sizeof(ngx_http_async_task_expired));
+
+    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
+                             ngx_http_async_task_expire_task)
+        != NGX_OK)
+    {
+        ngx_add_timer(ev, 1000);
+        return;
+    }
+
+    ngx_http_async_task_expiring = 1;
+    ngx_http_async_task_threads++;
+
+    if (!ngx_http_async_task_guard_event.timer_set) {
+        ngx_add_timer(&ngx_http_async_task_guard_event,
+                      NGX_HTTP_ASYNC_TASK_GUARD);
+    }
+}
+
+
+static void
+ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_store_conf_t  *conf;
+
+    conf = ngx_http_async_task_amcf->store;
+
+    ngx_http_async_task_expire_rc = ngx_http_async_task_sqlite_driver.expire(
+                                 conf,
+                                 ngx_http_async_task_now_ms()
+                                 - (int64_t) conf->retention * 1000,
+                                 64, ngx_http_async_task_expired, log);
+}
+
+
+static void
+ngx_http_async_task_expire_done(ngx_event_t *ev)
+{
+    ngx_msec_t  interval;
+
+    ngx_http_async_task_threads--;
+    ngx_http_async_task_expiring = 0;
+
+    ngx_http_async_task_shm_forget(ngx_http_async_task_shm_ctx,
+                                   ngx_http_async_task_expired);
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_http_async_task_expire_rc > 0) {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "async_task: %i finished tasks expired",
+                      ngx_http_async_task_expire_rc);
+    }
+
+    /* a full batch: there is probably more */
+
+    interval = (ngx_http_async_task_expire_rc == 64) ? 10
+               : (ngx_msec_t) ngx_max(ngx_min(
+                         ngx_http_async_task_amcf->store->retention * 500,
+                         60000), 1000);
+
+    ngx_add_timer(&ngx_http_async_task_expire_event, interval);
+}
+
+
+/* keeps an exiting worker until its thread operations have come back */
+
+static void
+ngx_http_async_task_guard(ngx_event_t *ev)
+{
+    if (ngx_http_async_task_threads) {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_GUARD);
+    }
+}
+
+
+static ngx_http_async_task_instance_t *
+ngx_http_async_task_instance(ngx_http_async_task_backend_t *backend,
+    ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        if (backend->instances[i]->name.len == name->len
+            && ngx_memcmp(backend->instances[i]->name.data, name->data,
+                          name->len) == 0)
+        {
+            return backend->instances[i];
+        }
+    }
+
+    return NULL;
+}
