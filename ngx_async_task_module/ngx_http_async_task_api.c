@@ -412,7 +412,10 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
     /* an image: the PNG file the dispatcher wrote, sent as a static file */
 
     if (task->file.len == 0) {
-        return ngx_http_async_task_send_unavailable(r);
+        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                              "not_found",
+                                              "the result file is gone",
+                                              NULL);
     }
 
     path.len = ngx_http_async_task_files(r)->len + 1 + task->file.len;

@@ -106,7 +106,9 @@ ngx_http_async_task_json_task(u_char *p, ngx_http_async_task_t *task,
 
     p = ngx_cpymem(p, ",\"result\":", sizeof(",\"result\":") - 1);
 
-    if (task->result.len && task->kind == NGX_HTTP_ASYNC_TASK_IMAGE) {
+    if (task->result.len > 2 && task->result.data[0] == '{'
+        && task->kind == NGX_HTTP_ASYNC_TASK_IMAGE)
+    {
 
         /* the result's address depends on the location that serves it */
 

@@ -677,8 +677,9 @@ ngx_http_async_task_init_module(ngx_cycle_t *cycle)
 
     if (rc == NGX_OK) {
         rc = ngx_http_async_task_sqlite_driver.init(store,
-                                                    store->shm_zone->data,
-                                                    cycle->log);
+                                      store->shm_zone->data,
+                                      ngx_is_init_cycle(cycle->old_cycle),
+                                      cycle->log);
     }
 
     if (rc != NGX_OK && !ngx_is_init_cycle(cycle->old_cycle)) {
@@ -696,21 +697,27 @@ ngx_http_async_task_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* worker processes must be able to write what the master creates */
+/*
+ * Worker processes must be able to write what the master creates: the
+ * directories it makes (and only those) and the database file go to the
+ * "user" of nginx.conf.
+ */
 
 static ngx_int_t
 ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store)
 {
-    u_char           *p, *last;
+    u_char           *p;
     ngx_fd_t          fd;
-    ngx_err_t         err;
+    ngx_uint_t        owner;
     ngx_core_conf_t  *ccf;
+    ngx_file_info_t   fi;
     u_char            dir[NGX_MAX_PATH];
 
-    last = store->path.data + store->path.len;
-
-    for (p = last; p > store->path.data && p[-1] != '/'; p--) {
+    for (p = store->path.data + store->path.len;
+         p > store->path.data && p[-1] != '/';
+         p--)
+    {
         /* void */
     }
 
@@ -725,39 +732,48 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
-    if (ngx_create_full_path(dir, 0700) != 0
-        || (ngx_create_dir(store->files.data, 0700) == NGX_FILE_ERROR
-            && ngx_errno != NGX_EEXIST))
-    {
-        err = ngx_errno;
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
-                      ngx_create_dir_n " \"%s\" failed", store->files.data);
-        return NGX_ERROR;
+    owner = (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT);
+
+    if (dir[0] && ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+
+        if (ngx_create_full_path(dir, 0755) != 0) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_create_dir_n " \"%s\" failed", dir);
+            return NGX_ERROR;
+        }
+
+        if (owner && chown((char *) dir, ccf->user, ccf->group) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "chown(\"%s\", %d) failed", dir, ccf->user);
+            return NGX_ERROR;
+        }
     }
 
-    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+    if (ngx_file_info(store->files.data, &fi) == NGX_FILE_ERROR) {
+
+        if (ngx_create_dir(store->files.data, 0755) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          ngx_create_dir_n " \"%s\" failed",
+                          store->files.data);
+            return NGX_ERROR;
+        }
+
+        if (owner
+            && chown((char *) store->files.data, ccf->user, ccf->group) == -1)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "chown(\"%s\", %d) failed", store->files.data,
+                          ccf->user);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!owner) {
         return NGX_OK;
     }
 
-    if (dir[0] != '\0'
-        && chown((char *) dir, ccf->user, ccf->group) == -1)
-    {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "chown(\"%s\", %d) failed", dir, ccf->user);
-        return NGX_ERROR;
-    }
-
-    if (chown((char *) store->files.data, ccf->user, ccf->group) == -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "chown(\"%s\", %d) failed", store->files.data,
-                      ccf->user);
-        return NGX_ERROR;
-    }
-
-    /* the database itself, created now if it is new */
-
-    fd = ngx_open_file(store->path.data, NGX_FILE_RDWR, NGX_FILE_CREATE_OR_OPEN,
-                       0600);
+    fd = ngx_open_file(store->path.data, NGX_FILE_RDWR,
+                       NGX_FILE_CREATE_OR_OPEN, 0600);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,

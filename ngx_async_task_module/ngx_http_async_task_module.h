@@ -61,6 +61,7 @@ typedef struct {
     int64_t                         finished_at;
 
     ngx_int_t                       position;   /* -1 when absent */
+    ngx_pid_t                       owner;      /* of a RUNNING one */
 } ngx_http_async_task_t;
 
 

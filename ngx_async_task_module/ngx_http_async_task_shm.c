@@ -301,7 +301,11 @@ ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
 
     ngx_rbtree_insert(&sh->rbtree, &node->node);
 
-    if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+    if (task->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+        node->owner = task->owner;
+        ngx_queue_insert_tail(&sh->running, &node->running);
+
+    } else {
         sh->seed ^= sh->seed << 13;
         sh->seed ^= sh->seed >> 17;
         sh->seed ^= sh->seed << 5;

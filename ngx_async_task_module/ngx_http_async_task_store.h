@@ -34,9 +34,13 @@ typedef struct {
  */
 
 typedef struct {
-    /* at start, in the master: schema, then the live tasks into the zone */
+    /*
+     * In the master: the schema, then the live tasks into a new zone.  At
+     * a fresh start ("fresh") nothing runs, so RUNNING tasks queue again.
+     */
     ngx_int_t  (*init)(ngx_http_async_task_store_conf_t *conf,
-                       ngx_http_async_task_shm_t *shm, ngx_log_t *log);
+                       ngx_http_async_task_shm_t *shm, ngx_uint_t fresh,
+                       ngx_log_t *log);
 
     ngx_int_t  (*insert)(ngx_http_async_task_store_conf_t *conf,
                          ngx_http_async_task_t **tasks, ngx_uint_t n,

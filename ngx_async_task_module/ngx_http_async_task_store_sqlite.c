@@ -53,7 +53,7 @@ struct ngx_http_async_task_sqlite_s {
 
 static ngx_int_t ngx_http_async_task_sqlite_init(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_shm_t *shm,
-    ngx_log_t *log);
+    ngx_uint_t fresh, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_insert(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t **tasks,
     ngx_uint_t n, ngx_log_t *log);
@@ -96,7 +96,7 @@ static sqlite3 *ngx_http_async_task_sqlite_open(
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
     ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_load(sqlite3 *db,
-    ngx_http_async_task_shm_t *shm, ngx_log_t *log);
+    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt,
     ngx_pool_t *pool, ngx_http_async_task_t *task);
 static ngx_int_t ngx_http_async_task_sqlite_text(sqlite3_stmt *stmt,
@@ -141,7 +141,7 @@ static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
 
 static ngx_int_t
 ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_shm_t *shm, ngx_log_t *log)
+    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log)
 {
     sqlite3    *db;
     ngx_int_t   rc;
@@ -154,7 +154,7 @@ ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
     rc = ngx_http_async_task_sqlite_migrate(db, log);
 
     if (rc == NGX_OK && !shm->sh->loaded) {
-        rc = ngx_http_async_task_sqlite_load(db, shm, log);
+        rc = ngx_http_async_task_sqlite_load(db, shm, fresh, log);
     }
 
     sqlite3_close(db);
@@ -220,9 +220,10 @@ ngx_http_async_task_sqlite_migrate(sqlite3 *db, ngx_log_t *log)
 
 static ngx_int_t
 ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
-    ngx_log_t *log)
+    ngx_uint_t fresh, ngx_log_t *log)
 {
     int                     rc;
+    u_char                 *owner;
     ngx_int_t               status;
     ngx_str_t               name;
     ngx_uint_t              n;
@@ -238,22 +239,26 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
     stmt = NULL;
 
     /*
-     * The whole nginx was stopped, so nothing runs now: a task that was
-     * RUNNING when it died goes back to the queue, uncharged.
+     * At a fresh start the whole nginx was stopped, so nothing runs: a
+     * task that was RUNNING when it died goes back to the queue,
+     * uncharged.  On a reload that made a new zone, old workers still
+     * run theirs: they are loaded as running, owned by those processes.
      */
 
-    if (sqlite3_exec(db, "UPDATE tasks SET status = 'QUEUED', "
-                         "started_at = NULL, backend = NULL, "
-                         "lease_owner = NULL, lease_expires = NULL "
-                         "WHERE status = 'RUNNING'",
-                     NULL, NULL, NULL)
-        != SQLITE_OK)
+    if (fresh
+        && sqlite3_exec(db, "UPDATE tasks SET status = 'QUEUED', "
+                            "started_at = NULL, backend = NULL, "
+                            "lease_owner = NULL, lease_expires = NULL "
+                            "WHERE status = 'RUNNING'",
+                        NULL, NULL, NULL)
+           != SQLITE_OK)
     {
         goto failed;
     }
 
     if (sqlite3_prepare_v2(db, "SELECT " NGX_HTTP_ASYNC_TASK_COLUMNS
-                               " FROM tasks WHERE status = 'QUEUED'",
+                               ", lease_owner FROM tasks "
+                               "WHERE status IN ('QUEUED', 'RUNNING')",
                            -1, &stmt, NULL)
         != SQLITE_OK)
     {
@@ -268,10 +273,16 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
             goto failed;
         }
 
+        owner = (u_char *) sqlite3_column_text(stmt, 14);
+
+        if (owner && ngx_strncmp(owner, "pid:", 4) == 0) {
+            task.owner = ngx_atoi(owner + 4, ngx_strlen(owner + 4));
+        }
+
         if (ngx_http_async_task_shm_load(shm, &task) != NGX_OK) {
             ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "async_task zone is too small for the %ui queued "
-                          "tasks of the store", n);
+                          "async_task zone is too small for the live "
+                          "tasks of the store: %ui fit", n);
             sqlite3_finalize(stmt);
             ngx_destroy_pool(pool);
             return NGX_ERROR;
@@ -322,7 +333,7 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
     shm->sh->loaded = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "async_task store: %ui queued tasks loaded", n);
+                  "async_task store: %ui live tasks loaded", n);
 
     return NGX_OK;
 

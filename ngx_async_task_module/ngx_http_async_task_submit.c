@@ -57,6 +57,7 @@ static void ngx_http_async_task_image_read(void *data, ngx_log_t *log);
 static void ngx_http_async_task_image_read_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_async_task_image_parse(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
+static ngx_uint_t ngx_http_async_task_json_has_nul(ngx_str_t *json);
 static ngx_int_t ngx_http_async_task_image_params(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, cJSON *body);
 static const char *ngx_http_async_task_json_int(ngx_http_request_t *r,
@@ -366,6 +367,14 @@ ngx_http_async_task_image_parse(ngx_http_request_t *r,
                                           "the body is not valid JSON", NULL);
     }
 
+    if (ngx_http_async_task_json_has_nul(&ctx->json)) {
+        cJSON_Delete(body);
+        return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
+                                          "invalid_argument",
+                                          "strings must not contain NUL "
+                                          "characters", NULL);
+    }
+
     if (!cJSON_IsObject(body)) {
         cJSON_Delete(body);
         return ngx_http_async_task_reject(r, NGX_HTTP_BAD_REQUEST,
@@ -397,6 +406,37 @@ ngx_http_async_task_image_parse(ngx_http_request_t *r,
     }
 
     return ngx_http_async_task_submit_commit(r, ctx);
+}
+
+
+/*
+ * cJSON decodes "\u0000" into its C strings, which would cut them short:
+ * such a string is refused.  An escape is one after an odd number of
+ * backslashes.
+ */
+
+static ngx_uint_t
+ngx_http_async_task_json_has_nul(ngx_str_t *json)
+{
+    u_char  *p, *last, *b;
+
+    p = json->data;
+    last = json->data + json->len;
+
+    while ((p = ngx_strlcasestrn(p, last, (u_char *) "\\u0000", 6 - 1))) {
+
+        for (b = p; b > json->data && b[-1] == '\\'; b--) {
+            /* void */
+        }
+
+        if ((p - b) % 2 == 0) {
+            return 1;
+        }
+
+        p += 6;
+    }
+
+    return 0;
 }
 
 

@@ -440,3 +440,19 @@ Content-Type: application/json
 [qr/invalid_argument/, qr/"QUEUED":0,/]
 --- no_error_log
 [error]
+
+
+
+=== TEST 27: a NUL inside a string is refused, not cut short
+--- request eval
+["POST /api/v1/image/async\n{\"prompt\": \"a\\u0000b\"}",
+ "POST /api/v1/image/async\n{\"prompt\": \"a\\\\u0000b\"}"]
+--- more_headers
+Content-Type: application/json
+--- error_code eval
+[400, 202]
+--- response_body_like eval
+[qr/^\{"error":\{"code":"invalid_argument","message":"strings must not contain NUL characters"\}\}$/,
+ qr/"params":\{"prompt":"a\\\\u0000b"/]
+--- no_error_log
+[error]
