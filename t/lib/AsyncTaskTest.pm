@@ -256,4 +256,94 @@ sub crash_and_restart {
     wait_port();
 }
 
+# Fake GPU instances (tools/fake_gpu.py), for the dispatcher's tests.
+# Start them in "--- post_setup_server_root" (before nginx, so that the
+# first dispatch finds them up); each start stops the previous ones.
+
+my @fakes;
+
+sub fake_gpu {
+    my (%opt) = @_;
+
+    my $port = $opt{port} or die "fake_gpu needs a port";
+    my $dir = servroot() . "/html";
+    my $ready = "$dir/fake-$port.ready";
+
+    unlink $ready;
+
+    my @args = ('python3', "$root/tools/fake_gpu.py", '--port', $port,
+                '--kind', $opt{kind} // 'both',
+                '--latency', $opt{latency} // 0,
+                '--ready-file', $ready,
+                '--log', "$dir/fake-$port.log");
+    push @args, '--max-concurrent', $opt{max_concurrent}
+        if $opt{max_concurrent};
+    push @args, '--mode', $opt{mode} if $opt{mode};
+    push @args, '--health', $opt{health} if $opt{health};
+
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>>', "$dir/fake-$port.err";
+        exec @args or POSIX::_exit(127);
+    }
+
+    push @fakes, $pid;
+
+    for (1 .. 500) {
+        return $pid if -s $ready;
+        sleep 0.01;
+    }
+
+    die "the fake GPU on port $port did not start";
+}
+
+sub stop_fake_gpus {
+    kill 'TERM', @fakes if @fakes;
+    waitpid($_, 0) for @fakes;
+    @fakes = ();
+}
+
+sub stop_fake_gpu {
+    my $pid = shift;
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+    @fakes = grep { $_ != $pid } @fakes;
+}
+
+END { stop_fake_gpus() }
+
+# the fake's control API: fake_control(PORT, {mode => ...}) or GET paths
+sub fake {
+    my ($port, $method, $path, $body) = @_;
+
+    require JSON::PP;
+    my ($status, $h, $content) = http($method, $path, port => $port,
+        body => defined $body ? JSON::PP::encode_json($body) : '',
+        headers => defined $body ? {'Content-Type' => 'application/json'}
+                                 : {});
+    return $content =~ /^[\[{]/ ? JSON::PP::decode_json($content) : $content;
+}
+
+# polls a task until it is in one of the given statuses (or 10 s pass)
+sub wait_task {
+    my ($id, $statuses, %opt) = @_;
+
+    my %want = map { $_ => 1 } @$statuses;
+    my $deadline = time + ($opt{timeout} // 10);
+    my $task;
+
+    while (time < $deadline) {
+        (undef, $task) = api('GET', "tasks/$id", headers => $opt{headers});
+        return $task if $task && $task->{status} && $want{$task->{status}};
+        sleep 0.05;
+    }
+
+    return $task;
+}
+
+
 1;
+
