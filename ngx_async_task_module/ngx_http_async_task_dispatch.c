@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upstream.h"
@@ -664,21 +665,36 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
             in->sh->failures++;
         }
 
-        /* an instance that cannot be reached rests, as max_fails says */
+        /*
+         * Without health checks an instance that cannot be reached rests
+         * for fail_timeout= after max_fails=, as nginx's own balancers do.
+         */
 
-        if (job->outcome.result == ngx_http_async_task_client_refused) {
-            in->sh->fails++;
+        if (!job->backend->ups->health_check) {
 
-            if (in->max_fails && in->sh->fails >= in->max_fails) {
-                in->sh->down_until = ngx_http_async_task_now_ms()
-                                     + in->fail_timeout;
+            if (job->outcome.result == ngx_http_async_task_client_refused) {
+                in->sh->fails++;
+
+                if (in->max_fails && in->sh->fails >= in->max_fails) {
+                    in->sh->down_until = ngx_http_async_task_now_ms()
+                                         + in->fail_timeout;
+                }
+
+            } else if (job->outcome.result == ngx_http_async_task_client_ok)
+            {
+                in->sh->fails = 0;
             }
-
-        } else if (job->outcome.result == ngx_http_async_task_client_ok) {
-            in->sh->fails = 0;
         }
 
         ngx_shmtx_unlock(&shm->shpool->mutex);
+
+        /* with health checks, failed task requests count as failures */
+
+        if (job->outcome.result != ngx_http_async_task_client_aborted) {
+            ngx_http_async_task_health_report(in, job->backend->ups,
+                       job->outcome.result == ngx_http_async_task_client_ok
+                       && job->outcome.status < 500, &job->log);
+        }
     }
 
     if (job->rc == NGX_OK) {

@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
@@ -811,7 +812,11 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_async_task_dispatch_init(cycle, amcf);
+    if (ngx_http_async_task_dispatch_init(cycle, amcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_health_init(cycle, amcf);
 }
 
 

@@ -1,0 +1,273 @@
+
+/*
+ * Copyright (C) ngx_async_task_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_async_task_health.h"
+#include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_util.h"
+
+
+/*
+ * Active health checks: every interval=, one probe per instance for the
+ * whole nginx.  The worker process that finds a probe due takes it in the
+ * zone (checker), so that two workers never probe the same instance at
+ * once; a probe whose worker died is taken over after its timeout.
+ */
+
+
+#define NGX_HTTP_ASYNC_TASK_HEALTH_TICK  100
+
+
+typedef struct {
+    ngx_pool_t                      *pool;
+    ngx_log_t                        log;
+    ngx_http_async_task_instance_t  *instance;
+    ngx_http_async_task_client_t     client;
+} ngx_http_async_task_probe_t;
+
+
+static void ngx_http_async_task_health_tick(ngx_event_t *ev);
+static void ngx_http_async_task_health_probe(
+    ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups);
+static void ngx_http_async_task_health_done(ngx_http_async_task_client_t *hc);
+
+
+static ngx_event_t                       ngx_http_async_task_health_event;
+static ngx_http_async_task_main_conf_t  *ngx_http_async_task_health_amcf;
+
+
+ngx_int_t
+ngx_http_async_task_health_init(ngx_cycle_t *cycle,
+    ngx_http_async_task_main_conf_t *amcf)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        if (amcf->backends[k].ups && amcf->backends[k].ups->health_check) {
+            break;
+        }
+    }
+
+    if (k == NGX_HTTP_ASYNC_TASK_NKINDS) {
+        return NGX_OK;
+    }
+
+    ngx_http_async_task_health_amcf = amcf;
+
+    ngx_http_async_task_health_event.handler = ngx_http_async_task_health_tick;
+    ngx_http_async_task_health_event.data = amcf;
+    ngx_http_async_task_health_event.log = cycle->log;
+    ngx_http_async_task_health_event.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_async_task_health_event,
+                  NGX_HTTP_ASYNC_TASK_HEALTH_TICK);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_health_tick(ngx_event_t *ev)
+{
+    int64_t                           now;
+    ngx_uint_t                        k, i, due;
+    ngx_slab_pool_t                  *shpool;
+    ngx_http_async_task_shm_t        *shm;
+    ngx_http_async_task_backend_t    *backend;
+    ngx_http_async_task_instance_t   *in;
+    ngx_http_async_task_srv_conf_t   *ups;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
+    shpool = shm->shpool;
+    now = ngx_http_async_task_cached_ms();
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        backend = &ngx_http_async_task_health_amcf->backends[k];
+        ups = backend->ups;
+
+        if (ups == NULL || !ups->health_check) {
+            continue;
+        }
+
+        for (i = 0; i < backend->ninstances; i++) {
+            in = backend->instances[i];
+
+            if (in->down) {
+                continue;
+            }
+
+            ngx_shmtx_lock(&shpool->mutex);
+
+            due = now - in->sh->last_check >= (int64_t) ups->hc_interval
+                  && (in->sh->checker == 0
+                      || now - in->sh->check_started
+                         > (int64_t) ups->hc_timeout * 2);
+
+            if (due) {
+                in->sh->checker = ngx_pid;
+                in->sh->check_started = now;
+            }
+
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            if (due) {
+                ngx_http_async_task_health_probe(in, ups);
+            }
+        }
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_HEALTH_TICK);
+}
+
+
+static void
+ngx_http_async_task_health_probe(ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_srv_conf_t *ups)
+{
+    ngx_buf_t                     *b;
+    ngx_pool_t                    *pool;
+    ngx_chain_t                   *cl;
+    ngx_http_async_task_probe_t   *probe;
+    ngx_http_async_task_client_t  *hc;
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    probe = ngx_pcalloc(pool, sizeof(ngx_http_async_task_probe_t));
+    b = ngx_create_temp_buf(pool, sizeof("GET  HTTP/1.1" CRLF "Host: " CRLF
+                                         "User-Agent: ngx_async_task" CRLF
+                                         "Connection: close" CRLF CRLF)
+                                  + ups->hc_uri.len + in->server.len);
+    cl = ngx_alloc_chain_link(pool);
+
+    if (probe == NULL || b == NULL || cl == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    b->last = ngx_sprintf(b->last, "GET %V HTTP/1.1" CRLF "Host: %V" CRLF
+                          "User-Agent: ngx_async_task" CRLF
+                          "Connection: close" CRLF CRLF,
+                          &ups->hc_uri, &in->server);
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    probe->pool = pool;
+    probe->log = *ngx_cycle->log;
+    pool->log = &probe->log;
+    probe->instance = in;
+
+    hc = &probe->client;
+
+    hc->pool = pool;
+    hc->log = &probe->log;
+    hc->request = cl;
+    hc->connect_timeout = ups->hc_timeout;
+    hc->timeout = ups->hc_timeout;
+    hc->max_response = 64 * 1024;
+    hc->handler = ngx_http_async_task_health_done;
+    hc->data = probe;
+    hc->peer.sockaddr = in->sockaddr;
+    hc->peer.socklen = in->socklen;
+    hc->peer.name = &in->name;
+
+    if (ngx_http_async_task_client_start(hc) != NGX_OK) {
+        hc->result = ngx_http_async_task_client_refused;
+        ngx_http_async_task_health_done(hc);
+    }
+}
+
+
+static void
+ngx_http_async_task_health_done(ngx_http_async_task_client_t *hc)
+{
+    ngx_http_async_task_probe_t *probe = hc->data;
+
+    ngx_uint_t                       ok;
+    ngx_http_async_task_shm_t       *shm;
+    ngx_http_async_task_srv_conf_t  *ups;
+    ngx_http_async_task_instance_t  *in;
+
+    in = probe->instance;
+    ups = ngx_http_async_task_health_amcf->backends[in->kind].ups;
+    shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
+
+    ok = (hc->result == ngx_http_async_task_client_ok
+          && hc->status >= 200 && hc->status < 400);
+
+    if (hc->result != ngx_http_async_task_client_aborted) {
+        ngx_shmtx_lock(&shm->shpool->mutex);
+
+        in->sh->last_check = ngx_http_async_task_now_ms();
+        in->sh->checker = 0;
+
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+
+        ngx_http_async_task_health_report(in, ups, ok, &probe->log);
+    }
+
+    ngx_destroy_pool(probe->pool);
+}
+
+
+/*
+ * A probe's or a task request's verdict on an instance: fails= in a row
+ * take it out, passes= in a row bring it back, each change logged.
+ */
+
+void
+ngx_http_async_task_health_report(ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_srv_conf_t *ups, ngx_uint_t ok, ngx_log_t *log)
+{
+    ngx_int_t                   change;
+    ngx_http_async_task_shm_t  *shm;
+
+    if (ups == NULL || !ups->health_check) {
+        return;
+    }
+
+    shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
+    change = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    if (ok) {
+        in->sh->passes++;
+        in->sh->fails = 0;
+
+        if (!in->sh->healthy && in->sh->passes >= ups->hc_passes) {
+            in->sh->healthy = 1;
+            change = 1;
+        }
+
+    } else {
+        in->sh->fails++;
+        in->sh->passes = 0;
+
+        if (in->sh->healthy && in->sh->fails >= ups->hc_fails) {
+            in->sh->healthy = 0;
+            change = -1;
+        }
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    if (change) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "async_task: instance %V is %s", &in->name,
+                      change > 0 ? "up again" : "down");
+    }
+}
