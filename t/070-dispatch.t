@@ -62,3 +62,76 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 2: protocol=sdcpp carries the image options inside the prompt
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu protocol=sdcpp;
+    upstream gpu { server 127.0.0.1:19103; }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19103, kind => 'image');
+--- init
+my ($s, $t) = AsyncTaskTest::api('POST', 'image/async',
+    headers => {'Content-Type' => 'application/json'},
+    body => '{"prompt": "a cat", "negative_prompt": "blurry", "seed": 42, "steps": 12, "cfg_scale": 2.5, "width": 256, "height": 256}');
+my $done = AsyncTaskTest::wait_task($t->{id}, ['DONE', 'FAILED']);
+Test::More::is($done->{status}, 'DONE', 'DONE');
+my $req = AsyncTaskTest::fake(19103, 'GET', '/control/stats')->{last_requests}[-1];
+Test::More::like($req->{json}{prompt}, qr/^a cat <sd_cpp_extra_args>\{.*\}<\/sd_cpp_extra_args>$/, 'options in the prompt');
+Test::More::is_deeply($req->{sd_cpp_extra_args},
+    {negative_prompt => 'blurry', seed => 42,
+     sample_params => {sample_steps => 12, guidance => {txt_cfg => 2.5}}},
+    'as sd-server reads them');
+Test::More::ok(!exists $req->{json}{seed}, 'not as OpenAI fields');
+my (undef, undef, $png) = AsyncTaskTest::http('GET', "/api/v1/tasks/$t->{id}/result");
+Test::More::ok($png eq AsyncTaskTest::fake(19103, 'GET', '/control/expected-png?prompt=a%20cat&seed=42'),
+               'the PNG of the prompt and the seed sent inside it');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: retention deletes finished tasks and their files, and only those
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task retention=2s;
+    async_task_backend image gpu;
+    upstream gpu { server 127.0.0.1:19104; }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19104, kind => 'image');
+--- init
+my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+    headers => {'Content-Type' => 'application/json'},
+    body => '{"prompt": "short lived"}');
+my $done = AsyncTaskTest::wait_task($t->{id}, ['DONE']);
+my $png = AsyncTaskTest::servroot() . "/html/store/files/$t->{id}.png";
+Test::More::ok(-e $png, 'the result file exists');
+AsyncTaskTest::fake(19104, 'POST', '/control', {mode => 'hang'});
+my (undef, $q) = AsyncTaskTest::api('POST', 'image/async',
+    headers => {'Content-Type' => 'application/json'},
+    body => '{"prompt": "still running"}');
+my $gone;
+for (1 .. 80) {
+    my ($status) = AsyncTaskTest::api('GET', "tasks/$t->{id}");
+    $gone = $status == 404;
+    last if $gone;
+    Time::HiRes::sleep(0.1);
+}
+Test::More::ok($gone, 'the finished task is gone after retention');
+Test::More::ok(!-e $png, 'and its file');
+my ($status, $live) = AsyncTaskTest::api('GET', "tasks/$q->{id}");
+Test::More::is($live->{status}, 'RUNNING', 'a live task stays');
+my (undef, $s) = AsyncTaskTest::api('GET', 'system/stats');
+Test::More::is($s->{tasks}{DONE}, 0, 'the counts follow');
+AsyncTaskTest::api('DELETE', "tasks/$q->{id}");
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":0,
+--- no_error_log
+[error]
+[alert]
