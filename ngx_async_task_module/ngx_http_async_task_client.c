@@ -186,6 +186,7 @@ ngx_http_async_task_client_write(ngx_event_t *wev)
 
     /* all sent: now the answer */
 
+    hc->sent = 1;
     wev->handler = ngx_http_async_task_client_dummy;
 
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
@@ -214,6 +215,21 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
     if (c->close) {
         ngx_http_async_task_client_finish(hc,
                                           ngx_http_async_task_client_aborted);
+        return;
+    }
+
+    if (!hc->sent) {
+
+        /*
+         * A refused connect shows first as an error on the read side:
+         * it is the instance's failure, not a broken answer.
+         */
+
+        if (ngx_http_async_task_client_test_connect(c) != NGX_OK) {
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_refused);
+        }
+
         return;
     }
 

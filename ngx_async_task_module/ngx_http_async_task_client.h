@@ -62,6 +62,7 @@ struct ngx_http_async_task_client_s {
     off_t                           content_length;
     off_t                           chunk_left;
     ngx_uint_t                      state;
+    unsigned                        sent:1;     /* the whole request */
     unsigned                        chunked:1;
     unsigned                        headers_done:1;
     unsigned                        done:1;

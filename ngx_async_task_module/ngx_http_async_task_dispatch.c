@@ -15,6 +15,7 @@
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upload.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
@@ -35,7 +36,7 @@
 #define NGX_HTTP_ASYNC_TASK_TICK          200
 #define NGX_HTTP_ASYNC_TASK_REAP          1000
 #define NGX_HTTP_ASYNC_TASK_GUARD         100
-#define NGX_HTTP_ASYNC_TASK_CLAIMS        8
+#define NGX_HTTP_ASYNC_TASK_CLAIMS        64
 #define NGX_HTTP_ASYNC_TASK_CONNECT       5000
 #define NGX_HTTP_ASYNC_TASK_RESPONSE_MAX  (64 * 1024 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
@@ -71,13 +72,22 @@ static void ngx_http_async_task_job_destroy(ngx_http_async_task_job_t *job);
 static ngx_int_t ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
     ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done);
 static void ngx_http_async_task_dispatch_handler(ngx_event_t *ev);
-static void ngx_http_async_task_claim_thread(void *data, ngx_log_t *log);
-static void ngx_http_async_task_claim_done(ngx_event_t *ev);
+static void ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_open_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_open_done(ngx_event_t *ev);
+static ngx_int_t ngx_http_async_task_job_adopt(
+    ngx_http_async_task_job_t *job, ngx_http_async_task_t *task);
+static void ngx_http_async_task_start(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_run(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_complete(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_complete_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_complete_done(ngx_event_t *ev);
+static void ngx_http_async_task_complete_stored(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_complete_apply(
+    ngx_http_async_task_job_t *job);
+static void ngx_http_async_task_discard_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_discard_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_async_task_error_json(ngx_pool_t *pool,
     ngx_http_async_task_outcome_t *out, ngx_str_t *json);
 static void ngx_http_async_task_tick(ngx_event_t *ev);
@@ -204,7 +214,7 @@ static void
 ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
 {
     ngx_uint_t                       k, i, free, queued, want;
-    ngx_http_async_task_job_t       *job;
+    ngx_http_async_task_op_t        *op;
     ngx_http_async_task_shm_t       *shm;
     ngx_http_async_task_backend_t   *backend;
     ngx_http_async_task_instance_t  *in;
@@ -251,23 +261,24 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
         want = ngx_min(want - ngx_http_async_task_claiming[k],
                        NGX_HTTP_ASYNC_TASK_CLAIMS);
 
-        for (i = 0; i < want; i++) {
-            job = ngx_http_async_task_job_create(k);
-            if (job == NULL) {
-                return;
-            }
+        /* one claim for all of them, in the worker's write batch */
 
-            if (ngx_http_async_task_job_post(job,
-                                             ngx_http_async_task_claim_thread,
-                                             ngx_http_async_task_claim_done)
-                != NGX_OK)
-            {
-                ngx_http_async_task_job_destroy(job);
-                return;
-            }
-
-            ngx_http_async_task_claiming[k]++;
+        op = ngx_http_async_task_op_create(ev->log,
+                                           ngx_http_async_task_op_claim);
+        if (op == NULL) {
+            return;
         }
+
+        op->filter.kind = k;
+        op->filter.limit = want;
+        op->owner = &ngx_http_async_task_owner;
+        op->lease = (int64_t) backend->timeout + 60000;
+        op->handler = ngx_http_async_task_claim_done;
+
+        (void) ngx_http_async_task_op_post(op);
+
+        ngx_http_async_task_claiming[k] += want;
+        ngx_http_async_task_threads++;
     }
 }
 
@@ -347,88 +358,156 @@ ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
 }
 
 
+/* each claimed task becomes a run of its own */
+
 static void
-ngx_http_async_task_claim_thread(void *data, ngx_log_t *log)
+ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
+{
+    ngx_uint_t                  i;
+    ngx_http_async_task_t      *tasks;
+    ngx_http_async_task_job_t  *run;
+
+    ngx_http_async_task_threads--;
+    ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
+
+    if (op->rc == NGX_OK) {
+        tasks = op->tasks.elts;
+
+        for (i = 0; i < op->tasks.nelts; i++) {
+            run = ngx_http_async_task_job_create(op->filter.kind);
+
+            if (run == NULL
+                || ngx_http_async_task_job_adopt(run, &tasks[i]) != NGX_OK)
+            {
+                /* the lease stays: the task runs after its owner exits */
+                if (run) {
+                    ngx_http_async_task_job_destroy(run);
+                }
+
+                continue;
+            }
+
+            if (run->task.kind != NGX_HTTP_ASYNC_TASK_SPEECH) {
+                ngx_http_async_task_start(run);
+                continue;
+            }
+
+            /* the audio is sent from its file: opened off the event loop */
+
+            if (ngx_http_async_task_job_post(run,
+                                             ngx_http_async_task_open_thread,
+                                             ngx_http_async_task_open_done)
+                != NGX_OK)
+            {
+                ngx_http_async_task_start(run);
+            }
+        }
+    }
+
+    ngx_http_async_task_op_destroy(op);
+}
+
+
+static void
+ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_job_t *job = data;
 
-    u_char                            *p;
     ngx_file_info_t                    fi;
     ngx_http_async_task_store_conf_t  *conf;
     u_char                             path[NGX_MAX_PATH];
 
     conf = ngx_http_async_task_amcf->store;
 
-    job->rc = ngx_http_async_task_sqlite_driver.claim(conf, job->task.kind,
-                                       &ngx_http_async_task_owner,
-                                       (int64_t) job->backend->timeout
-                                       + 60000, job->pool, &job->task, log);
-
-    if (job->rc != NGX_OK || job->task.kind != NGX_HTTP_ASYNC_TASK_SPEECH) {
-        return;
-    }
-
-    /* the audio is sent from its file: opened here, off the event loop */
-
     if (job->task.file.len == 0
         || conf->files.len + 1 + job->task.file.len >= NGX_MAX_PATH)
     {
-        job->rc = NGX_ABORT;
         return;
     }
 
-    p = ngx_sprintf(path, "%V/%V%Z", &conf->files, &job->task.file);
+    ngx_sprintf(path, "%V/%V%Z", &conf->files, &job->task.file);
 
     job->fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
-    if (job->fd == NGX_INVALID_FILE || ngx_fd_info(job->fd, &fi) == -1) {
+    if (job->fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
                       "async_task: the input of task %*s is gone: \"%s\"",
                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id, path);
-        job->rc = NGX_ABORT;
+        return;
+    }
+
+    if (ngx_fd_info(job->fd, &fi) == NGX_FILE_ERROR) {
+        (void) ngx_close_file(job->fd);
+        job->fd = NGX_INVALID_FILE;
         return;
     }
 
     job->size = ngx_file_size(&fi);
-
-    (void) p;
 }
 
 
 static void
-ngx_http_async_task_claim_done(ngx_event_t *ev)
+ngx_http_async_task_open_done(ngx_event_t *ev)
 {
-    ngx_http_async_task_job_t *job = ev->data;
+    ngx_http_async_task_threads--;
 
+    ngx_http_async_task_start(ev->data);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_job_adopt(ngx_http_async_task_job_t *job,
+    ngx_http_async_task_t *task)
+{
+    ngx_str_t  *s[] = { &job->task.user, &job->task.params, &job->task.file,
+                        &job->task.backend, &job->task.result,
+                        &job->task.error };
+    ngx_uint_t  i;
+    u_char     *p;
+
+    job->task = *task;
+
+    for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+        if (s[i]->len == 0) {
+            continue;
+        }
+
+        p = ngx_pnalloc(job->pool, s[i]->len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, s[i]->data, s[i]->len);
+        s[i]->data = p;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_start(ngx_http_async_task_job_t *job)
+{
     ngx_str_t                        *user;
     ngx_uint_t                        avoid;
     ngx_http_async_task_shm_t        *shm;
     ngx_http_async_task_instance_t   *in;
 
-    ngx_http_async_task_threads--;
-    ngx_http_async_task_claiming[job->task.kind]--;
-
     shm = ngx_http_async_task_shm_ctx;
 
-    if (job->rc == NGX_DECLINED || job->rc == NGX_ERROR) {
-        ngx_http_async_task_job_destroy(job);
-        return;
-    }
-
-    if (job->rc == NGX_ABORT) {
+    if (job->task.kind == NGX_HTTP_ASYNC_TASK_SPEECH
+        && job->fd == NGX_INVALID_FILE)
+    {
         /* a task that cannot run: failed, not retried */
         job->outcome.run = ngx_http_async_task_run_failed;
         job->outcome.code = "backend_error";
         ngx_str_set(&job->outcome.message, "the uploaded input is gone");
-        job->outcome.result = ngx_http_async_task_client_ok;
-        job->rc = NGX_DECLINED;
         ngx_http_async_task_complete(job);
         return;
     }
 
     if (ngx_exiting || ngx_terminate) {
         job->outcome.result = ngx_http_async_task_client_aborted;
-        job->rc = NGX_DECLINED;
         ngx_http_async_task_complete(job);
         return;
     }
@@ -452,8 +531,9 @@ ngx_http_async_task_claim_done(ngx_event_t *ev)
 
     if (in == NULL) {
         /* the slot went to another worker meanwhile: queue again */
-        job->outcome.result = ngx_http_async_task_client_aborted;
-        job->rc = NGX_DECLINED;
+        job->outcome.run = ngx_http_async_task_run_requeue;
+        job->outcome.code = "backend_error";
+        ngx_str_set(&job->outcome.message, "no instance slot was free");
         ngx_http_async_task_complete(job);
         return;
     }
@@ -565,7 +645,6 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
     int64_t                         delay;
     ngx_http_async_task_t          *task;
     ngx_http_async_task_outcome_t  *out;
-    u_char                          path[NGX_MAX_PATH];
 
     task = &job->task;
     out = &job->outcome;
@@ -624,31 +703,62 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
         }
     }
 
-    job->rc = ngx_http_async_task_sqlite_driver.complete(
-                                    ngx_http_async_task_amcf->store, task,
-                                    &ngx_http_async_task_owner,
-                                    job->not_before, log);
-
-    if (job->rc == NGX_DECLINED && out->file.len
-        && out->files->len + 1 + out->file.len < NGX_MAX_PATH)
-    {
-        /* canceled while it ran: its result is of no use */
-        ngx_sprintf(path, "%V/%V%Z", out->files, &out->file);
-        (void) ngx_delete_file(path);
-    }
 }
 
+
+/* the outcome is known: it goes to the store with the worker's batch */
 
 static void
 ngx_http_async_task_complete_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
+    ngx_http_async_task_op_t  *op;
+
+    ngx_http_async_task_threads--;
+
+    op = ngx_http_async_task_op_create(&job->log,
+                                       ngx_http_async_task_op_complete);
+    if (op == NULL) {
+        job->rc = NGX_ERROR;
+        ngx_http_async_task_complete_apply(job);
+        return;
+    }
+
+    op->task = job->task;
+    op->owner = &ngx_http_async_task_owner;
+    op->not_before = job->not_before;
+    op->handler = ngx_http_async_task_complete_stored;
+    op->data = job;
+
+    (void) ngx_http_async_task_op_post(op);
+
+    ngx_http_async_task_threads++;
+}
+
+
+static void
+ngx_http_async_task_complete_stored(ngx_http_async_task_op_t *op)
+{
+    ngx_http_async_task_job_t *job = op->data;
+
+    ngx_http_async_task_threads--;
+
+    job->rc = op->rc;
+    ngx_http_async_task_op_destroy(op);
+
+    ngx_http_async_task_complete_apply(job);
+}
+
+
+/* the store has the outcome (or refused it): the zone and slots follow */
+
+static void
+ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
+{
     ngx_http_async_task_t           *task;
     ngx_http_async_task_shm_t       *shm;
     ngx_http_async_task_instance_t  *in;
-
-    ngx_http_async_task_threads--;
 
     shm = ngx_http_async_task_shm_ctx;
     task = &job->task;
@@ -716,9 +826,41 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
                       job->outcome.code ? " " : "", &job->outcome.message);
     }
 
-    ngx_http_async_task_job_destroy(job);
-
     ngx_http_async_task_dispatch_wake();
+
+    if (job->rc == NGX_DECLINED && job->outcome.file.len) {
+
+        /* canceled while it ran: its result is of no use */
+
+        if (ngx_http_async_task_job_post(job,
+                                         ngx_http_async_task_discard_thread,
+                                         ngx_http_async_task_discard_done)
+            == NGX_OK)
+        {
+            return;
+        }
+    }
+
+    ngx_http_async_task_job_destroy(job);
+}
+
+
+static void
+ngx_http_async_task_discard_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_job_t *job = data;
+
+    ngx_http_async_task_upload_remove(ngx_http_async_task_amcf->store,
+                                      &job->outcome.file, log);
+}
+
+
+static void
+ngx_http_async_task_discard_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_threads--;
+
+    ngx_http_async_task_job_destroy(ev->data);
 }
 
 

@@ -545,11 +545,11 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
                                          : ngx_http_async_task_run_error,
                        out->status < 500 ? "backend_rejected"
                                          : "backend_error",
-                       pool, "the instance answered %ui%s%.*s",
+                       pool, "the instance answered %ui%s%*s",
                        out->status, text ? ": " : "",
-                       text ? (int) ngx_min(ngx_strlen(text),
-                                            NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
-                            : 0,
+                       text ? ngx_min(ngx_strlen(text),
+                                      NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
+                            : (size_t) 0,
                        text ? text : "");
         cJSON_Delete(json);
         return;

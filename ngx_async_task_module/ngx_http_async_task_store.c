@@ -25,10 +25,8 @@
 
 typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
-    ngx_int_t                          rc;
     ngx_uint_t                         n;
     ngx_http_async_task_op_t          *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
-    ngx_http_async_task_t             *tasks[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
 } ngx_http_async_task_batch_t;
 
 
@@ -157,7 +155,10 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
     ngx_thread_task_t                 *task;
     ngx_http_async_task_store_conf_t  *conf;
 
-    if (op->type == ngx_http_async_task_op_insert) {
+    if (op->type == ngx_http_async_task_op_insert
+        || op->type == ngx_http_async_task_op_complete
+        || op->type == ngx_http_async_task_op_claim)
+    {
         ngx_queue_insert_tail(&ngx_http_async_task_pending, &op->queue);
 
         if (!ngx_http_async_task_batch_busy) {
@@ -240,6 +241,7 @@ ngx_http_async_task_op_done(ngx_event_t *ev)
 static void
 ngx_http_async_task_batch_start(void)
 {
+    ngx_uint_t                    i;
     ngx_queue_t                  *q;
     ngx_http_async_task_op_t     *op;
     ngx_http_async_task_batch_t  *batch;
@@ -256,7 +258,6 @@ ngx_http_async_task_batch_start(void)
         op = ngx_queue_data(q, ngx_http_async_task_op_t, queue);
 
         batch->ops[batch->n] = op;
-        batch->tasks[batch->n] = &op->task;
         batch->n++;
     }
 
@@ -268,7 +269,10 @@ ngx_http_async_task_batch_start(void)
     {
         /* answered from the event loop, as a completed batch would be */
 
-        batch->rc = NGX_ERROR;
+        for (i = 0; i < batch->n; i++) {
+            batch->ops[i]->rc = NGX_ERROR;
+        }
+
         ngx_post_event(&ngx_http_async_task_batch_task->event,
                        &ngx_posted_events);
     }
@@ -280,9 +284,8 @@ ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
-    batch->rc = ngx_http_async_task_sqlite_driver.insert(batch->conf,
-                                                         batch->tasks,
-                                                         batch->n, log);
+    ngx_http_async_task_sqlite_driver.write(batch->conf, batch->ops,
+                                            batch->n, log);
 }
 
 
@@ -291,16 +294,13 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 {
     ngx_http_async_task_batch_t  *batch = ev->data;
 
-    ngx_int_t                  rc;
     ngx_uint_t                 i, n;
     ngx_http_async_task_op_t  *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "async task batch of %ui committed: %i", batch->n,
-                   batch->rc);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task batch of %ui written", batch->n);
 
     n = batch->n;
-    rc = batch->rc;
     ngx_memcpy(ops, batch->ops, n * sizeof(ngx_http_async_task_op_t *));
 
     ngx_http_async_task_batch_busy = 0;
@@ -312,7 +312,6 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
     }
 
     for (i = 0; i < n; i++) {
-        ops[i]->rc = rc;
         ops[i]->handler(ops[i]);
     }
 }

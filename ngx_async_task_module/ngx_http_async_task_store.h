@@ -25,6 +25,9 @@ typedef struct {
 } ngx_http_async_task_filter_t;
 
 
+typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
+
+
 /*
  * The store, as the rest of the module sees it: a narrow set of calls,
  * each run on the thread pool.  SQLite is the embedded driver; a
@@ -42,9 +45,16 @@ typedef struct {
                        ngx_http_async_task_shm_t *shm, ngx_uint_t fresh,
                        ngx_log_t *log);
 
-    ngx_int_t  (*insert)(ngx_http_async_task_store_conf_t *conf,
-                         ngx_http_async_task_t **tasks, ngx_uint_t n,
-                         ngx_log_t *log);
+    /*
+     * The batched writes, in one transaction: new tasks (op_insert), the
+     * outcomes of runs under their leases (op_complete, NGX_DECLINED when
+     * the lease is gone: canceled, taken back), and claims of due tasks
+     * (op_claim: up to filter.limit of filter.kind into "tasks",
+     * NGX_DECLINED when none is due).  Sets each op's rc.
+     */
+    void       (*write)(ngx_http_async_task_store_conf_t *conf,
+                        ngx_http_async_task_op_t **ops, ngx_uint_t n,
+                        ngx_log_t *log);
     ngx_int_t  (*get)(ngx_http_async_task_store_conf_t *conf, u_char *id,
                       ngx_pool_t *pool, ngx_http_async_task_t *task,
                       ngx_log_t *log);
@@ -57,17 +67,6 @@ typedef struct {
                          ngx_str_t *user, ngx_uint_t from,
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
                          ngx_log_t *log);
-
-    /* the dispatcher's: the next due task of a kind, leased to "owner" */
-    ngx_int_t  (*claim)(ngx_http_async_task_store_conf_t *conf,
-                        ngx_uint_t kind, ngx_str_t *owner, int64_t lease,
-                        ngx_pool_t *pool, ngx_http_async_task_t *task,
-                        ngx_log_t *log);
-
-    /* a run's outcome (status DONE, FAILED or QUEUED), under its lease */
-    ngx_int_t  (*complete)(ngx_http_async_task_store_conf_t *conf,
-                           ngx_http_async_task_t *task, ngx_str_t *owner,
-                           int64_t not_before, ngx_log_t *log);
 
     /* the lease of a runner that is gone: the task queues again */
     ngx_int_t  (*recover)(ngx_http_async_task_store_conf_t *conf, u_char *id,
@@ -88,15 +87,15 @@ typedef struct {
 } ngx_http_async_task_store_driver_t;
 
 
-typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
-
 typedef void (*ngx_http_async_task_op_handler_pt)(ngx_http_async_task_op_t *op);
 
 typedef enum {
     ngx_http_async_task_op_insert = 0,
     ngx_http_async_task_op_get,
     ngx_http_async_task_op_list,
-    ngx_http_async_task_op_finish
+    ngx_http_async_task_op_finish,
+    ngx_http_async_task_op_complete,
+    ngx_http_async_task_op_claim
 } ngx_http_async_task_op_e;
 
 
@@ -108,6 +107,9 @@ struct ngx_http_async_task_op_s {
     ngx_http_async_task_filter_t        filter;
     ngx_array_t                         tasks;
     ngx_uint_t                          from;
+    ngx_str_t                          *owner;      /* complete, claim */
+    int64_t                             not_before; /* complete */
+    int64_t                             lease;      /* claim */
 
     /* the thread allocates from this pool only, until the handler runs */
     ngx_pool_t                         *pool;

@@ -54,8 +54,8 @@ struct ngx_http_async_task_sqlite_s {
 static ngx_int_t ngx_http_async_task_sqlite_init(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_shm_t *shm,
     ngx_uint_t fresh, ngx_log_t *log);
-static ngx_int_t ngx_http_async_task_sqlite_insert(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t **tasks,
+static void ngx_http_async_task_sqlite_write(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_get(
     ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_pool_t *pool,
@@ -70,12 +70,9 @@ static ngx_int_t ngx_http_async_task_sqlite_finish(
     ngx_log_t *log);
 
 static ngx_int_t ngx_http_async_task_sqlite_claim(
-    ngx_http_async_task_store_conf_t *conf, ngx_uint_t kind,
-    ngx_str_t *owner, int64_t lease, ngx_pool_t *pool,
-    ngx_http_async_task_t *task, ngx_log_t *log);
-static ngx_int_t ngx_http_async_task_sqlite_complete(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t *task,
-    ngx_str_t *owner, int64_t not_before, ngx_log_t *log);
+    ngx_http_async_task_sqlite_t *sq, ngx_uint_t kind, ngx_str_t *owner,
+    int64_t lease, ngx_uint_t n, ngx_pool_t *pool, ngx_array_t *tasks,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_recover(
     ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_str_t *owner,
     ngx_pool_t *pool, ngx_http_async_task_t *task, ngx_log_t *log);
@@ -86,6 +83,12 @@ static void ngx_http_async_task_sqlite_bind_str(sqlite3_stmt *stmt, int col,
     ngx_str_t *value);
 static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_insert(
+    ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_complete(
+    ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
+    ngx_str_t *owner, int64_t not_before, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_exit(void);
 static void ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq);
 static int ngx_http_async_task_sqlite_busy(void *data, int n);
@@ -109,12 +112,10 @@ static void ngx_http_async_task_sqlite_error(ngx_http_async_task_sqlite_t *sq,
 
 ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_init,
-    ngx_http_async_task_sqlite_insert,
+    ngx_http_async_task_sqlite_write,
     ngx_http_async_task_sqlite_get,
     ngx_http_async_task_sqlite_list,
     ngx_http_async_task_sqlite_finish,
-    ngx_http_async_task_sqlite_claim,
-    ngx_http_async_task_sqlite_complete,
     ngx_http_async_task_sqlite_recover,
     ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
@@ -350,70 +351,96 @@ failed:
 }
 
 
-static ngx_int_t
-ngx_http_async_task_sqlite_insert(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_t **tasks, ngx_uint_t n, ngx_log_t *log)
+/*
+ * Group commit: every new task and every outcome a worker has waiting
+ * goes in one transaction, one fsync.  A failed transaction fails them
+ * all; an outcome whose lease is gone is NGX_DECLINED alone.
+ */
+
+static void
+ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
     ngx_uint_t                     i;
-    sqlite3_stmt                  *stmt;
-    ngx_http_async_task_t         *task;
     ngx_http_async_task_sqlite_t  *sq;
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
-    if (sq == NULL) {
-        return NGX_ERROR;
-    }
 
-    if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
-        return NGX_ERROR;
+    if (sq == NULL
+        || ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK)
+    {
+        goto failed;
     }
-
-    stmt = sq->insert;
 
     for (i = 0; i < n; i++) {
-        task = tasks[i];
 
-        sqlite3_bind_text(stmt, 1, (char *) task->id,
-                          NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2,
-                          (char *) ngx_http_async_task_kinds[task->kind].data,
-                          -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, (char *)
-                          ngx_http_async_task_statuses[task->status].data,
-                          -1, SQLITE_STATIC);
+        if (ops[i]->type == ngx_http_async_task_op_insert) {
+            ops[i]->rc = ngx_http_async_task_sqlite_insert(sq, &ops[i]->task,
+                                                           log);
 
-        if (task->has_user) {
-            sqlite3_bind_text(stmt, 4, (char *) task->user.data,
-                              task->user.len, SQLITE_STATIC);
+        } else if (ops[i]->type == ngx_http_async_task_op_claim) {
+            ops[i]->rc = ngx_http_async_task_sqlite_claim(sq,
+                                             ops[i]->filter.kind,
+                                             ops[i]->owner, ops[i]->lease,
+                                             ops[i]->filter.limit,
+                                             ops[i]->pool, &ops[i]->tasks,
+                                             log);
         } else {
-            sqlite3_bind_null(stmt, 4);
+            ops[i]->rc = ngx_http_async_task_sqlite_complete(sq,
+                                                 &ops[i]->task, ops[i]->owner,
+                                                 ops[i]->not_before, log);
         }
 
-        sqlite3_bind_int(stmt, 5, (int) task->priority);
-        sqlite3_bind_text(stmt, 6, (char *) task->params.data,
-                          task->params.len, SQLITE_STATIC);
-
-        if (task->file.len) {
-            sqlite3_bind_text(stmt, 7, (char *) task->file.data,
-                              task->file.len, SQLITE_STATIC);
-        } else {
-            sqlite3_bind_null(stmt, 7);
-        }
-
-        sqlite3_bind_int64(stmt, 8, task->created_at);
-
-        if (ngx_http_async_task_sqlite_step(sq, stmt, log) != NGX_OK) {
+        if (ops[i]->rc == NGX_ERROR) {
             (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-            return NGX_ERROR;
+            goto failed;
         }
     }
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
         (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        return NGX_ERROR;
+        goto failed;
     }
 
-    return NGX_OK;
+    return;
+
+failed:
+
+    for (i = 0; i < n; i++) {
+        ops[i]->rc = NGX_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_insert(ngx_http_async_task_sqlite_t *sq,
+    ngx_http_async_task_t *task, ngx_log_t *log)
+{
+    sqlite3_stmt  *stmt;
+
+    stmt = sq->insert;
+
+    sqlite3_bind_text(stmt, 1, (char *) task->id, NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2,
+                      (char *) ngx_http_async_task_kinds[task->kind].data,
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3,
+                      (char *) ngx_http_async_task_statuses[task->status].data,
+                      -1, SQLITE_STATIC);
+
+    if (task->has_user) {
+        sqlite3_bind_text(stmt, 4, (char *) task->user.data, task->user.len,
+                          SQLITE_STATIC);
+    }
+
+    sqlite3_bind_int(stmt, 5, (int) task->priority);
+    sqlite3_bind_text(stmt, 6, (char *) task->params.data, task->params.len,
+                      SQLITE_STATIC);
+    ngx_http_async_task_sqlite_bind_str(stmt, 7, &task->file);
+    sqlite3_bind_int64(stmt, 8, task->created_at);
+
+    return ngx_http_async_task_sqlite_step(sq, stmt, log);
 }
 
 
@@ -611,20 +638,21 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
 }
 
 
-/* NGX_DECLINED: nothing of that kind is due now */
+/* up to n due tasks of a kind; NGX_DECLINED: none */
 
 static ngx_int_t
-ngx_http_async_task_sqlite_claim(ngx_http_async_task_store_conf_t *conf,
-    ngx_uint_t kind, ngx_str_t *owner, int64_t lease, ngx_pool_t *pool,
-    ngx_http_async_task_t *task, ngx_log_t *log)
+ngx_http_async_task_sqlite_claim(ngx_http_async_task_sqlite_t *sq,
+    ngx_uint_t kind, ngx_str_t *owner, int64_t lease, ngx_uint_t n,
+    ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log)
 {
-    int                            rc;
-    int64_t                        now;
-    ngx_int_t                      ret;
-    ngx_http_async_task_sqlite_t  *sq;
+    int                     rc;
+    int64_t                 now;
+    ngx_int_t               ret;
+    ngx_http_async_task_t  *task;
 
-    sq = ngx_http_async_task_sqlite_connection(conf, log);
-    if (sq == NULL) {
+    if (ngx_array_init(tasks, pool, n, sizeof(ngx_http_async_task_t))
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -636,17 +664,21 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_store_conf_t *conf,
     sqlite3_bind_text(sq->claim, 4,
                       (char *) ngx_http_async_task_kinds[kind].data, -1,
                       SQLITE_STATIC);
+    sqlite3_bind_int(sq->claim, 5, (int) n);
 
-    rc = sqlite3_step(sq->claim);
+    ret = NGX_OK;
 
-    if (rc == SQLITE_ROW) {
-        ret = ngx_http_async_task_sqlite_row(sq->claim, pool, task);
+    /* the change is made by the first step; the rest read what it did */
 
-        /* the change is made by the first step; the rest ends it */
-        while ((rc = sqlite3_step(sq->claim)) == SQLITE_ROW) { /* void */ }
+    while ((rc = sqlite3_step(sq->claim)) == SQLITE_ROW) {
+        task = ngx_array_push(tasks);
 
-    } else {
-        ret = NGX_DECLINED;
+        if (task == NULL
+            || ngx_http_async_task_sqlite_row(sq->claim, pool, task)
+               != NGX_OK)
+        {
+            ret = NGX_ERROR;
+        }
     }
 
     if (rc != SQLITE_DONE) {
@@ -656,6 +688,10 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_store_conf_t *conf,
 
     sqlite3_reset(sq->claim);
     sqlite3_clear_bindings(sq->claim);
+
+    if (ret == NGX_OK && tasks->nelts == 0) {
+        return NGX_DECLINED;
+    }
 
     return ret;
 }
@@ -667,17 +703,11 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_store_conf_t *conf,
  */
 
 static ngx_int_t
-ngx_http_async_task_sqlite_complete(ngx_http_async_task_store_conf_t *conf,
+ngx_http_async_task_sqlite_complete(ngx_http_async_task_sqlite_t *sq,
     ngx_http_async_task_t *task, ngx_str_t *owner, int64_t not_before,
     ngx_log_t *log)
 {
-    sqlite3_stmt                  *stmt;
-    ngx_http_async_task_sqlite_t  *sq;
-
-    sq = ngx_http_async_task_sqlite_connection(conf, log);
-    if (sq == NULL) {
-        return NGX_ERROR;
-    }
+    sqlite3_stmt  *stmt;
 
     stmt = sq->complete;
 
@@ -877,9 +907,9 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         /* the next task of a kind: priority, then age; atomically ours */
         "UPDATE tasks SET status = 'RUNNING', started_at = ?1, "
         "lease_owner = ?2, lease_expires = ?3 "
-        "WHERE id = (SELECT id FROM tasks WHERE status = 'QUEUED' "
+        "WHERE id IN (SELECT id FROM tasks WHERE status = 'QUEUED' "
         "AND kind = ?4 AND (not_before IS NULL OR not_before <= ?1) "
-        "ORDER BY priority DESC, created_at, id LIMIT 1) "
+        "ORDER BY priority DESC, created_at, id LIMIT ?5) "
         "RETURNING " NGX_HTTP_ASYNC_TASK_COLUMNS,
 
         /* the runner's report: only while the lease is still its own */

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End to end: tasks per second through zero-latency fake GPU instances,
+# beside the fakes' own request rate measured directly in the same run,
+# and the submission rate while the dispatcher runs them.
+#
+#   ./build.sh bench        or    bench/e2e.sh
+#   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+nginx=${NGINX_BINARY:-/usr/sbin/nginx}
+module=${MODULE_PATH:-$root/build/nginx/objs/ngx_http_async_task_module.so}
+duration=${DURATION:-5s}
+conns=${CONNECTIONS:-16}
+instances=${INSTANCES:-2}
+slots=${SLOTS:-16}
+port=${BENCH_PORT:-18490}
+fake_base=18500
+dir=$root/build/bench-e2e
+fakes=()
+
+cleanup() {
+    "$nginx" -p "$dir" -c "$dir/nginx.conf" -s quit 2>/dev/null || true
+    [ ${#fakes[@]} -gt 0 ] && kill "${fakes[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+rm -rf "$dir"
+mkdir -p "$dir/logs"
+
+servers=
+for i in $(seq 1 "$instances"); do
+    p=$((fake_base + i))
+    python3 "$root/tools/fake_gpu.py" --port "$p" --kind image \
+        --ready-file "$dir/fake-$p.ready" &
+    fakes+=($!)
+    servers="$servers        server 127.0.0.1:$p max_conns=$slots;
+"
+done
+
+for i in $(seq 1 "$instances"); do
+    p=$((fake_base + i))
+    for _ in $(seq 1 100); do [ -s "$dir/fake-$p.ready" ] && break; sleep 0.05; done
+done
+
+cat > "$dir/nginx.conf" <<CONF
+load_module $module;
+worker_processes 2;
+error_log $dir/logs/error.log ${LOG_LEVEL:-warn};
+pid $dir/logs/nginx.pid;
+thread_pool async_task threads=4;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    async_task_store $dir/data/tasks.db zone=async_task:256m
+                     thread_pool=async_task max_queued=10000000;
+    async_task_backend image gpu timeout=60s;
+    upstream gpu {
+$servers    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location /api/v1/ { async_task_api; }
+    }
+}
+CONF
+
+cat > /tmp/async_task_e2e.lua <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"prompt": "a red fox in snow", "width": 512, "height": 512, "seed": 42}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+cat > /tmp/async_task_fake.lua <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model": "m", "prompt": "a red fox in snow", "n": 1, "size": "512x512", "response_format": "b64_json", "seed": 42}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+rate() { awk '/Requests\/sec/ { print $2 }'; }
+p99() { awk '/^ +99%/ { print $2 }'; }
+
+echo "fake GPU instances: $instances, $slots slots each; wrk -c$conns -d$duration"
+
+# the fakes alone: the ceiling of what the GPU side can take
+out=$(wrk -t1 -c"$conns" -d"$duration" --latency -s /tmp/async_task_fake.lua \
+          "http://127.0.0.1:$((fake_base + 1))/v1/images/generations")
+fake_rate=$(rate <<< "$out")
+printf '  one fake instance, directly          %8.0f req/s\n' "$fake_rate"
+
+"$nginx" -p "$dir" -c "$dir/nginx.conf"
+sleep 0.5
+
+stats() {
+    curl -s "http://127.0.0.1:$port/api/v1/system/stats"
+}
+
+start=$(date +%s.%N)
+out=$(wrk -t1 -c"$conns" -d"$duration" --latency -s /tmp/async_task_e2e.lua \
+          "http://127.0.0.1:$port/api/v1/image/async")
+submit_rate=$(rate <<< "$out")
+submit_p99=$(p99 <<< "$out")
+submitted=$(stats | sed -n 's/.*"tasks":{"QUEUED":\([0-9]*\),"RUNNING":\([0-9]*\),"DONE":\([0-9]*\),"FAILED":\([0-9]*\).*/\1 \2 \3 \4/p' \
+            | awk '{ print $1 + $2 + $3 + $4 }')
+
+while :; do
+    s=$(stats)
+    left=$(sed -n 's/.*"tasks":{"QUEUED":\([0-9]*\),"RUNNING":\([0-9]*\).*/\1 \2/p' <<< "$s" \
+           | awk '{ print $1 + $2 }')
+    [ "$left" -eq 0 ] && break
+    sleep 0.05
+done
+end=$(date +%s.%N)
+
+done_n=$(stats | sed -n 's/.*"DONE":\([0-9]*\).*/\1/p')
+failed=$(stats | sed -n 's/.*"FAILED":\([0-9]*\).*/\1/p')
+e2e=$(echo "$done_n / ($end - $start)" | bc -l)
+
+printf '  submissions while dispatching        %8.0f req/s  p99 %s\n' \
+       "$submit_rate" "$submit_p99"
+printf '  tasks DONE end to end                %8.0f tasks/s (%s of %s, %s failed)\n' \
+       "$e2e" "$done_n" "$submitted" "$failed"
+printf '  end to end / one fake instance       %8.1f %%\n' \
+       "$(echo "$e2e * 100 / $fake_rate" | bc -l)"
