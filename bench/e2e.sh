@@ -46,7 +46,7 @@ done
 
 cat > "$dir/nginx.conf" <<CONF
 load_module $module;
-worker_processes 2;
+worker_processes ${WORKERS:-2};
 error_log $dir/logs/error.log ${LOG_LEVEL:-warn};
 pid $dir/logs/nginx.pid;
 thread_pool async_task threads=4;

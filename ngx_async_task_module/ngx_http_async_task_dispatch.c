@@ -541,8 +541,7 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     job->instance = in;
     job->task.backend = in->name;
 
-    (void) ngx_http_async_task_shm_start(shm, job->task.id, in->sh,
-                                         job->task.started_at);
+    ngx_http_async_task_shm_start(shm, &job->task, in->sh);
 
     ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
 

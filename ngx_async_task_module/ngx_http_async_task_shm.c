@@ -11,6 +11,9 @@
 #include "ngx_http_async_task_shm.h"
 
 
+static void ngx_http_async_task_shm_fill_locked(
+    ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
+    ngx_http_async_task_t *task);
 static ngx_int_t ngx_http_async_task_shm_attach(
     ngx_http_async_task_shm_t *shm);
 static void ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -178,12 +181,14 @@ ngx_http_async_task_shm_attach(ngx_http_async_task_shm_t *shm)
 /*
  * A submission takes its queue slot and its node before the task is
  * committed, so that a full queue or a full zone is answered before
- * anything is written, and a committed task always has its node.
+ * anything is written.  The node waits, pending and invisible, in the
+ * tree: once the store has the task another worker may claim it before
+ * the submitting worker gets to commit it here, and finds it.
  */
 
-ngx_http_async_task_node_t *
-ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm,
-    ngx_uint_t max_queued, ngx_int_t *rc)
+ngx_int_t
+ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t max_queued)
 {
     ngx_http_async_task_node_t   *node;
     ngx_http_async_task_shctx_t  *sh;
@@ -194,49 +199,75 @@ ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm,
 
     if (sh->count[NGX_HTTP_ASYNC_TASK_QUEUED] + sh->reserved >= max_queued) {
         ngx_shmtx_unlock(&shm->shpool->mutex);
-        *rc = NGX_BUSY;
-        return NULL;
+        return NGX_BUSY;
     }
 
     node = ngx_slab_calloc_locked(shm->shpool,
                                   sizeof(ngx_http_async_task_node_t));
     if (node == NULL) {
         ngx_shmtx_unlock(&shm->shpool->mutex);
-        *rc = NGX_ERROR;
-        return NULL;
+        return NGX_ERROR;
     }
+
+    ngx_memcpy(node->id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    node->node.key = ngx_crc32_short(id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    node->status = NGX_HTTP_ASYNC_TASK_PENDING;
+
+    ngx_rbtree_insert(&sh->rbtree, &node->node);
 
     sh->reserved++;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
-    *rc = NGX_OK;
-
-    return node;
+    return NGX_OK;
 }
 
 
+/* the task was not committed: its node and slot go */
+
 void
-ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_node_t *node)
+ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm, u_char *id)
 {
+    ngx_http_async_task_node_t  *node;
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     shm->sh->reserved--;
-    ngx_slab_free_locked(shm->shpool, node);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+        ngx_http_async_task_shm_delete_locked(shm, node);
+    }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 
+/*
+ * The task is in the store: its pending node joins the queue, unless a
+ * claim took it meanwhile (it runs, or it is even gone already).
+ */
+
 void
 ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
+    ngx_http_async_task_t *task)
 {
+    ngx_http_async_task_node_t  *node;
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     shm->sh->reserved--;
-    ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, task->id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+        ngx_rbtree_delete(&shm->sh->rbtree, &node->node);
+        ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    } else if (node && node->data == NULL) {
+        ngx_http_async_task_shm_fill_locked(shm, node, task);
+    }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 }
@@ -286,18 +317,7 @@ ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
     node->created_at = task->created_at;
     node->started_at = task->started_at;
 
-    node->user_len = (uint32_t) task->user.len;
-    node->params_len = (uint32_t) task->params.len;
-
-    /* the cached copy is optional: without it reads go to the store */
-
-    node->data = ngx_slab_alloc_locked(shm->shpool,
-                                       task->user.len + task->params.len);
-    if (node->data) {
-        ngx_memcpy(node->data, task->user.data, task->user.len);
-        ngx_memcpy(node->data + task->user.len, task->params.data,
-                   task->params.len);
-    }
+    ngx_http_async_task_shm_fill_locked(shm, node, task);
 
     ngx_rbtree_insert(&sh->rbtree, &node->node);
 
@@ -320,6 +340,25 @@ ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
     }
 
     sh->count[task->status]++;
+}
+
+
+/* the cached copy is optional: without it reads go to the store */
+
+static void
+ngx_http_async_task_shm_fill_locked(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
+{
+    node->user_len = (uint32_t) task->user.len;
+    node->params_len = (uint32_t) task->params.len;
+
+    node->data = ngx_slab_alloc_locked(shm->shpool,
+                                       task->user.len + task->params.len);
+    if (node->data) {
+        ngx_memcpy(node->data, task->user.data, task->user.len);
+        ngx_memcpy(node->data + task->user.len, task->params.data,
+                   task->params.len);
+    }
 }
 
 
@@ -445,8 +484,7 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
 
     node = ngx_http_async_task_shm_lookup(sh, id);
 
-    if (node) {
-        from = node->status;
+    if (node && node->status != NGX_HTTP_ASYNC_TASK_PENDING) {
         ngx_http_async_task_shm_delete_locked(shm, node);
 
     } else if (sh->count[from]) {
@@ -459,11 +497,15 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
 }
 
 
-/* a claimed task starts: out of the queue, into the running list */
+/*
+ * A claimed task starts: out of the queue, into the running list.  Its
+ * node may not be there yet: the worker that accepted it commits to the
+ * store first and to the zone just after, and a claim can come between.
+ */
 
-ngx_int_t
-ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm, u_char *id,
-    ngx_http_async_task_instance_sh_t *instance, int64_t started_at)
+void
+ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task, ngx_http_async_task_instance_sh_t *instance)
 {
     ngx_http_async_task_node_t   *node;
     ngx_http_async_task_shctx_t  *sh;
@@ -472,29 +514,43 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm, u_char *id,
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    node = ngx_http_async_task_shm_lookup(sh, id);
+    node = ngx_http_async_task_shm_lookup(sh, task->id);
 
-    if (node == NULL || node->status != NGX_HTTP_ASYNC_TASK_QUEUED) {
-        ngx_shmtx_unlock(&shm->shpool->mutex);
-        return NGX_DECLINED;
-    }
+    if (node == NULL) {
+        node = ngx_slab_calloc_locked(shm->shpool,
+                                      sizeof(ngx_http_async_task_node_t));
+        if (node == NULL) {
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+            return;
+        }
 
-    sh->queue[node->kind] =
+        task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+        ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    } else if (node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+
+        /* claimed before its own worker put it in the queue */
+
+        ngx_rbtree_delete(&sh->rbtree, &node->node);
+        task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+        ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    } else if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
+        sh->queue[node->kind] =
                 ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
 
-    sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]--;
-    sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]++;
+        sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]--;
+        sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]++;
 
-    node->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+        node->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+        ngx_queue_insert_tail(&sh->running, &node->running);
+    }
+
     node->owner = ngx_pid;
     node->instance = instance;
-    node->started_at = started_at;
-
-    ngx_queue_insert_tail(&sh->running, &node->running);
+    node->started_at = task->started_at;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
-
-    return NGX_OK;
 }
 
 
@@ -644,12 +700,12 @@ ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
     if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
         sh->queue[node->kind] =
                 ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+        sh->count[node->status]--;
 
-    } else {
+    } else if (node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
         ngx_queue_remove(&node->running);
+        sh->count[node->status]--;
     }
-
-    sh->count[node->status]--;
 
     ngx_rbtree_delete(&sh->rbtree, &node->node);
 

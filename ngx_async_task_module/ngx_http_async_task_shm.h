@@ -33,6 +33,10 @@ struct ngx_http_async_task_instance_sh_s {
 };
 
 
+/* a node reserved for a task not committed yet: in no count, no queue */
+#define NGX_HTTP_ASYNC_TASK_PENDING  NGX_HTTP_ASYNC_TASK_NSTATUSES
+
+
 typedef struct ngx_http_async_task_node_s  ngx_http_async_task_node_t;
 
 /* a live (QUEUED or RUNNING) task as every worker process sees it */
@@ -94,12 +98,12 @@ typedef struct {
 ngx_int_t ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
-ngx_http_async_task_node_t *ngx_http_async_task_shm_reserve(
-    ngx_http_async_task_shm_t *shm, ngx_uint_t max_queued, ngx_int_t *rc);
+ngx_int_t ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t max_queued);
 void ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_node_t *node);
+    u_char *id);
 void ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task);
+    ngx_http_async_task_t *task);
 ngx_int_t ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task);
 
@@ -110,9 +114,8 @@ ngx_int_t ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm,
     u_char *id);
 void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t from, ngx_uint_t to);
-ngx_int_t ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
-    u_char *id, ngx_http_async_task_instance_sh_t *instance,
-    int64_t started_at);
+void ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task, ngx_http_async_task_instance_sh_t *instance);
 void ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t attempts);
 ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,

@@ -28,7 +28,7 @@
 typedef struct {
     ngx_http_request_t             *request;
     ngx_http_async_task_op_t       *op;         /* the insert: owns task */
-    ngx_http_async_task_node_t     *node;       /* the reserved queue slot */
+    unsigned                        reserved:1; /* a queue slot, a node */
     ngx_http_async_task_upload_t    upload;
     ngx_str_t                       json;       /* an image request */
     const char                     *error;      /* what is wrong with it */
@@ -1299,8 +1299,11 @@ ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
 
-    ctx->node = ngx_http_async_task_shm_reserve(ngx_http_async_task_shm(r),
-                                                amcf->store->max_queued, &rc);
+    rc = ngx_http_async_task_shm_reserve(ngx_http_async_task_shm(r),
+                                         ctx->op->task.id,
+                                         amcf->store->max_queued);
+
+    ctx->reserved = (rc == NGX_OK);
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -1374,10 +1377,10 @@ ngx_http_async_task_submit_cleanup(void *data)
 static void
 ngx_http_async_task_submit_abort(ngx_http_async_task_submit_t *ctx)
 {
-    if (ctx->node) {
-        ngx_http_async_task_shm_release(
-                          ngx_http_async_task_shm(ctx->request), ctx->node);
-        ctx->node = NULL;
+    if (ctx->reserved) {
+        ngx_http_async_task_shm_release(ngx_http_async_task_shm(ctx->request),
+                                        ctx->op->task.id);
+        ctx->reserved = 0;
     }
 
     if (ctx->op) {
@@ -1422,9 +1425,8 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
         return;
     }
 
-    ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), ctx->node,
-                                   &op->task);
-    ctx->node = NULL;
+    ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), &op->task);
+    ctx->reserved = 0;
 
     /* a free slot starts it within milliseconds */
     ngx_http_async_task_dispatch_wake();
