@@ -48,6 +48,8 @@ static ngx_int_t ngx_http_async_task_stats(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_async_task_lookup(ngx_http_request_t *r,
     ngx_str_t *id, ngx_http_async_task_op_handler_pt handler);
+static ngx_int_t ngx_http_async_task_op_user(ngx_http_async_task_op_t *op,
+    ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_get_done(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_result_done(ngx_http_async_task_op_t *op);
@@ -267,19 +269,30 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
 
     ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
 
-    if (userp) {
-        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
-        if (op->filter.user == NULL) {
-            ngx_http_async_task_op_destroy(op);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *op->filter.user = user;
+    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     op->handler = handler;
 
     return ngx_http_async_task_post(r, op);
+}
+
+
+/* the requester, kept with the op: the caller has it on its stack */
+
+static ngx_int_t
+ngx_http_async_task_op_user(ngx_http_async_task_op_t *op, ngx_str_t *user)
+{
+    op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
+    if (op->filter.user == NULL) {
+        return NGX_ERROR;
+    }
+
+    *op->filter.user = *user;
+
+    return NGX_OK;
 }
 
 
@@ -522,14 +535,9 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
     op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED)
                | (1 << NGX_HTTP_ASYNC_TASK_RUNNING);
 
-    if (userp) {
-        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
-        if (op->filter.user == NULL) {
-            ngx_http_async_task_op_destroy(op);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *op->filter.user = user;
+    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     op->handler = ngx_http_async_task_cancel_done;
@@ -631,14 +639,9 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (userp) {
-        op->filter.user = ngx_pcalloc(op->pool, sizeof(ngx_str_t));
-        if (op->filter.user == NULL) {
-            ngx_http_async_task_op_destroy(op);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *op->filter.user = user;
+    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     op->handler = ngx_http_async_task_list_done;
