@@ -111,12 +111,14 @@ static ngx_event_t      ngx_http_async_task_reap_event;
 static ngx_event_t      ngx_http_async_task_expire_event;
 static ngx_event_t      ngx_http_async_task_guard_event;
 static ngx_queue_t      ngx_http_async_task_jobs;
-static ngx_uint_t       ngx_http_async_task_claiming[NGX_HTTP_ASYNC_TASK_NKINDS];
+static ngx_uint_t       ngx_http_async_task_claiming[
+                                                 NGX_HTTP_ASYNC_TASK_NKINDS];
 static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
-static ngx_uint_t       ngx_http_async_task_expired[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+static ngx_uint_t       ngx_http_async_task_expired[
+                                              NGX_HTTP_ASYNC_TASK_NSTATUSES];
 static ngx_int_t        ngx_http_async_task_expire_rc;
 static ngx_thread_task_t  *ngx_http_async_task_expire_task;
 

@@ -667,8 +667,9 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
 
     (void) ngx_close_file(fd);
 
-    out->output.data = ngx_pnalloc(pool, sizeof("{\"content_type\":\"image/png\","
-                                                "\"bytes\":}") + NGX_SIZE_T_LEN);
+    out->output.data = ngx_pnalloc(pool,
+                                   sizeof("{\"content_type\":\"image/png\","
+                                          "\"bytes\":}") + NGX_SIZE_T_LEN);
     if (out->output.data == NULL) {
         goto failed;
     }
