@@ -56,6 +56,7 @@ typedef struct {
     ngx_http_async_task_instance_t    *instance;
     ngx_http_async_task_instance_sh_t *orphaned;   /* recovered runs */
     ngx_pid_t                          orphan_owner;
+    ngx_array_t                        tasks;      /* reclaimed */
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
 
@@ -92,11 +93,14 @@ static ngx_int_t ngx_http_async_task_error_json(ngx_pool_t *pool,
     ngx_http_async_task_outcome_t *out, ngx_str_t *json);
 static void ngx_http_async_task_tick(ngx_event_t *ev);
 static void ngx_http_async_task_reap(ngx_event_t *ev);
+static void ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_reclaim_done(ngx_event_t *ev);
 static void ngx_http_async_task_recover_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_recover_done(ngx_event_t *ev);
 static void ngx_http_async_task_expire(ngx_event_t *ev);
 static void ngx_http_async_task_expire_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_expire_done(ngx_event_t *ev);
+static void ngx_http_async_task_hold(void);
 static void ngx_http_async_task_guard(ngx_event_t *ev);
 static ngx_http_async_task_instance_t *ngx_http_async_task_instance(
     ngx_http_async_task_backend_t *backend, ngx_str_t *name);
@@ -115,6 +119,7 @@ static ngx_uint_t       ngx_http_async_task_claiming[
                                                  NGX_HTTP_ASYNC_TASK_NKINDS];
 static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
+static ngx_uint_t       ngx_http_async_task_reaps;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
@@ -280,7 +285,7 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
         (void) ngx_http_async_task_op_post(op);
 
         ngx_http_async_task_claiming[k] += want;
-        ngx_http_async_task_threads++;
+        ngx_http_async_task_hold();
     }
 }
 
@@ -349,12 +354,7 @@ ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
         return NGX_ERROR;
     }
 
-    ngx_http_async_task_threads++;
-
-    if (!ngx_http_async_task_guard_event.timer_set) {
-        ngx_add_timer(&ngx_http_async_task_guard_event,
-                      NGX_HTTP_ASYNC_TASK_GUARD);
-    }
+    ngx_http_async_task_hold();
 
     return NGX_OK;
 }
@@ -734,7 +734,7 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
 
     (void) ngx_http_async_task_op_post(op);
 
-    ngx_http_async_task_threads++;
+    ngx_http_async_task_hold();
 }
 
 
@@ -811,7 +811,8 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_OK) {
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+            (void) ngx_http_async_task_shm_requeue(shm, task->id,
+                                                   task->attempts);
 
         } else {
             ngx_http_async_task_shm_finish(shm, task->id,
@@ -1010,7 +1011,83 @@ ngx_http_async_task_reap(ngx_event_t *ev)
         }
     }
 
+    /* now and then, the leases that nobody will report on any more */
+
+    if (++ngx_http_async_task_reaps % 5 == 0) {
+        job = ngx_http_async_task_job_create(0);
+
+        if (job
+            && ngx_http_async_task_job_post(job,
+                                            ngx_http_async_task_reclaim_thread,
+                                            ngx_http_async_task_reclaim_done)
+               != NGX_OK)
+        {
+            ngx_http_async_task_job_destroy(job);
+        }
+    }
+
     ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_REAP);
+}
+
+
+static void
+ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_job_t *job = data;
+
+    if (ngx_array_init(&job->tasks, job->pool, 4,
+                       sizeof(ngx_http_async_task_t))
+        != NGX_OK)
+    {
+        job->rc = NGX_ERROR;
+        return;
+    }
+
+    job->rc = ngx_http_async_task_sqlite_driver.reclaim(
+                                    ngx_http_async_task_amcf->store,
+                                    job->pool, &job->tasks, log);
+}
+
+
+static void
+ngx_http_async_task_reclaim_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_job_t *job = ev->data;
+
+    ngx_uint_t                          i;
+    ngx_http_async_task_t              *tasks;
+    ngx_http_async_task_shm_t          *shm;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ngx_http_async_task_threads--;
+
+    shm = ngx_http_async_task_shm_ctx;
+    tasks = job->tasks.elts;
+
+    for (i = 0; job->rc == NGX_OK && i < job->tasks.nelts; i++) {
+
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "async_task: the lease of task %*s expired, "
+                      "it queues again", NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      tasks[i].id);
+
+        ish = ngx_http_async_task_shm_requeue(shm, tasks[i].id,
+                                              tasks[i].attempts);
+
+        if (ish) {
+            ngx_shmtx_lock(&shm->shpool->mutex);
+
+            if (ish->inflight) {
+                ish->inflight--;
+            }
+
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+        }
+    }
+
+    ngx_http_async_task_job_destroy(job);
+
+    ngx_http_async_task_dispatch_wake();
 }
 
 
@@ -1055,8 +1132,8 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
 
     if (job->rc == NGX_OK) {
         if (job->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            ngx_http_async_task_shm_requeue(shm, job->task.id,
-                                            job->task.attempts);
+            (void) ngx_http_async_task_shm_requeue(shm, job->task.id,
+                                                   job->task.attempts);
 
         } else if (job->task.status != NGX_HTTP_ASYNC_TASK_RUNNING) {
             ngx_http_async_task_shm_finish(shm, job->task.id,
@@ -1098,12 +1175,7 @@ ngx_http_async_task_expire(ngx_event_t *ev)
     }
 
     ngx_http_async_task_expiring = 1;
-    ngx_http_async_task_threads++;
-
-    if (!ngx_http_async_task_guard_event.timer_set) {
-        ngx_add_timer(&ngx_http_async_task_guard_event,
-                      NGX_HTTP_ASYNC_TASK_GUARD);
-    }
+    ngx_http_async_task_hold();
 }
 
 
@@ -1154,7 +1226,23 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
 }
 
 
-/* keeps an exiting worker until its thread operations have come back */
+/*
+ * A thread operation under way: the non-cancelable guard timer keeps an
+ * exiting worker until its operations have come back and been applied.
+ */
+
+static void
+ngx_http_async_task_hold(void)
+{
+    ngx_http_async_task_threads++;
+
+    if (!ngx_http_async_task_guard_event.timer_set) {
+        ngx_add_timer(&ngx_http_async_task_guard_event,
+                      NGX_HTTP_ASYNC_TASK_GUARD);
+    }
+}
+
+
 
 static void
 ngx_http_async_task_guard(ngx_event_t *ev)

@@ -554,16 +554,21 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 }
 
 
-/* a task that will run again: back into the queue, in its old place */
+/*
+ * A task that will run again: back into the queue, in its old place.
+ * Returns the instance it ran on, if it was running.
+ */
 
-void
+ngx_http_async_task_instance_sh_t *
 ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
-    ngx_http_async_task_node_t   *node;
-    ngx_http_async_task_shctx_t  *sh;
+    ngx_http_async_task_node_t         *node;
+    ngx_http_async_task_shctx_t        *sh;
+    ngx_http_async_task_instance_sh_t  *instance;
 
     sh = shm->sh;
+    instance = NULL;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -575,8 +580,11 @@ ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
         sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]--;
         sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]++;
 
+        instance = node->instance;
+
         node->status = NGX_HTTP_ASYNC_TASK_QUEUED;
         node->owner = 0;
+        node->instance = NULL;
         node->started_at = 0;
         node->attempts = (uint32_t) attempts;
         node->left = NULL;
@@ -588,6 +596,8 @@ ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return instance;
 }
 
 

@@ -116,8 +116,8 @@ void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t from, ngx_uint_t to);
 void ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task, ngx_http_async_task_instance_sh_t *instance);
-void ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm,
-    u_char *id, ngx_uint_t attempts);
+ngx_http_async_task_instance_sh_t *ngx_http_async_task_shm_requeue(
+    ngx_http_async_task_shm_t *shm, u_char *id, ngx_uint_t attempts);
 ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
     u_char *id);
 ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,

@@ -73,6 +73,15 @@ typedef struct {
                           ngx_str_t *owner, ngx_pool_t *pool,
                           ngx_http_async_task_t *task, ngx_log_t *log);
 
+    /*
+     * Leases past their expiry (a run longer than its timeout is gone:
+     * a worker died before it could say): those tasks queue again; their
+     * ids into "tasks".
+     */
+    ngx_int_t  (*reclaim)(ngx_http_async_task_store_conf_t *conf,
+                          ngx_pool_t *pool, ngx_array_t *tasks,
+                          ngx_log_t *log);
+
     /* retention: returns how many finished tasks went, or NGX_ERROR */
     ngx_int_t  (*expire)(ngx_http_async_task_store_conf_t *conf,
                          int64_t before, ngx_uint_t n, ngx_uint_t *count,

@@ -48,6 +48,7 @@ struct ngx_http_async_task_sqlite_s {
     sqlite3_stmt                   *recover;
     sqlite3_stmt                   *expired;
     sqlite3_stmt                   *remove;
+    sqlite3_stmt                   *reclaim;
 };
 
 
@@ -76,6 +77,9 @@ static ngx_int_t ngx_http_async_task_sqlite_claim(
 static ngx_int_t ngx_http_async_task_sqlite_recover(
     ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_str_t *owner,
     ngx_pool_t *pool, ngx_http_async_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_reclaim(
+    ngx_http_async_task_store_conf_t *conf, ngx_pool_t *pool,
+    ngx_array_t *tasks, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_expire(
     ngx_http_async_task_store_conf_t *conf, int64_t before, ngx_uint_t n,
     ngx_uint_t *count, ngx_log_t *log);
@@ -117,6 +121,7 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_list,
     ngx_http_async_task_sqlite_finish,
     ngx_http_async_task_sqlite_recover,
+    ngx_http_async_task_sqlite_reclaim,
     ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
     ngx_http_async_task_sqlite_exit
@@ -768,6 +773,48 @@ ngx_http_async_task_sqlite_recover(ngx_http_async_task_store_conf_t *conf,
 }
 
 
+static ngx_int_t
+ngx_http_async_task_sqlite_reclaim(ngx_http_async_task_store_conf_t *conf,
+    ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log)
+{
+    int                            rc;
+    ngx_http_async_task_t         *task;
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    sqlite3_bind_int64(sq->reclaim, 1, ngx_http_async_task_now_ms());
+
+    while ((rc = sqlite3_step(sq->reclaim)) == SQLITE_ROW) {
+        task = ngx_array_push(tasks);
+
+        if (task == NULL
+            || sqlite3_column_bytes(sq->reclaim, 0)
+               != NGX_HTTP_ASYNC_TASK_ID_LEN)
+        {
+            continue;
+        }
+
+        ngx_memzero(task, sizeof(ngx_http_async_task_t));
+        ngx_memcpy(task->id, sqlite3_column_text(sq->reclaim, 0),
+                   NGX_HTTP_ASYNC_TASK_ID_LEN);
+        task->attempts = sqlite3_column_int(sq->reclaim, 1);
+    }
+
+    if (rc != SQLITE_DONE) {
+        ngx_http_async_task_sqlite_error(sq, log, "reclaim");
+    }
+
+    sqlite3_reset(sq->reclaim);
+    sqlite3_clear_bindings(sq->reclaim);
+
+    return (rc == SQLITE_DONE) ? NGX_OK : NGX_ERROR;
+}
+
+
 /*
  * Retention: up to n finished tasks older than "before" go, with their
  * files; count[] gets how many of each status went.
@@ -927,7 +974,12 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         "SELECT id, status, file FROM tasks "
         "WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
 
-        "DELETE FROM tasks WHERE id = ?1"
+        "DELETE FROM tasks WHERE id = ?1",
+
+        "UPDATE tasks SET status = 'QUEUED', started_at = NULL, "
+        "lease_owner = NULL, lease_expires = NULL "
+        "WHERE status = 'RUNNING' AND lease_expires < ?1 "
+        "RETURNING id, attempts"
     };
 
     sq = ngx_http_async_task_sqlite;
@@ -989,7 +1041,7 @@ ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq)
 {
     sqlite3_stmt  **stmt;
 
-    for (stmt = &sq->begin; stmt <= &sq->remove; stmt++) {
+    for (stmt = &sq->begin; stmt <= &sq->reclaim; stmt++) {
         sqlite3_finalize(*stmt);
     }
 

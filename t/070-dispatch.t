@@ -135,3 +135,35 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: a lease that expired (its runner gone unseen) is taken back
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu { server 127.0.0.1:19105 down; }
+--- init
+my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+    headers => {'Content-Type' => 'application/json'},
+    body => '{"prompt": "lost"}');
+my $db = AsyncTaskTest::store_db($block);
+AsyncTaskTest::sql($db, "UPDATE tasks SET status = 'RUNNING', lease_owner = 'pid:1', lease_expires = 1 WHERE id = '$t->{id}';");
+my $status;
+for (1 .. 80) {
+    $status = `sqlite3 $db "SELECT status FROM tasks WHERE id = '$t->{id}'"`;
+    chomp $status;
+    last if $status eq 'QUEUED';
+    Time::HiRes::sleep(0.1);
+}
+Test::More::is($status, 'QUEUED', 'queued again');
+my (undef, $task) = AsyncTaskTest::api('GET', "tasks/$t->{id}");
+Test::More::is($task->{status}, 'QUEUED', 'and in the zone');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "QUEUED":1,
+--- error_log eval
+qr/the lease of task [0-9a-f-]{36} expired, it queues again/
+--- no_error_log
+[error]
+[alert]
