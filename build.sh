@@ -63,7 +63,7 @@ build_module() {
 
     if [ -n "${NGINX_SRC:-}" ]; then
         src=$(cd "$NGINX_SRC" && pwd)
-        flags_file=$src/auto/configure
+        flags_file=$src/configure
         stamp=$(config_stamp "$flags_file")
         if [ "$(cat "$src/objs/.async_task_stamp" 2>/dev/null)" != "$stamp" ]; then
             say "configuring $src"
