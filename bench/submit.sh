@@ -4,7 +4,10 @@
 # baseline for each, with 1 worker (wrk -t1) and with 2 workers (wrk -t2).
 #
 #   ./build.sh bench            or    bench/submit.sh
-#   DURATION=10s CONNECTIONS=64 WAITING=50000
+#   DURATION=10s CONNECTIONS=64 WAITING=50000 RUNS="1:1 2:2"
+#
+# The upstream is "down": what is measured is the API and the store, with
+# no dispatching beside it (bench/e2e.sh measures that).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +46,7 @@ http {
     async_task_store $dir/data/tasks.db zone=async_task:512m
                      thread_pool=async_task max_queued=10000000;
     async_task_backend image gpu;
-    upstream gpu { server 127.0.0.1:9; }
+    upstream gpu { server 127.0.0.1:9 down; }
     server {
         listen 127.0.0.1:$port backlog=4096;
         location = /baseline {
@@ -144,5 +147,7 @@ run() {
 command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
 command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
 
-run 1 1
-run 2 2
+# workers:wrk threads
+for r in ${RUNS:-1:1 2:2}; do
+    run "${r%:*}" "${r#*:}"
+done
