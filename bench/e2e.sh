@@ -83,11 +83,20 @@ p99() { awk '/^ +99%/ { print $2 }'; }
 
 echo "fake GPU instances: $instances, $slots slots each; wrk -c$conns -d$duration"
 
-# the fakes alone: the ceiling of what the GPU side can take
+# the fakes alone: the ceiling of what the GPU side can take, with
+# keep-alive, and with a connection per request as the gateway makes them
 out=$(wrk -t1 -c"$conns" -d"$duration" --latency -s /tmp/async_task_fake.lua \
           "http://127.0.0.1:$((fake_base + 1))/v1/images/generations")
+fake_keepalive=$(rate <<< "$out")
+printf '  one fake instance, keep-alive        %8.0f req/s\n' "$fake_keepalive"
+
+sed 's/^wrk.headers\["Content-Type"\].*/&\nwrk.headers["Connection"] = "close"/' \
+    /tmp/async_task_fake.lua > /tmp/async_task_fake_close.lua
+out=$(wrk -t1 -c"$conns" -d"$duration" --latency \
+          -s /tmp/async_task_fake_close.lua \
+          "http://127.0.0.1:$((fake_base + 1))/v1/images/generations")
 fake_rate=$(rate <<< "$out")
-printf '  one fake instance, directly          %8.0f req/s\n' "$fake_rate"
+printf '  one fake instance, new connections   %8.0f req/s\n' "$fake_rate"
 
 "$nginx" -p "$dir" -c "$dir/nginx.conf"
 sleep 0.5
@@ -121,5 +130,5 @@ printf '  submissions while dispatching        %8.0f req/s  p99 %s\n' \
        "$submit_rate" "$submit_p99"
 printf '  tasks DONE end to end                %8.0f tasks/s (%s of %s, %s failed)\n' \
        "$e2e" "$done_n" "$submitted" "$failed"
-printf '  end to end / one fake instance       %8.1f %%\n' \
+printf '  end to end / one fake, new conns     %8.1f %%\n' \
        "$(echo "$e2e * 100 / $fake_rate" | bc -l)"
