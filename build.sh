@@ -112,7 +112,8 @@ run_tests() {
 run_gateway() {
     local port=${PORT:-8080} run=$root/run pids=()
 
-    mkdir -p "$run/logs" "$run/data"
+    # the module makes run/data for the worker processes' user itself
+    mkdir -p "$run/logs"
     sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
         -e "s#@PORT@#$port#g" "$root/examples/nginx.conf" > "$run/nginx.conf"
 

@@ -13,6 +13,7 @@
 #include "ngx_http_async_task_json.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
+#include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -897,7 +898,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     u_char                            *data, *p;
     size_t                             len;
     int64_t                            started_at, now;
-    ngx_uint_t                         i, s, total, healthy;
+    ngx_uint_t                         i, s, total, healthy, free, slots;
     ngx_http_async_task_shm_t         *shm;
     ngx_http_async_task_instance_t    *in;
     ngx_http_async_task_main_conf_t   *amcf;
@@ -950,11 +951,17 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
     total = 0;
 
-    for (i = 0; i < amcf->instances.nelts; i++) {
-        if (!in[i].down && in[i].sh->healthy && in[i].sh->down_until <= now) {
-            total += in[i].max_conns;
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_ASYNC_TASK_NKINDS; i++) {
+        if (amcf->backends[i].upstream) {
+            ngx_http_async_task_slots_locked(&amcf->backends[i], &free,
+                                             &slots);
+            total += slots;
         }
     }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 
     p = ngx_sprintf(p, "\"workers\":{\"busy\":%ui,\"total\":%ui},"
                     "\"backends\":[", count[NGX_HTTP_ASYNC_TASK_RUNNING],

@@ -120,6 +120,7 @@ static ngx_uint_t       ngx_http_async_task_claiming[
 static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_uint_t       ngx_http_async_task_reaps;
+static ngx_uint_t       ngx_http_async_task_ticks;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
@@ -220,19 +221,16 @@ ngx_http_async_task_dispatch_wake(void)
 static void
 ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                       k, i, free, queued, want;
+    ngx_uint_t                       k, free, total, queued, want;
     ngx_http_async_task_op_t        *op;
     ngx_http_async_task_shm_t       *shm;
     ngx_http_async_task_backend_t   *backend;
-    ngx_http_async_task_instance_t  *in;
-    int64_t                          now;
 
     if (ngx_exiting || ngx_terminate) {
         return;
     }
 
     shm = ngx_http_async_task_shm_ctx;
-    now = ngx_http_async_task_cached_ms();
 
     for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
         backend = &ngx_http_async_task_amcf->backends[k];
@@ -241,23 +239,23 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
             continue;
         }
 
-        free = 0;
-
         ngx_shmtx_lock(&shm->shpool->mutex);
 
         queued = shm->sh->queue[k] ? shm->sh->queue[k]->size : 0;
-
-        for (i = 0; i < backend->ninstances; i++) {
-            in = backend->instances[i];
-
-            if (!in->down && in->sh->healthy && in->sh->down_until <= now
-                && in->sh->inflight < in->max_conns)
-            {
-                free += in->max_conns - in->sh->inflight;
-            }
-        }
+        ngx_http_async_task_slots_locked(backend, &free, &total);
 
         ngx_shmtx_unlock(&shm->shpool->mutex);
+
+        /*
+         * Now and then a claim whatever the zone says: a task can be in
+         * the store and not in the zone (a worker killed between the two).
+         */
+
+        if (queued == 0 && ev == &ngx_http_async_task_tick_event
+            && ngx_http_async_task_ticks % 25 == 0)
+        {
+            queued = 1;
+        }
 
         want = ngx_min(free, queued);
 
@@ -543,7 +541,14 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     job->instance = in;
     job->task.backend = in->name;
 
-    ngx_http_async_task_shm_start(shm, &job->task, in->sh);
+    if (ngx_http_async_task_shm_start(shm, &job->task, in->sh) != NGX_OK) {
+        /* canceled between its claim and now: the store will not take it */
+        job->outcome.run = ngx_http_async_task_run_requeue;
+        job->outcome.code = "backend_error";
+        ngx_str_set(&job->outcome.message, "the task left the queue");
+        ngx_http_async_task_complete(job);
+        return;
+    }
 
     ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
 
@@ -786,7 +791,11 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
             if (job->outcome.result == ngx_http_async_task_client_refused) {
                 in->sh->fails++;
 
-                if (in->max_fails && in->sh->fails >= in->max_fails) {
+                if (in->max_fails == 0) {
+                    /* no accounting asked for: a pause, not a tight loop */
+                    in->sh->down_until = ngx_http_async_task_now_ms() + 1000;
+
+                } else if (in->sh->fails >= in->max_fails) {
                     in->sh->down_until = ngx_http_async_task_now_ms()
                                          + in->fail_timeout;
                 }
@@ -806,6 +815,11 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                        job->outcome.result == ngx_http_async_task_client_ok
                        && job->outcome.status < 500, &job->log);
         }
+    }
+
+    if (job->rc == NGX_ERROR) {
+        /* the lease stays in the store and expires; the slot is free now */
+        (void) ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
     }
 
     if (job->rc == NGX_OK) {
@@ -920,7 +934,8 @@ ngx_http_async_task_tick(ngx_event_t *ev)
         }
     }
 
-    ngx_http_async_task_dispatch_wake();
+    ngx_http_async_task_ticks++;
+    ngx_http_async_task_dispatch_handler(ev);
 
     ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_TICK);
 }

@@ -499,11 +499,12 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
 
 /*
  * A claimed task starts: out of the queue, into the running list.  Its
- * node may not be there yet: the worker that accepted it commits to the
+ * node may be pending still: the worker that accepted it commits to the
  * store first and to the zone just after, and a claim can come between.
+ * No node: the task was canceled since its claim.
  */
 
-void
+ngx_int_t
 ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task, ngx_http_async_task_instance_sh_t *instance)
 {
@@ -516,18 +517,13 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
     node = ngx_http_async_task_shm_lookup(sh, task->id);
 
-    if (node == NULL) {
-        node = ngx_slab_calloc_locked(shm->shpool,
-                                      sizeof(ngx_http_async_task_node_t));
-        if (node == NULL) {
-            ngx_shmtx_unlock(&shm->shpool->mutex);
-            return;
-        }
+    if (node == NULL || node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+        /* canceled meanwhile, or someone else's */
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        return NGX_DECLINED;
+    }
 
-        task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
-        ngx_http_async_task_shm_insert_locked(shm, node, task);
-
-    } else if (node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+    if (node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
 
         /* claimed before its own worker put it in the queue */
 
@@ -551,6 +547,8 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
     node->started_at = task->started_at;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return NGX_OK;
 }
 
 

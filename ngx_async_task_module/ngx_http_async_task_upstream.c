@@ -401,21 +401,10 @@ ngx_http_async_task_instance_t *
 ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
     ngx_str_t *user, ngx_uint_t avoid)
 {
-    ngx_uint_t                       i, backup, tries;
+    ngx_uint_t                       backup, tries;
     ngx_http_async_task_instance_t  *in;
 
-    backup = 1;
-
-    for (i = 0; i < backend->ninstances; i++) {
-        in = backend->instances[i];
-
-        if (!in->backup && !in->down && in->sh->healthy
-            && in->sh->down_until <= ngx_http_async_task_cached_ms())
-        {
-            backup = 0;
-            break;
-        }
-    }
+    backup = ngx_http_async_task_tier_locked(backend);
 
     for (tries = 0; tries < 2; tries++) {
 
@@ -445,6 +434,68 @@ ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
     }
 
     return NULL;
+}
+
+
+/*
+ * Which instances serve now: the primary ones, or the backup ones when
+ * no primary one is up (healthy, not resting after max_fails).
+ */
+
+ngx_uint_t
+ngx_http_async_task_tier_locked(ngx_http_async_task_backend_t *backend)
+{
+    int64_t                          now;
+    ngx_uint_t                       i;
+    ngx_http_async_task_instance_t  *in;
+
+    now = ngx_http_async_task_cached_ms();
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (!in->backup && !in->down && in->sh->healthy
+            && in->sh->down_until <= now)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the slots free now, and all of them, of the instances that serve */
+
+void
+ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
+    ngx_uint_t *free, ngx_uint_t *total)
+{
+    int64_t                          now;
+    ngx_uint_t                       i, backup;
+    ngx_http_async_task_instance_t  *in;
+
+    now = ngx_http_async_task_cached_ms();
+    backup = ngx_http_async_task_tier_locked(backend);
+
+    *free = 0;
+    *total = 0;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (in->backup != backup || in->down || !in->sh->healthy
+            || in->sh->down_until > now)
+        {
+            continue;
+        }
+
+        *total += in->max_conns;
+
+        if (in->sh->inflight < in->max_conns) {
+            *free += in->max_conns - in->sh->inflight;
+        }
+    }
 }
 
 
@@ -504,10 +555,11 @@ static ngx_http_async_task_instance_t *
 ngx_http_async_task_pick_least(ngx_http_async_task_backend_t *backend,
     ngx_uint_t avoid, ngx_uint_t backup)
 {
+    ngx_int_t                        total;
     ngx_uint_t                       i;
-    ngx_http_async_task_instance_t  *in, *best;
+    ngx_http_async_task_instance_t  *in, *least, *best;
 
-    best = NULL;
+    least = NULL;
 
     for (i = 0; i < backend->ninstances; i++) {
         in = backend->instances[i];
@@ -516,20 +568,42 @@ ngx_http_async_task_pick_least(ngx_http_async_task_backend_t *backend,
             continue;
         }
 
+        if (least == NULL
+            || in->sh->inflight * least->max_conns
+               < least->sh->inflight * in->max_conns)
+        {
+            least = in;
+        }
+    }
+
+    if (least == NULL) {
+        return NULL;
+    }
+
+    best = NULL;
+    total = 0;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        in = backend->instances[i];
+
+        if (in->index == avoid || !ngx_http_async_task_usable(in, backup)
+            || in->sh->inflight * least->max_conns
+               != least->sh->inflight * in->max_conns)
+        {
+            continue;
+        }
+
+        in->sh->current_weight += in->weight;
+        total += in->weight;
+
         if (best == NULL
-            || in->sh->inflight * best->max_conns
-               < best->sh->inflight * in->max_conns
-            || (in->sh->inflight * best->max_conns
-                == best->sh->inflight * in->max_conns
-                && in->sh->current_weight > best->sh->current_weight))
+            || in->sh->current_weight > best->sh->current_weight)
         {
             best = in;
         }
     }
 
-    if (best) {
-        best->sh->current_weight -= best->weight;
-    }
+    best->sh->current_weight -= total;
 
     return best;
 }

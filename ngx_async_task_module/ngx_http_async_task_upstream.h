@@ -27,6 +27,10 @@ ngx_int_t ngx_http_async_task_init_instances(ngx_conf_t *cf,
 ngx_http_async_task_instance_t *ngx_http_async_task_pick_locked(
     ngx_http_async_task_backend_t *backend, ngx_str_t *user,
     ngx_uint_t avoid);
+ngx_uint_t ngx_http_async_task_tier_locked(
+    ngx_http_async_task_backend_t *backend);
+void ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
+    ngx_uint_t *free, ngx_uint_t *total);
 void ngx_http_async_task_release_locked(ngx_http_async_task_instance_t *in);
 
 

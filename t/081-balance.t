@@ -179,3 +179,37 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 5: a busy primary and an idle backup: tasks wait for the primary, no claim loop
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:19441;
+        server 127.0.0.1:19442 backup;
+    }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19441, kind => 'image', latency => 0.5);
+AsyncTaskTest::fake_gpu(port => 19442, kind => 'image');
+--- init
+my @ids;
+for my $i (1 .. 3) {
+    my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+        headers => {'Content-Type' => 'application/json'},
+        body => qq({"prompt": "b$i"}));
+    push @ids, $t->{id};
+}
+my @b = map { AsyncTaskTest::wait_task($_, ['DONE'])->{backend} } @ids;
+Test::More::is(join(',', @b), join(',', ('gpu/127.0.0.1:19441') x 3),
+               'all on the primary, one at a time');
+open my $log, '<', AsyncTaskTest::servroot() . '/logs/error.log' or die;
+my $requeues = grep { /no instance slot was free/ } <$log>;
+Test::More::cmp_ok($requeues, '<=', 2, "no claim loop ($requeues requeues)");
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":3,.*"workers":\{"busy":0,"total":1\}
+--- no_error_log
+[error]
+[alert]
