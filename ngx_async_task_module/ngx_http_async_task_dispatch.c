@@ -988,7 +988,7 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
 static void
 ngx_http_async_task_reap(ngx_event_t *ev)
 {
-    ngx_uint_t                          i, n;
+    ngx_uint_t                          i, n, released;
     ngx_http_async_task_job_t          *job;
     ngx_pid_t                           owners[NGX_HTTP_ASYNC_TASK_ORPHANS];
     ngx_http_async_task_instance_sh_t  *ish[NGX_HTTP_ASYNC_TASK_ORPHANS];
@@ -1000,7 +1000,14 @@ ngx_http_async_task_reap(ngx_event_t *ev)
 
     n = ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_ctx, ids,
                                         owners, ish,
-                                        NGX_HTTP_ASYNC_TASK_ORPHANS);
+                                        NGX_HTTP_ASYNC_TASK_ORPHANS,
+                                        &released);
+
+    if (released) {
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "async_task: %ui queue slots of exited processes "
+                      "released", released);
+    }
 
     for (i = 0; i < n; i++) {
         job = ngx_http_async_task_job_create(0);

@@ -86,6 +86,7 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_http_async_task_shm_rbtree_insert);
     ngx_queue_init(&shm->sh->instances);
     ngx_queue_init(&shm->sh->running);
+    ngx_queue_init(&shm->sh->pending);
 
     shm->sh->started_at = (int64_t) ngx_time() * 1000;
     shm->sh->seed = (uint32_t) ngx_random() | 1;
@@ -212,8 +213,10 @@ ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_memcpy(node->id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     node->node.key = ngx_crc32_short(id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     node->status = NGX_HTTP_ASYNC_TASK_PENDING;
+    node->owner = ngx_pid;
 
     ngx_rbtree_insert(&sh->rbtree, &node->node);
+    ngx_queue_insert_tail(&sh->pending, &node->running);
 
     sh->reserved++;
 
@@ -262,6 +265,7 @@ ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
     node = ngx_http_async_task_shm_lookup(shm->sh, task->id);
 
     if (node && node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+        ngx_queue_remove(&node->running);
         ngx_rbtree_delete(&shm->sh->rbtree, &node->node);
         ngx_http_async_task_shm_insert_locked(shm, node, task);
 
@@ -527,6 +531,7 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
         /* claimed before its own worker put it in the queue */
 
+        ngx_queue_remove(&node->running);
         ngx_rbtree_delete(&sh->rbtree, &node->node);
         task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
         ngx_http_async_task_shm_insert_locked(shm, node, task);
@@ -629,15 +634,40 @@ ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm, u_char *id)
 ngx_uint_t
 ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
     u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
-    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n)
+    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n,
+    ngx_uint_t *released)
 {
     ngx_uint_t                   found;
-    ngx_queue_t                 *q;
+    ngx_queue_t                 *q, *next;
     ngx_http_async_task_node_t  *node;
 
     found = 0;
+    *released = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
+
+    /*
+     * Reservations of a process that died before it could commit or give
+     * them back: if the task reached the store, a claim finds it there.
+     */
+
+    for (q = ngx_queue_head(&shm->sh->pending);
+         q != ngx_queue_sentinel(&shm->sh->pending);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        node = ngx_queue_data(q, ngx_http_async_task_node_t, running);
+
+        if (node->owner == ngx_pid || kill(node->owner, 0) == 0
+            || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_http_async_task_shm_delete_locked(shm, node);
+        shm->sh->reserved--;
+        (*released)++;
+    }
 
     for (q = ngx_queue_head(&shm->sh->running);
          q != ngx_queue_sentinel(&shm->sh->running) && found < n;
@@ -713,6 +743,10 @@ ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
     } else if (node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
         ngx_queue_remove(&node->running);
         sh->count[node->status]--;
+
+    } else {
+        /* pending */
+        ngx_queue_remove(&node->running);
     }
 
     ngx_rbtree_delete(&sh->rbtree, &node->node);

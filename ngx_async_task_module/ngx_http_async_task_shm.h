@@ -54,7 +54,7 @@ struct ngx_http_async_task_node_s {
     int64_t                         created_at;
     int64_t                         started_at;
 
-    /* while RUNNING: who runs it and where */
+    /* while RUNNING: who runs it and where; while pending: who reserved */
     ngx_queue_t                     running;
     ngx_pid_t                       owner;
     ngx_http_async_task_instance_sh_t  *instance;
@@ -85,6 +85,7 @@ struct ngx_http_async_task_shctx_s {
 
     ngx_queue_t                     instances;
     ngx_queue_t                     running;    /* nodes, for the reaper */
+    ngx_queue_t                     pending;    /* reserved, uncommitted */
 };
 
 
@@ -122,7 +123,8 @@ ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
     u_char *id);
 ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
     u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
-    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n);
+    ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n,
+    ngx_uint_t *released);
 void ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count);
 void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
