@@ -542,11 +542,11 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     job->task.backend = in->name;
 
     if (ngx_http_async_task_shm_start(shm, &job->task, in->sh) != NGX_OK) {
-        /* canceled between its claim and now: the store will not take it */
-        job->outcome.run = ngx_http_async_task_run_requeue;
-        job->outcome.code = "backend_error";
-        ngx_str_set(&job->outcome.message, "the task left the queue");
-        ngx_http_async_task_complete(job);
+        /* another process runs it: this claim is stale, let it go */
+        ngx_shmtx_lock(&shm->shpool->mutex);
+        ngx_http_async_task_release_locked(in);
+        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_job_destroy(job);
         return;
     }
 
@@ -820,6 +820,10 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */
         (void) ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+
+    } else if (job->rc == NGX_DECLINED) {
+        /* canceled, or taken back, while it ran */
+        ngx_http_async_task_shm_drop(shm, task->id);
     }
 
     if (job->rc == NGX_OK) {

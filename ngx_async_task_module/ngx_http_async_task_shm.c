@@ -505,7 +505,7 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
  * A claimed task starts: out of the queue, into the running list.  Its
  * node may be pending still: the worker that accepted it commits to the
  * store first and to the zone just after, and a claim can come between.
- * No node: the task was canceled since its claim.
+ * NGX_DECLINED: another process runs it.
  */
 
 ngx_int_t
@@ -521,13 +521,31 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
     node = ngx_http_async_task_shm_lookup(sh, task->id);
 
-    if (node == NULL || node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
-        /* canceled meanwhile, or someone else's */
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
         ngx_shmtx_unlock(&shm->shpool->mutex);
         return NGX_DECLINED;
     }
 
-    if (node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
+    if (node == NULL) {
+
+        /*
+         * Not in the zone: it was accepted while a reload made a new
+         * zone, or its worker died between the store and the zone.  (Or
+         * it was canceled since its claim: the store will refuse the
+         * outcome, and the node goes then.)
+         */
+
+        node = ngx_slab_calloc_locked(shm->shpool,
+                                      sizeof(ngx_http_async_task_node_t));
+        if (node == NULL) {
+            ngx_shmtx_unlock(&shm->shpool->mutex);
+            return NGX_OK;
+        }
+
+        task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
+        ngx_http_async_task_shm_insert_locked(shm, node, task);
+
+    } else if (node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
 
         /* claimed before its own worker put it in the queue */
 
@@ -601,6 +619,27 @@ ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     return instance;
+}
+
+
+/* a run whose outcome the store refused (its lease was gone) leaves */
+
+void
+ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
+{
+    ngx_http_async_task_node_t  *node;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING
+        && node->owner == ngx_pid)
+    {
+        ngx_http_async_task_shm_delete_locked(shm, node);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 
