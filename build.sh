@@ -23,7 +23,7 @@ packages=(
     build-essential
     perl libtest-base-perl libtext-diff-perl libipc-run-perl
     libwww-perl liburi-perl libhttp-message-perl
-    python3 curl wrk bc
+    python3 curl wrk bc procps
 )
 
 say() { printf '==> %s\n' "$*"; }
