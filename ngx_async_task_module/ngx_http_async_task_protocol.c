@@ -658,14 +658,28 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
         }
     }
 
-    /* the result is on disk before the task says DONE */
+    /* the result is on disk, name and all, before the task says DONE */
 
     if (fsync(fd) == -1) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
                       "fsync() \"%s\" failed", path);
+        (void) ngx_close_file(fd);
+        (void) ngx_delete_file(path);
+        goto failed;
     }
 
     (void) ngx_close_file(fd);
+
+    fd = ngx_open_file(out->files->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd != NGX_INVALID_FILE) {
+        if (fsync(fd) == -1) {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          "fsync() \"%V\" failed", out->files);
+        }
+
+        (void) ngx_close_file(fd);
+    }
 
     out->output.data = ngx_pnalloc(pool,
                                    sizeof("{\"content_type\":\"image/png\","
@@ -685,9 +699,12 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
 
 failed:
 
-    /* a result that could not be kept is this side's fault: run again */
+    /*
+     * A result that cannot be kept (a full disk) is retried as a failed
+     * run: with backoff, and charged, so that it ends.
+     */
 
-    ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
+    ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                       "backend_error", pool,
                                       "the result could not be stored");
 }
