@@ -48,12 +48,11 @@ static ngx_int_t ngx_http_async_task_list(ngx_http_request_t *r,
 static ngx_int_t ngx_http_async_task_stats(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_async_task_lookup(ngx_http_request_t *r,
-    ngx_str_t *id, ngx_http_async_task_op_handler_pt handler);
+    ngx_str_t *id, ngx_uint_t result);
 static ngx_int_t ngx_http_async_task_op_user(ngx_http_async_task_op_t *op,
     ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
-static void ngx_http_async_task_get_done(ngx_http_async_task_op_t *op);
-static void ngx_http_async_task_result_done(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op);
 static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task);
 static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
@@ -214,7 +213,7 @@ ngx_http_async_task_get(ngx_http_request_t *r, ngx_str_t *id)
         return ngx_http_async_task_cancel(r, id);
     }
 
-    return ngx_http_async_task_lookup(r, id, ngx_http_async_task_get_done);
+    return ngx_http_async_task_lookup(r, id, 0);
 }
 
 
@@ -225,7 +224,7 @@ ngx_http_async_task_get(ngx_http_request_t *r, ngx_str_t *id)
 
 static ngx_int_t
 ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
-    ngx_http_async_task_op_handler_pt handler)
+    ngx_uint_t result)
 {
     ngx_int_t                  rc;
     ngx_str_t                  user, *userp;
@@ -243,7 +242,7 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (handler == ngx_http_async_task_get_done) {
+    if (!result) {
         rc = ngx_http_async_task_shm_get(ngx_http_async_task_shm(r), id,
                                          userp, r->pool, &task);
 
@@ -275,7 +274,8 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    op->handler = handler;
+    op->result = result;
+    op->handler = ngx_http_async_task_lookup_done;
 
     return ngx_http_async_task_post(r, op);
 }
@@ -322,8 +322,10 @@ ngx_http_async_task_owned(ngx_http_async_task_op_t *op)
 }
 
 
+/* a task from the store: the task itself, or its result */
+
 static void
-ngx_http_async_task_get_done(ngx_http_async_task_op_t *op)
+ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
@@ -334,6 +336,11 @@ ngx_http_async_task_get_done(ngx_http_async_task_op_t *op)
     switch (ngx_http_async_task_owned(op)) {
 
     case NGX_OK:
+        if (op->result) {
+            rc = ngx_http_async_task_send_result(r, &op->task);
+            break;
+        }
+
         if (op->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
             op->task.position = ngx_http_async_task_shm_position(
                                     ngx_http_async_task_shm(r), op->task.id);
@@ -360,37 +367,7 @@ ngx_http_async_task_get_done(ngx_http_async_task_op_t *op)
 static ngx_int_t
 ngx_http_async_task_result(ngx_http_request_t *r, ngx_str_t *id)
 {
-    return ngx_http_async_task_lookup(r, id, ngx_http_async_task_result_done);
-}
-
-
-static void
-ngx_http_async_task_result_done(ngx_http_async_task_op_t *op)
-{
-    ngx_http_request_t  *r = op->data;
-
-    ngx_int_t  rc;
-
-    r->main->blocked--;
-
-    switch (ngx_http_async_task_owned(op)) {
-
-    case NGX_OK:
-        rc = ngx_http_async_task_send_result(r, &op->task);
-        break;
-
-    case NGX_DECLINED:
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no such task",
-                                            NULL);
-        break;
-
-    default:
-        rc = ngx_http_async_task_send_unavailable(r);
-    }
-
-    ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    return ngx_http_async_task_lookup(r, id, 1);
 }
 
 

@@ -119,6 +119,7 @@ struct ngx_http_async_task_op_s {
     ngx_str_t                          *owner;      /* complete, claim */
     int64_t                             not_before; /* complete */
     int64_t                             lease;      /* claim */
+    unsigned                            result:1;   /* get: the result */
 
     /* the thread allocates from this pool only, until the handler runs */
     ngx_pool_t                         *pool;
