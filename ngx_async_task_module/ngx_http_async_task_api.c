@@ -341,10 +341,8 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
             break;
         }
 
-        if (op->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            op->task.position = ngx_http_async_task_shm_position(
-                                    ngx_http_async_task_shm(r), op->task.id);
-        }
+        ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
+                                     r->pool);
 
         rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
         break;
@@ -537,6 +535,15 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
     switch (op->rc) {
 
     case NGX_OK:
+        if (op->task.backend.len == 0) {
+            /* where it ran, for the answer: the zone has it */
+            op->task.status = NGX_HTTP_ASYNC_TASK_RUNNING;
+            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+                                         &op->task, r->pool);
+            op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
+            op->task.position = -1;
+        }
+
         ngx_http_async_task_shm_finish(ngx_http_async_task_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
@@ -821,9 +828,11 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
           + NGX_HTTP_ASYNC_TASK_ID_LEN;
 
     for (i = 0; i < n; i++) {
-        if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            tasks[i].position = ngx_http_async_task_shm_position(
-                                    ngx_http_async_task_shm(r), tasks[i].id);
+        if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED
+            || tasks[i].status == NGX_HTTP_ASYNC_TASK_RUNNING)
+        {
+            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+                                         &tasks[i], r->pool);
         }
 
         len += ngx_http_async_task_json_task_len(&tasks[i], &prefix) + 1;

@@ -448,28 +448,46 @@ done:
 }
 
 
-ngx_int_t
-ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm, u_char *id)
+/*
+ * What only the zone knows of a task read from the store: the position
+ * of a queued one, the instance of a running one (a claim does not
+ * write it to the store).
+ */
+
+void
+ngx_http_async_task_shm_live(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task, ngx_pool_t *pool)
 {
-    ngx_int_t                     position;
     ngx_http_async_task_node_t   *node;
     ngx_http_async_task_shctx_t  *sh;
 
     sh = shm->sh;
-    position = -1;
+    task->position = -1;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    node = ngx_http_async_task_shm_lookup(sh, id);
+    node = ngx_http_async_task_shm_lookup(sh, task->id);
 
-    if (node && node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-        position = ngx_http_async_task_queue_rank(sh->queue[node->kind],
-                                                  node);
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_QUEUED
+        && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
+    {
+        task->position = ngx_http_async_task_queue_rank(sh->queue[node->kind],
+                                                        node);
+
+    } else if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING
+               && task->status == NGX_HTTP_ASYNC_TASK_RUNNING
+               && node->instance)
+    {
+        task->backend.data = ngx_pnalloc(pool, node->instance->name_len);
+
+        if (task->backend.data) {
+            task->backend.len = node->instance->name_len;
+            ngx_memcpy(task->backend.data, node->instance->name,
+                       task->backend.len);
+        }
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
-
-    return position;
 }
 
 

@@ -111,8 +111,8 @@ ngx_int_t ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
 ngx_int_t ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_str_t *user, ngx_pool_t *pool,
     ngx_http_async_task_t *task);
-ngx_int_t ngx_http_async_task_shm_position(ngx_http_async_task_shm_t *shm,
-    u_char *id);
+void ngx_http_async_task_shm_live(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_t *task, ngx_pool_t *pool);
 void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t from, ngx_uint_t to);
 ngx_int_t ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,

@@ -1431,8 +1431,8 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
     /* a free slot starts it within milliseconds */
     ngx_http_async_task_dispatch_wake();
 
-    op->task.position = ngx_http_async_task_shm_position(
-                                    ngx_http_async_task_shm(r), op->task.id);
+    ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
+                                 r->pool);
 
     ngx_http_async_task_prefix(r, &prefix);
 

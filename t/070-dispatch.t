@@ -172,3 +172,30 @@ qr/the lease of task [0-9a-f-]{36} expired, it queues again/
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 5: a running task shows its instance in listings and in the answer to its cancel
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu { server 127.0.0.1:19106; }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19106, kind => 'image', mode => 'hang');
+--- init
+my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+    headers => {'Content-Type' => 'application/json'},
+    body => '{"prompt": "hangs"}');
+my $running = AsyncTaskTest::wait_task($t->{id}, ['RUNNING']);
+Test::More::is($running->{backend}, 'gpu/127.0.0.1:19106', 'GET shows the instance');
+my (undef, $list) = AsyncTaskTest::api('GET', 'tasks?status=RUNNING');
+Test::More::is($list->{tasks}[0]{backend}, 'gpu/127.0.0.1:19106', 'so does the list');
+my (undef, $canceled) = AsyncTaskTest::api('DELETE', "tasks/$t->{id}");
+Test::More::is($canceled->{status}, 'CANCELED', 'canceled');
+Test::More::is($canceled->{backend}, 'gpu/127.0.0.1:19106', 'and where it ran');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1\}
+--- no_error_log
+[error]
+[alert]
