@@ -199,3 +199,40 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 6: answers in chunks, and answers that end with the connection, are read whole
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    async_task_backend speech gpu;
+    upstream gpu { server 127.0.0.1:19107; }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19107);
+--- init
+for my $mode ('chunked', 'until_close') {
+    AsyncTaskTest::fake(19107, 'POST', '/control', {mode => $mode});
+    my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+        headers => {'Content-Type' => 'application/json'},
+        body => qq({"prompt": "$mode", "seed": 5}));
+    my $done = AsyncTaskTest::wait_task($t->{id}, ['DONE', 'FAILED']);
+    Test::More::is($done->{status}, 'DONE', "image, $mode");
+    my (undef, undef, $png) = AsyncTaskTest::http('GET', "/api/v1/tasks/$t->{id}/result");
+    Test::More::ok($png eq AsyncTaskTest::fake(19107, 'GET',
+                                               "/control/expected-png?prompt=$mode&seed=5"),
+                   "the PNG whole, $mode");
+
+    my $pcm = pack('s<*', 1 .. 4000);
+    (undef, $t) = AsyncTaskTest::api('POST', 'speech/pcm',
+        headers => {'Content-Type' => 'application/octet-stream'}, body => $pcm);
+    $done = AsyncTaskTest::wait_task($t->{id}, ['DONE', 'FAILED']);
+    Test::More::like($done->{result}{text}, qr/^transcript of 8044 bytes/,
+                     "transcript, $mode");
+}
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":4,
+--- no_error_log
+[error]
+[alert]

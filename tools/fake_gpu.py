@@ -49,7 +49,7 @@ Deterministic results, so tests can tell which answer belongs to which job:
 
 Fault injection (POST /control, or the command-line defaults):
   {"mode": "ok" | "error500" | "error400" | "reset" | "hang" | "malformed" |
-           "slow_headers" | "truncated",
+           "slow_headers" | "truncated" | "chunked" | "until_close",
    "times": N,             apply the mode to the next N job requests only
    "latency": S,           seconds each job "computes"
    "fail_rate": F,         in mode ok, answer this fraction of jobs 500
@@ -65,6 +65,10 @@ Fault injection (POST /control, or the command-line defaults):
     malformed     200 application/json whose body is truncated JSON
     slow_headers  the normal answer, its header lines header_interval apart
     truncated     Content-Length of the full answer, half the body, then FIN
+    chunked       the normal answer, Transfer-Encoding: chunked, in small
+                  chunks (one with a chunk extension) and a trailer
+    until_close   the normal answer with neither length nor chunks: the
+                  body ends when the connection closes
   Every answer to a job request comes after the latency except a 400 (real
   validation errors and error400 are immediate) and hang.  A job stays in
   flight for its whole latency even if the client goes away, as on a real
@@ -112,7 +116,7 @@ HEADER_LIMIT = 64 * 1024          # request line + headers
 MAX_BODY = 256 * 1024 * 1024      # request body, Content-Length or chunked
 LAST_REQUESTS = 50
 MODES = ("ok", "error500", "error400", "reset", "hang", "malformed",
-         "slow_headers", "truncated")
+         "slow_headers", "truncated", "chunked", "until_close")
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
 EXTRA_ARGS_RE = re.compile(r"<sd_cpp_extra_args>(.*?)</sd_cpp_extra_args>", re.S)
 SIZE_RE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
@@ -581,6 +585,9 @@ class FakeGpu:
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             return "reset", False
+        if fault in ("chunked", "until_close"):
+            return await self.write_unsized(writer, fault, status, body,
+                                            content_type)
         head = response_head(status, content_type, len(body), req)
         if fault == "truncated":
             writer.write(head + body[:len(body) // 2])
@@ -595,6 +602,29 @@ class FakeGpu:
         writer.write(head + body)
         await writer.drain()
         return status, req.keep_alive
+
+    async def write_unsized(self, writer, fault, status, body, content_type):
+        """The answer without Content-Length: chunked, or to the close."""
+        head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
+                f"Server: fake-gpu\r\nDate: {http_date()}\r\n"
+                f"Content-Type: {content_type}\r\n")
+        if fault == "until_close":
+            writer.write((head + "Connection: close\r\n\r\n").encode("latin-1")
+                         + body)
+            await writer.drain()
+            return f"{status}-until-close", False
+        writer.write((head + "Transfer-Encoding: chunked\r\n"
+                      "Connection: close\r\n\r\n").encode("latin-1"))
+        step = max(1, len(body) // 7)
+        for i, at in enumerate(range(0, len(body), step)):
+            chunk = body[at:at + step]
+            ext = ";ext=1" if i == 1 else ""
+            writer.write(f"{len(chunk):x}{ext}\r\n".encode("latin-1")
+                         + chunk + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\nX-Trailer: 1\r\n\r\n")
+        await writer.drain()
+        return f"{status}-chunked", False
 
     # ---- jobs: (response, log summary), the request recorded on the way
 
