@@ -4,7 +4,7 @@
 # and the submission rate while the dispatcher runs them.
 #
 #   ./build.sh bench        or    bench/e2e.sh
-#   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16
+#   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16 KEEPALIVE=0
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,7 +56,7 @@ http {
     client_body_temp_path $dir/body;
     async_task_store $dir/data/tasks.db zone=async_task:256m
                      thread_pool=async_task max_queued=10000000;
-    async_task_backend image gpu timeout=60s;
+    async_task_backend image gpu timeout=60s keepalive=${KEEPALIVE:-0};
     upstream gpu {
 $servers    }
     server {
@@ -81,7 +81,7 @@ LUA
 rate() { awk '/Requests\/sec/ { print $2 }'; }
 p99() { awk '/^ +99%/ { print $2 }'; }
 
-echo "fake GPU instances: $instances, $slots slots each; wrk -c$conns -d$duration"
+echo "fake GPU instances: $instances, $slots slots each, keepalive=${KEEPALIVE:-0}; wrk -c$conns -d$duration"
 
 # the fakes alone: the ceiling of what the GPU side can take, with
 # keep-alive, and with a connection per request as the gateway makes them

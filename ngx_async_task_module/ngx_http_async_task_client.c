@@ -24,6 +24,24 @@ enum {
 };
 
 
+/* a connection kept for the next request to its instance */
+
+typedef struct {
+    ngx_queue_t                     queue;
+    ngx_connection_t               *connection;
+    ngx_uint_t                     *nidle;
+} ngx_http_async_task_idle_t;
+
+
+#define NGX_HTTP_ASYNC_TASK_IDLE_TIMEOUT  60000
+
+
+static ngx_int_t ngx_http_async_task_client_connect(
+    ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_client_idle(ngx_event_t *ev);
+static ngx_uint_t ngx_http_async_task_client_retry(
+    ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_client_write(ngx_event_t *wev);
 static void ngx_http_async_task_client_read(ngx_event_t *rev);
 static void ngx_http_async_task_client_dummy(ngx_event_t *ev);
@@ -49,6 +67,83 @@ static void ngx_http_async_task_client_finish(
 
 ngx_int_t
 ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc)
+{
+    ngx_queue_t                 *q;
+    ngx_connection_t            *c;
+    ngx_http_async_task_idle_t  *idle;
+
+    hc->raw = ngx_create_temp_buf(hc->pool, NGX_HTTP_ASYNC_TASK_READ_CHUNK);
+    if (hc->raw == NULL) {
+        return NGX_ERROR;
+    }
+
+    hc->content_length = -1;
+    hc->request_start = hc->request;
+
+    /*
+     * The deadline is not cancelable: a worker process that is shutting
+     * down waits for the task it runs, at most worker_shutdown_timeout.
+     */
+
+    hc->deadline.handler = ngx_http_async_task_client_expire;
+    hc->deadline.data = hc;
+    hc->deadline.log = hc->log;
+
+    if (hc->keepalive == 0 || ngx_queue_empty(hc->idle)) {
+
+        if (ngx_http_async_task_client_connect(hc) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        ngx_add_timer(&hc->deadline, hc->timeout);
+
+        if (!hc->peer.connection->write->timer_set) {
+            ngx_http_async_task_client_write(hc->peer.connection->write);
+        }
+
+        return NGX_OK;
+    }
+
+    /* the connection the instance answered on last, kept open */
+
+    q = ngx_queue_head(hc->idle);
+    ngx_queue_remove(q);
+    (*hc->nidle)--;
+
+    idle = ngx_queue_data(q, ngx_http_async_task_idle_t, queue);
+    c = idle->connection;
+    ngx_free(idle);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    c->idle = 0;
+    c->read->cancelable = 0;
+
+    hc->peer.connection = c;
+    hc->reused = 1;
+
+    c->data = hc;
+    c->pool = hc->pool;
+    c->log = hc->log;
+    c->read->log = hc->log;
+    c->write->log = hc->log;
+    c->read->handler = ngx_http_async_task_client_read;
+    c->write->handler = ngx_http_async_task_client_write;
+
+    ngx_add_timer(&hc->deadline, hc->timeout);
+
+    ngx_http_async_task_client_write(c->write);
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK: connected or connecting (then the connect timer is set) */
+
+static ngx_int_t
+ngx_http_async_task_client_connect(ngx_http_async_task_client_t *hc)
 {
     ngx_int_t          rc;
     ngx_connection_t  *c;
@@ -79,32 +174,9 @@ ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc)
     c->read->handler = ngx_http_async_task_client_read;
     c->write->handler = ngx_http_async_task_client_write;
 
-    hc->raw = ngx_create_temp_buf(hc->pool, NGX_HTTP_ASYNC_TASK_READ_CHUNK);
-    if (hc->raw == NULL) {
-        ngx_close_connection(c);
-        hc->peer.connection = NULL;
-        return NGX_ERROR;
-    }
-
-    hc->content_length = -1;
-
-    /*
-     * The deadline is not cancelable: a worker process that is shutting
-     * down waits for the task it runs, at most worker_shutdown_timeout.
-     */
-
-    hc->deadline.handler = ngx_http_async_task_client_expire;
-    hc->deadline.data = hc;
-    hc->deadline.log = hc->log;
-
-    ngx_add_timer(&hc->deadline, hc->timeout);
-
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, hc->connect_timeout);
-        return NGX_OK;
     }
-
-    ngx_http_async_task_client_write(c->write);
 
     return NGX_OK;
 }
@@ -460,6 +532,10 @@ ngx_http_async_task_client_parse_headers(ngx_http_async_task_client_t *hc)
 
     hc->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
 
+    if (p[7] == '0') {
+        hc->close_after = 1;
+    }
+
     line = ngx_strlchr(p, end, '\n');
 
     while (line && line < end) {
@@ -492,6 +568,14 @@ ngx_http_async_task_client_parse_headers(ngx_http_async_task_client_t *hc)
                 if ((size_t) hc->content_length > hc->max_response) {
                     return NGX_DECLINED;
                 }
+
+            } else if (len == sizeof("Connection") - 1
+                       && ngx_strncasecmp(line, (u_char *) "Connection", len)
+                          == 0
+                       && ngx_strlcasestrn(value, p, (u_char *) "close",
+                                           5 - 1))
+            {
+                hc->close_after = 1;
 
             } else if (len == sizeof("Transfer-Encoding") - 1
                        && ngx_strncasecmp(line,
@@ -645,6 +729,13 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
         return;
     }
 
+    if ((result == ngx_http_async_task_client_broken
+         || result == ngx_http_async_task_client_refused)
+        && ngx_http_async_task_client_retry(hc))
+    {
+        return;
+    }
+
     hc->done = 1;
     hc->result = result;
 
@@ -653,9 +744,139 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
     }
 
     if (hc->peer.connection) {
-        ngx_close_connection(hc->peer.connection);
+
+        if (result == ngx_http_async_task_client_ok && hc->keepalive
+            && !hc->close_after && (hc->chunked || hc->content_length >= 0)
+            && (hc->chunked ? hc->raw->pos == hc->raw->last
+                            : hc->body_start + hc->content_length
+                              == hc->raw->last))
+        {
+            ngx_http_async_task_client_keep(hc);
+
+        } else {
+            ngx_close_connection(hc->peer.connection);
+        }
+
         hc->peer.connection = NULL;
     }
 
     hc->handler(hc);
+}
+
+
+/*
+ * A kept connection the instance had closed meanwhile fails before any
+ * answer: the request goes again once, on a new connection.
+ */
+
+static ngx_uint_t
+ngx_http_async_task_client_retry(ngx_http_async_task_client_t *hc)
+{
+    ngx_chain_t  *cl;
+
+    if (!hc->reused || hc->retried || hc->headers_done
+        || hc->raw->last != hc->raw->start)
+    {
+        return 0;
+    }
+
+    hc->retried = 1;
+    hc->reused = 0;
+    hc->sent = 0;
+
+    ngx_close_connection(hc->peer.connection);
+    hc->peer.connection = NULL;
+
+    for (cl = hc->request_start; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            cl->buf->file_pos = 0;
+
+        } else {
+            cl->buf->pos = cl->buf->start;
+        }
+    }
+
+    hc->request = hc->request_start;
+
+    if (ngx_http_async_task_client_connect(hc) != NGX_OK) {
+        return 0;
+    }
+
+    if (!hc->peer.connection->write->timer_set) {
+        ngx_http_async_task_client_write(hc->peer.connection->write);
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
+{
+    ngx_connection_t            *c;
+    ngx_http_async_task_idle_t  *idle;
+
+    c = hc->peer.connection;
+
+    if (*hc->nidle >= hc->keepalive || ngx_terminate || ngx_exiting) {
+        ngx_close_connection(c);
+        return;
+    }
+
+    idle = ngx_alloc(sizeof(ngx_http_async_task_idle_t), ngx_cycle->log);
+    if (idle == NULL) {
+        ngx_close_connection(c);
+        return;
+    }
+
+    idle->connection = c;
+    idle->nidle = hc->nidle;
+
+    /* the job's pool and log go with the job */
+
+    c->data = idle;
+    c->pool = NULL;
+    c->log = ngx_cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->read->handler = ngx_http_async_task_client_idle;
+    c->write->handler = ngx_http_async_task_client_idle;
+
+    /* an exiting worker closes it, and does not wait for its timer */
+
+    c->idle = 1;
+    c->read->cancelable = 1;
+    ngx_add_timer(c->read, NGX_HTTP_ASYNC_TASK_IDLE_TIMEOUT);
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_free(idle);
+        ngx_close_connection(c);
+        return;
+    }
+
+    ngx_queue_insert_head(hc->idle, &idle->queue);
+    (*hc->nidle)++;
+}
+
+
+/* anything on an idle connection, or its timer, or shutdown: it closes */
+
+static void
+ngx_http_async_task_client_idle(ngx_event_t *ev)
+{
+    ngx_connection_t            *c;
+    ngx_http_async_task_idle_t  *idle;
+
+    c = ev->data;
+    idle = c->data;
+
+    if (ev->write && !c->close) {
+        return;
+    }
+
+    ngx_queue_remove(&idle->queue);
+    (*idle->nidle)--;
+    ngx_free(idle);
+
+    ngx_close_connection(c);
 }

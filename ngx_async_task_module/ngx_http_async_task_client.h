@@ -43,6 +43,12 @@ struct ngx_http_async_task_client_s {
     ngx_peer_connection_t           peer;
 
     ngx_chain_t                    *request;
+
+    /* keep-alive: where idle connections wait, and how many at most */
+    ngx_queue_t                    *idle;
+    ngx_uint_t                     *nidle;
+    ngx_uint_t                      keepalive;
+
     ngx_msec_t                      connect_timeout;
     ngx_msec_t                      timeout;
     size_t                          max_response;
@@ -56,6 +62,7 @@ struct ngx_http_async_task_client_s {
     ngx_str_t                       body;
 
     /* private */
+    ngx_chain_t                    *request_start;
     ngx_event_t                     deadline;
     ngx_buf_t                      *raw;        /* the response as read */
     u_char                         *body_start;
@@ -63,6 +70,9 @@ struct ngx_http_async_task_client_s {
     off_t                           chunk_left;
     ngx_uint_t                      state;
     unsigned                        sent:1;     /* the whole request */
+    unsigned                        reused:1;   /* a kept connection */
+    unsigned                        retried:1;
+    unsigned                        close_after:1;
     unsigned                        chunked:1;
     unsigned                        headers_done:1;
     unsigned                        done:1;

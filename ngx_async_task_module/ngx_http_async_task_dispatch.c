@@ -571,6 +571,9 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
     hc->connect_timeout = ngx_min(job->backend->timeout,
                                   NGX_HTTP_ASYNC_TASK_CONNECT);
     hc->max_response = NGX_HTTP_ASYNC_TASK_RESPONSE_MAX;
+    hc->keepalive = job->backend->keepalive;
+    hc->idle = &job->instance->idle;
+    hc->nidle = &job->instance->nidle;
 
     hc->peer.sockaddr = job->instance->sockaddr;
     hc->peer.socklen = job->instance->socklen;

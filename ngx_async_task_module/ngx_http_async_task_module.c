@@ -624,6 +624,19 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "keepalive=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR || n > 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid keepalive \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            backend->keepalive = n;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "retries=", 8) == 0) {
             n = ngx_atoi(value[i].data + 8, value[i].len - 8);
 

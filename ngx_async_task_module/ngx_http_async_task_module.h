@@ -98,6 +98,10 @@ typedef struct {
     unsigned                        backup:1;
 
     ngx_http_async_task_instance_sh_t  *sh;
+
+    /* this worker process's idle connections to it (keepalive=) */
+    ngx_queue_t                     idle;
+    ngx_uint_t                      nidle;
 } ngx_http_async_task_instance_t;
 
 
@@ -123,6 +127,7 @@ typedef struct {
     ngx_msec_t                      timeout;
     ngx_uint_t                      retries;
     ngx_msec_t                      backoff;
+    ngx_uint_t                      keepalive;  /* idle connections kept */
 
     u_char                         *file;       /* where it was declared */
     ngx_uint_t                      line;

@@ -25,7 +25,8 @@
 
 
 static ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
-    ngx_str_t *path, ngx_http_async_task_instance_t *in, const char *type,
+    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, const char *type,
     ngx_str_t *boundary, off_t length, size_t extra);
 static char *ngx_http_async_task_protocol_image(
     ngx_http_async_task_backend_t *backend, cJSON *params);
@@ -90,9 +91,10 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
     len = ngx_strlen(body);
 
-    b = ngx_http_async_task_protocol_head(pool, &ngx_http_async_task_image_path,
-                                          in, "application/json", NULL, len,
-                                          len);
+    b = ngx_http_async_task_protocol_head(pool,
+                                          &ngx_http_async_task_image_path,
+                                          backend, in, "application/json",
+                                          NULL, len, len);
     if (b == NULL) {
         cJSON_free(body);
         return NULL;
@@ -118,6 +120,7 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
 static ngx_buf_t *
 ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
+    ngx_http_async_task_backend_t *backend,
     ngx_http_async_task_instance_t *in, const char *type,
     ngx_str_t *boundary, off_t length, size_t extra)
 {
@@ -129,7 +132,7 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
                                          "Content-Length: " CRLF
                                          "Accept: application/json" CRLF
                                          "User-Agent: ngx_async_task" CRLF
-                                         "Connection: close" CRLF CRLF)
+                                         "Connection: keep-alive" CRLF CRLF)
                                   + path->len + in->server.len
                                   + ngx_strlen(type)
                                   + (boundary ? boundary->len : 0)
@@ -149,7 +152,8 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
     b->last = ngx_sprintf(b->last, CRLF "Content-Length: %O" CRLF
                           "Accept: application/json" CRLF
                           "User-Agent: ngx_async_task" CRLF
-                          "Connection: close" CRLF CRLF, length);
+                          "Connection: %s" CRLF CRLF, length,
+                          backend->keepalive ? "keep-alive" : "close");
 
     return b;
 }
@@ -438,7 +442,7 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
     /* the request line and headers go in front of the parts */
 
     cl->buf = ngx_http_async_task_protocol_head(pool,
-                     &ngx_http_async_task_speech_path, in,
+                     &ngx_http_async_task_speech_path, backend, in,
                      "multipart/form-data", &boundary,
                      (head->last - head->pos) + size
                      + (tail->last - tail->pos), 0);

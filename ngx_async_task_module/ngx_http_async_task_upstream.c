@@ -199,8 +199,9 @@ ngx_int_t
 ngx_http_async_task_init_instances(ngx_conf_t *cf,
     ngx_http_async_task_main_conf_t *amcf)
 {
-    ngx_uint_t                      k;
-    ngx_http_async_task_backend_t  *backend;
+    ngx_uint_t                       i, k;
+    ngx_http_async_task_backend_t   *backend;
+    ngx_http_async_task_instance_t  *in;
 
     if (ngx_array_init(&amcf->instances, cf->pool, 4,
                        sizeof(ngx_http_async_task_instance_t))
@@ -227,6 +228,12 @@ ngx_http_async_task_init_instances(ngx_conf_t *cf,
     }
 
     /* the array is complete: now pointers into it hold */
+
+    in = amcf->instances.elts;
+
+    for (i = 0; i < amcf->instances.nelts; i++) {
+        ngx_queue_init(&in[i].idle);
+    }
 
     for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
         backend = &amcf->backends[k];

@@ -236,3 +236,46 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 7: keepalive= reuses connections to an instance, and a stale one is replaced
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu keepalive=2;
+    upstream gpu { server 127.0.0.1:19108 max_conns=2; }
+--- post_setup_server_root
+AsyncTaskTest::fake_gpu(port => 19108, kind => 'image');
+--- init
+my $run = sub {
+    my @ids;
+    for my $i (1 .. $_[0]) {
+        my (undef, $t) = AsyncTaskTest::api('POST', 'image/async',
+            headers => {'Content-Type' => 'application/json'},
+            body => qq({"prompt": "ka $_[1] $i", "seed": 1}));
+        push @ids, $t->{id};
+    }
+    return map { AsyncTaskTest::wait_task($_, ['DONE', 'FAILED'])->{status} } @ids;
+};
+my @s = $run->(10, 'a');
+Test::More::is(join(',', @s), join(',', ('DONE') x 10), 'all DONE');
+open my $log, '<', AsyncTaskTest::servroot() . '/html/fake-19108.log' or die;
+my %peers = map { (split ' ')[1] => 1 } grep { m{/v1/images/generations} } <$log>;
+Test::More::cmp_ok(scalar keys %peers, '<=', 4, 'few connections for 10 tasks (' . scalar(keys %peers) . ')');
+my $req = AsyncTaskTest::fake(19108, 'GET', '/control/stats')->{last_requests}[-1];
+Test::More::is($req->{headers}{connection}, 'keep-alive', 'asked for keep-alive');
+
+# the instance restarts: the kept connections are dead, tasks still run
+
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19108, kind => 'image');
+@s = $run->(4, 'b');
+Test::More::is(join(',', @s), join(',', ('DONE') x 4), 'DONE after the restart');
+my (undef, $st) = AsyncTaskTest::api('GET', 'system/stats');
+Test::More::is($st->{backends}[0]{failures}, 0, 'no failure charged');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":14,
+--- no_error_log
+[error]
+[alert]
