@@ -253,3 +253,14 @@ GET /api/v1/system/stats
 async_task store: schema migrated to version 1
 --- no_error_log
 [error]
+
+
+
+=== TEST 23: keepalive must be a number
+--- http_config
+    async_task_store @STORE@/tasks.db;
+    async_task_backend image gpu keepalive=many;
+    upstream gpu { server 127.0.0.1:9; }
+--- must_die
+--- error_log
+invalid keepalive "keepalive=many"
