@@ -20,39 +20,11 @@ run_tests();
 
 sub submit {
     my ($prompt, %extra) = @_;
-    my ($s, $t) = AsyncTaskTest::api('POST', 'image/async',
-        headers => {'Content-Type' => 'application/json'},
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1, %extra}));
-    Test::More::is($s, 202, "\"$prompt\" accepted");
-    return $t->{id};
+    my $id = AsyncTaskTest::submit($prompt, %extra);
+    Test::More::ok(defined $id, "\"$prompt\" accepted");
+    return $id;
 }
 
-sub stats {
-    my (undef, $stats) = AsyncTaskTest::api('GET', 'system/stats');
-    return $stats;
-}
-
-sub backend_stats {
-    my ($server) = @_;
-    my ($b) = grep { $_->{server} eq $server } @{ stats()->{backends} };
-    return $b;
-}
-
-sub fake_stats {
-    return AsyncTaskTest::fake($_[0], 'GET', '/control/stats');
-}
-
-sub fake_control {
-    my ($port, %set) = @_;
-    return AsyncTaskTest::fake($port, 'POST', '/control', {%set});
-}
-
-sub error_log {
-    open my $fh, '<', AsyncTaskTest::servroot() . '/logs/error.log' or die $!;
-    local $/;
-    return scalar <$fh>;
-}
 
 # RFC 3339 with milliseconds to epoch milliseconds
 sub ms {
@@ -95,7 +67,7 @@ sub check_failed {
 
     # no further try comes after FAILED
     Time::HiRes::sleep(0.3);
-    my $f = fake_stats($c{port});
+    my $f = AsyncTaskTest::fake_stats($c{port});
     Test::More::is($f->{requests}, $c{attempts},
                    "$c{prompt}: one request per attempt");
     Test::More::is($f->{inflight}, 0, "$c{prompt}: no connection left open")
@@ -104,7 +76,7 @@ sub check_failed {
     Test::More::is("@faults", join(' ', ($c{fault}) x $c{attempts}),
                    "$c{prompt}: every try met the fault");
 
-    my $b = backend_stats("127.0.0.1:$c{port}");
+    my $b = AsyncTaskTest::backend_stats("127.0.0.1:$c{port}");
     Test::More::is($b->{requests}, $c{attempts}, "$c{prompt}: stats requests");
     Test::More::is($b->{failures}, $c{attempts}, "$c{prompt}: stats failures");
     Test::More::is($b->{inflight}, 0, "$c{prompt}: stats inflight");
@@ -119,7 +91,7 @@ sub check_failed {
 }
 
 sub no_bad_log_lines {
-    my $log = error_log();
+    my $log = AsyncTaskTest::error_log();
     my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
               split /\n/, $log;
     Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg in error.log')
@@ -148,7 +120,6 @@ GET /api/v1/system/stats
 [alert]
 [crit]
 [emerg]
-
 
 
 === TEST 2: retries wait for the backoff, doubled each time (jitter: half to all of it)
@@ -187,7 +158,6 @@ GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 
 
-
 === TEST 3: a 4xx fails the task at once: backend_rejected, one attempt, no retry
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
@@ -206,7 +176,6 @@ GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 
 
-
 === TEST 4: an instance that never answers: timeout= ends each try, then FAILED timeout
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
@@ -222,13 +191,12 @@ my $t = main::check_failed(prompt => 'hang', port => 19203, attempts => 2,
     message => 'the instance did not answer in time');
 my $took = Time::HiRes::time() - $start;
 Test::More::cmp_ok($took, '>=', 1.0, "two tries of 500 ms each ($took s)");
-my @lines = main::error_log() =~ m{gpu_image/127\.0\.0\.1:19203 did not answer in time}g;
+my @lines = AsyncTaskTest::error_log() =~ m{gpu_image/127\.0\.0\.1:19203 did not answer in time}g;
 Test::More::is(scalar @lines, 2, 'each timeout logged');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
-
 
 
 === TEST 5: an answer slower than timeout=: FAILED timeout without waiting for it
@@ -248,12 +216,11 @@ Test::More::is($t->{error}{code}, 'timeout', 'timeout');
 my $ran = main::ms($t->{finished_at}) - main::ms($t->{started_at});
 Test::More::cmp_ok($ran, '>=', 300 - 10, "ran for timeout= ($ran ms)");
 Test::More::cmp_ok($ran, '<', 1400, "did not wait for the slow answer ($ran ms)");
-Test::More::is(main::fake_stats(19204)->{requests}, 1, 'one request');
+Test::More::is(AsyncTaskTest::fake_stats(19204)->{requests}, 1, 'one request');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
-
 
 
 === TEST 6: a connection reset mid-answer: retried, then FAILED backend_error
@@ -274,7 +241,6 @@ GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 
 
-
 === TEST 7: an answer cut short (half the body, then FIN): retried, then FAILED backend_error
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
@@ -287,13 +253,12 @@ AsyncTaskTest::fake_gpu(port => 19206, kind => 'image', mode => 'truncated');
 main::check_failed(prompt => 'truncated', port => 19206, attempts => 3,
     fault => 'truncated', code => 'backend_error',
     message => 'the connection failed before a complete answer');
-my @lines = main::error_log() =~ m{gpu_image/127\.0\.0\.1:19206 sent a malformed or incomplete response}g;
+my @lines = AsyncTaskTest::error_log() =~ m{gpu_image/127\.0\.0\.1:19206 sent a malformed or incomplete response}g;
 Test::More::is(scalar @lines, 3, 'each cut logged');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
-
 
 
 === TEST 8: a 200 with broken JSON: retried, then FAILED bad_response
@@ -314,7 +279,6 @@ GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 
 
-
 === TEST 9: one bad answer of each kind, then a good one: DONE on the retry, two attempts
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
@@ -325,7 +289,7 @@ AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19208, kind => 'image');
 --- init
 for my $fault (qw(error500 reset truncated malformed hang)) {
-    main::fake_control(19208, mode => $fault, times => 1);
+    AsyncTaskTest::fake_control(19208, mode => $fault, times => 1);
     my $id = main::submit("once $fault", seed => 42);
     my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED'], timeout => 10);
     Test::More::is($t->{status}, 'DONE', "$fault once: DONE");
@@ -337,16 +301,15 @@ for my $fault (qw(error500 reset truncated malformed hang)) {
     Test::More::is($rs, 200, "$fault once: result");
     Test::More::ok($png eq $expected, "$fault once: the PNG of the good answer");
 }
-my $f = main::fake_stats(19208);
+my $f = AsyncTaskTest::fake_stats(19208);
 Test::More::is($f->{requests}, 10, 'ten requests for five tasks');
-my $b = main::backend_stats('127.0.0.1:19208');
+my $b = AsyncTaskTest::backend_stats('127.0.0.1:19208');
 Test::More::is($b->{requests}, 10, 'stats: ten requests');
 Test::More::is($b->{failures}, 5, 'stats: five failures');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":5,"FAILED":0,"CANCELED":0\}
-
 
 
 === TEST 10: a retried task goes to the other instance
@@ -363,18 +326,18 @@ AsyncTaskTest::fake_gpu(port => 19210, kind => 'image');
 AsyncTaskTest::fake_gpu(port => 19211, kind => 'image');
 --- init
 # round robin on a new zone: the first task goes to the first server
-main::fake_control(19210, mode => 'error500', times => 1);
+AsyncTaskTest::fake_control(19210, mode => 'error500', times => 1);
 my $id = main::submit('moves');
 my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED'], timeout => 10);
 Test::More::is($t->{status}, 'DONE', 'DONE');
 Test::More::is($t->{attempts}, 2, 'two attempts');
 Test::More::is($t->{backend}, 'gpu_image/127.0.0.1:19211', 'ran on the other instance');
-my ($a, $b) = map { main::fake_stats($_) } 19210, 19211;
+my ($a, $b) = map { AsyncTaskTest::fake_stats($_) } 19210, 19211;
 Test::More::is($a->{requests}, 1, 'first instance: one request (the 500)');
 Test::More::is($a->{last_requests}[0]{status}, 500, 'first instance answered 500');
 Test::More::is($b->{requests}, 1, 'second instance: one request');
 Test::More::is($b->{last_requests}[0]{params}{prompt}, 'moves', 'second instance got the task');
-my ($sa, $sb) = map { main::backend_stats($_) } '127.0.0.1:19210', '127.0.0.1:19211';
+my ($sa, $sb) = map { AsyncTaskTest::backend_stats($_) } '127.0.0.1:19210', '127.0.0.1:19211';
 Test::More::is($sa->{failures}, 1, 'stats: first instance one failure');
 Test::More::is($sb->{failures}, 0, 'stats: second instance no failure');
 Test::More::is($sa->{requests} + $sb->{requests}, 2, 'stats: two requests in all');
@@ -382,7 +345,6 @@ main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":1,
-
 
 
 === TEST 11: an instance that always answers 500: every task retried elsewhere ends DONE
@@ -406,15 +368,14 @@ Test::More::is(scalar(grep { $_->{backend} eq 'gpu_image/127.0.0.1:19213' } @t),
 my $retried = grep { $_->{attempts} == 2 } @t;
 my $once = grep { $_->{attempts} == 1 } @t;
 Test::More::is($retried + $once, 8, 'one or two attempts each');
-my $bad = main::fake_stats(19212);
+my $bad = AsyncTaskTest::fake_stats(19212);
 Test::More::cmp_ok($bad->{requests}, '>=', 1, 'the bad instance was tried');
 Test::More::is($bad->{requests}, $retried, 'each task met the bad instance at most once');
-Test::More::is(main::fake_stats(19213)->{requests}, 8, 'the good instance ran each task once');
+Test::More::is(AsyncTaskTest::fake_stats(19213)->{requests}, 8, 'the good instance ran each task once');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":8,
-
 
 
 === TEST 12: a refused connection is not charged: tasks end DONE on the live instance
@@ -436,19 +397,18 @@ Test::More::is(join(' ', map { $_->{status} } @t), 'DONE DONE DONE DONE DONE', '
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1 1 1 1', 'one attempt each');
 Test::More::is(scalar(grep { $_->{backend} eq 'gpu_image/127.0.0.1:19214' } @t), 5,
                'all on the live instance');
-Test::More::is(main::fake_stats(19214)->{requests}, 5, 'the live instance: five requests');
-my $dead = main::backend_stats('127.0.0.1:19219');
+Test::More::is(AsyncTaskTest::fake_stats(19214)->{requests}, 5, 'the live instance: five requests');
+my $dead = AsyncTaskTest::backend_stats('127.0.0.1:19219');
 Test::More::cmp_ok($dead->{requests}, '>=', 1, 'the dead instance was tried');
 Test::More::cmp_ok($dead->{failures}, '>=', 1, 'and its failure counted');
 Test::More::cmp_ok($dead->{requests}, '<=', 2, "then it rests fail_timeout=1s ($dead->{requests} tries)");
 Test::More::is($dead->{inflight}, 0, 'no slot kept on the dead instance');
-Test::More::like(main::error_log(), qr/\(111: Connection refused\)/,
+Test::More::like(AsyncTaskTest::error_log(), qr/\(111: Connection refused\)/,
                  'the refusal is logged');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":5,"FAILED":0,"CANCELED":0\}
-
 
 
 === TEST 13: no instance up: tasks wait QUEUED, uncharged, and run once one comes up
@@ -475,7 +435,7 @@ while (Time::HiRes::time() < $end) {
 Test::More::is(join(',', grep { !/^(?:QUEUED|RUNNING) 0$/ } sort keys %seen),
                '', 'waiting, with no attempt charged, while no instance is up');
 Test::More::ok($seen{'QUEUED 0'}, 'QUEUED meanwhile');
-my $s = main::backend_stats('127.0.0.1:19215');
+my $s = AsyncTaskTest::backend_stats('127.0.0.1:19215');
 Test::More::cmp_ok($s->{requests}, '>=', 2, 'the instance was tried again after fail_timeout');
 Test::More::cmp_ok($s->{requests}, '<=', 4, "it rests fail_timeout=1s between tries ($s->{requests} in 2.5 s)");
 Test::More::is($s->{inflight}, 0, 'no slot kept');
@@ -486,7 +446,7 @@ Test::More::is(join(' ', map { $_->{status} } @t), 'DONE DONE', 'both DONE once 
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1', 'one attempt each');
 Test::More::is(join(' ', map { $_->{backend} } @t),
                'gpu_image/127.0.0.1:19215 gpu_image/127.0.0.1:19215', 'backend');
-Test::More::is(main::fake_stats(19215)->{requests}, 2, 'two requests reached it');
+Test::More::is(AsyncTaskTest::fake_stats(19215)->{requests}, 2, 'two requests reached it');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats

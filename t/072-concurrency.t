@@ -17,39 +17,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-sub submit {
-    my ($prompt, %extra) = @_;
-    my ($s, $t) = AsyncTaskTest::api('POST', 'image/async',
-        headers => {'Content-Type' => 'application/json'},
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1, %extra}));
-    return $s == 202 ? $t->{id} : undef;
-}
-
-sub stats {
-    my (undef, $stats) = AsyncTaskTest::api('GET', 'system/stats');
-    return $stats;
-}
-
-sub backend_stats {
-    my ($server) = @_;
-    my ($b) = grep { $_->{server} eq $server } @{ stats()->{backends} };
-    return $b;
-}
-
-sub fake_stats {
-    return AsyncTaskTest::fake($_[0], 'GET', '/control/stats');
-}
-
-sub fake_control {
-    my ($port, %set) = @_;
-    return AsyncTaskTest::fake($port, 'POST', '/control', {%set});
-}
-
-sub task {
-    my (undef, $t) = AsyncTaskTest::api('GET', "tasks/$_[0]");
-    return $t;
-}
 
 # polls system/stats until no task is QUEUED or RUNNING; calls $probe with
 # each stats object on the way
@@ -58,7 +25,7 @@ sub wait_idle {
     my $deadline = Time::HiRes::time() + $timeout;
     my $stats;
     while (Time::HiRes::time() < $deadline) {
-        $stats = stats();
+        $stats = AsyncTaskTest::stats();
         $probe->($stats) if $probe;
         last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
         Time::HiRes::sleep(0.02);
@@ -91,15 +58,10 @@ sub connections_to {
     return $n;
 }
 
-sub error_log {
-    open my $fh, '<', AsyncTaskTest::servroot() . '/logs/error.log' or die $!;
-    local $/;
-    return scalar <$fh>;
-}
 
 sub no_bad_log_lines {
     my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
-              split /\n/, error_log();
+              split /\n/, AsyncTaskTest::error_log();
     Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg in error.log')
         or Test::More::diag(join "\n", @bad);
 }
@@ -119,7 +81,7 @@ AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19230, kind => 'image', latency => 0.05, max_concurrent => 3);
 AsyncTaskTest::fake_gpu(port => 19231, kind => 'image', latency => 0.05, max_concurrent => 1);
 --- init
-my @ids = map { main::submit("task $_") } 1 .. 60;
+my @ids = map { AsyncTaskTest::submit("task $_") } 1 .. 60;
 Test::More::is(scalar(grep { defined } @ids), 60, '60 tasks accepted');
 my ($over, $max_busy, $samples) = (0, 0, 0);
 my $stats = main::wait_idle(20, sub {
@@ -136,19 +98,18 @@ Test::More::is($stats->{tasks}{DONE}, 60, 'all 60 DONE');
 Test::More::is($over, 0, "system/stats never shows more than max_conns ($samples samples)");
 Test::More::cmp_ok($max_busy, '<=', 4, "workers.busy at most 4 ($max_busy)");
 Test::More::is($stats->{workers}{total}, 4, 'workers.total: the sum of max_conns');
-my ($a, $b) = map { main::fake_stats($_) } 19230, 19231;
+my ($a, $b) = map { AsyncTaskTest::fake_stats($_) } 19230, 19231;
 Test::More::is($a->{violations}, 0, 'max_conns=3 instance: no violation');
 Test::More::is($b->{violations}, 0, 'max_conns=1 instance: no violation');
 Test::More::is($a->{max_inflight}, 3, 'max_conns=3 instance: 3 at once at most, and used');
 Test::More::is($b->{max_inflight}, 1, 'max_conns=1 instance: 1 at once');
 Test::More::is($a->{requests} + $b->{requests}, 60, '60 requests in all');
-my $attempts = grep { main::task($_)->{attempts} != 1 } @ids;
+my $attempts = grep { AsyncTaskTest::task($_)->{attempts} != 1 } @ids;
 Test::More::is($attempts, 0, 'one attempt each');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":60,"FAILED":0,"CANCELED":0\}.*"workers":\{"busy":0,"total":4\}
-
 
 
 === TEST 2: while tasks run: workers.busy, per-instance inflight, the queue
@@ -162,10 +123,10 @@ GET /api/v1/system/stats
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19232, kind => 'image', latency => 1.5, max_concurrent => 2);
 --- init
-my @ids = map { main::submit("busy $_") } 1 .. 3;
+my @ids = map { AsyncTaskTest::submit("busy $_") } 1 .. 3;
 my @t;
 for (1 .. 100) {
-    @t = map { main::task($_) } @ids;
+    @t = map { AsyncTaskTest::task($_) } @ids;
     last if 2 == grep { $_->{status} eq 'RUNNING' } @t;
     Time::HiRes::sleep(0.02);
 }
@@ -175,23 +136,22 @@ Test::More::is($t[2]{position}, 0, 'the waiting one is next');
 Test::More::ok(defined $t[0]{started_at}, 'started_at of a running task');
 Test::More::is($t[0]{backend}, 'gpu_image/127.0.0.1:19232', 'backend of a running task');
 Time::HiRes::sleep(0.3);
-my $s = main::stats();
+my $s = AsyncTaskTest::stats();
 Test::More::is($s->{workers}{busy}, 2, 'workers.busy 2');
 Test::More::is($s->{workers}{total}, 2, 'workers.total 2');
 Test::More::is($s->{backends}[0]{inflight}, 2, 'instance inflight 2');
 Test::More::is($s->{queue}{depth}, 1, 'queue depth 1');
-Test::More::is(main::fake_stats(19232)->{inflight}, 2, 'the instance runs two');
+Test::More::is(AsyncTaskTest::fake_stats(19232)->{inflight}, 2, 'the instance runs two');
 $s = main::wait_idle(10);
 Test::More::is($s->{tasks}{DONE}, 3, 'all DONE');
 Test::More::is($s->{workers}{busy}, 0, 'workers.busy back to 0');
 Test::More::is($s->{backends}[0]{inflight}, 0, 'instance inflight back to 0');
 Test::More::is($s->{backends}[0]{requests}, 3, 'instance requests 3');
-Test::More::is(main::fake_stats(19232)->{violations}, 0, 'no violation');
+Test::More::is(AsyncTaskTest::fake_stats(19232)->{violations}, 0, 'no violation');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":3,
-
 
 
 === TEST 3: 300 short tasks, 3 instances, 2 workers: every task runs exactly once
@@ -220,7 +180,7 @@ for my $k (0 .. 3) {
         open my $out, '>', "$dir/ids.$k" or POSIX::_exit(1);
         for my $i (grep { $_ % 4 == $k } 1 .. $n) {
             my $p = sprintf 'p-%04d', $i;
-            print $out "$p ", main::submit($p, seed => $i) // 'failed', "\n";
+            print $out "$p ", AsyncTaskTest::submit($p, seed => $i) // 'failed', "\n";
         }
         close $out;
         POSIX::_exit(0);
@@ -239,7 +199,7 @@ Test::More::is(scalar(grep { defined } values %id_of), $n, "$n tasks accepted");
 my $stats = main::wait_idle(40);
 Test::More::is($stats->{tasks}{DONE}, $n, "all $n DONE");
 
-my @fakes = map { main::fake_stats($_) } 19233 .. 19235;
+my @fakes = map { AsyncTaskTest::fake_stats($_) } 19233 .. 19235;
 my $total = 0;
 $total += $_->{requests} for @fakes;
 Test::More::is($total, $n, "the instances got $n requests in all");
@@ -264,7 +224,7 @@ Test::More::is($not_200, undef, 'every request answered 200');
 
 my ($wrong, $attempts) = (0, 0);
 for my $p (sort keys %id_of) {
-    my $t = main::task($id_of{$p});
+    my $t = AsyncTaskTest::task($id_of{$p});
     $wrong++ unless $t->{status} eq 'DONE' && ($where{$p} // '') eq $t->{backend};
     $attempts++ unless $t->{attempts} == 1;
 }
@@ -286,7 +246,6 @@ GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":300,"FAILED":0,"CANCELED":0\}.*"workers":\{"busy":0,"total":12\}
 
 
-
 === TEST 4: DELETE of a RUNNING task closes its connection and frees its slot at once
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
@@ -297,14 +256,14 @@ AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19236, kind => 'image', latency => 2, max_concurrent => 1);
 --- init
 # A never gets an answer; B computes 2 s
-main::fake_control(19236, mode => 'hang', times => 1);
-my $a = main::submit('A');
-my $b = main::submit('B');
+AsyncTaskTest::fake_control(19236, mode => 'hang', times => 1);
+my $a = AsyncTaskTest::submit('A');
+my $b = AsyncTaskTest::submit('B');
 my $ta = AsyncTaskTest::wait_task($a, ['RUNNING'], timeout => 5);
 Test::More::is($ta->{status}, 'RUNNING', 'A RUNNING');
 Time::HiRes::sleep(0.3);
-Test::More::is(main::task($b)->{status}, 'QUEUED', 'B waits for the slot');
-Test::More::is(main::fake_stats(19236)->{inflight}, 1, 'the instance has A');
+Test::More::is(AsyncTaskTest::task($b)->{status}, 'QUEUED', 'B waits for the slot');
+Test::More::is(AsyncTaskTest::fake_stats(19236)->{inflight}, 1, 'the instance has A');
 
 my $start = Time::HiRes::time();
 my ($s, $c) = AsyncTaskTest::api('DELETE', "tasks/$a");
@@ -316,37 +275,36 @@ Test::More::is($tb->{status}, 'RUNNING', 'B RUNNING');
 Test::More::cmp_ok($took, '<', 1, "B started within a second ($took s)");
 
 Time::HiRes::sleep(0.3);
-my $f = main::fake_stats(19236);
+my $f = AsyncTaskTest::fake_stats(19236);
 Test::More::is($f->{requests}, 2, 'the instance got A, then B');
 Test::More::is($f->{inflight}, 1, "A's connection is closed: only B is in flight");
 Test::More::is($f->{violations}, 0, 'never two at once');
 Test::More::is($f->{last_requests}[0]{params}{prompt}, 'A', 'first request: A');
 Test::More::is($f->{last_requests}[0]{status}, undef, 'A got no answer');
 Test::More::is($f->{last_requests}[1]{params}{prompt}, 'B', 'second request: B');
-my $st = main::stats();
+my $st = AsyncTaskTest::stats();
 Test::More::is($st->{workers}{busy}, 1, 'workers.busy 1: B');
 Test::More::is($st->{backends}[0]{inflight}, 1, 'instance inflight 1: B');
 
 $tb = AsyncTaskTest::wait_task($b, ['DONE', 'FAILED'], timeout => 5);
 Test::More::is($tb->{status}, 'DONE', 'B DONE');
 Test::More::is($tb->{attempts}, 1, 'B one attempt');
-$ta = main::task($a);
+$ta = AsyncTaskTest::task($a);
 Test::More::is($ta->{status}, 'CANCELED', 'A stays CANCELED');
 Test::More::is($ta->{result}, undef, 'A has no result');
 my ($rs) = AsyncTaskTest::api('GET', "tasks/$a/result");
 Test::More::is($rs, 409, 'no result for A');
 ($s) = AsyncTaskTest::api('DELETE', "tasks/$a");
 Test::More::is($s, 409, 'a second DELETE: 409');
-Test::More::is(main::fake_stats(19236)->{requests}, 2, 'A never ran again');
-$st = main::stats();
+Test::More::is(AsyncTaskTest::fake_stats(19236)->{requests}, 2, 'A never ran again');
+$st = AsyncTaskTest::stats();
 Test::More::is($st->{backends}[0]{inflight}, 0, 'instance inflight 0');
-Test::More::like(main::error_log(), qr/task $a canceled while it ran on gpu_image\/127\.0\.0\.1:19236/,
+Test::More::like(AsyncTaskTest::error_log(), qr/task $a canceled while it ran on gpu_image\/127\.0\.0\.1:19236/,
                  'the cancel is logged');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":1,"FAILED":0,"CANCELED":1\}
-
 
 
 === TEST 5: DELETE of a RUNNING task on a busy instance: the next task starts, the old answer is dropped
@@ -358,11 +316,11 @@ GET /api/v1/system/stats
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19237, kind => 'image', latency => 2);
 --- init
-my $a = main::submit('A');
-my $b = main::submit('B');
+my $a = AsyncTaskTest::submit('A');
+my $b = AsyncTaskTest::submit('B');
 my $ta = AsyncTaskTest::wait_task($a, ['RUNNING'], timeout => 5);
 Test::More::is($ta->{status}, 'RUNNING', 'A RUNNING');
-Test::More::is(main::task($b)->{status}, 'QUEUED', 'B QUEUED');
+Test::More::is(AsyncTaskTest::task($b)->{status}, 'QUEUED', 'B QUEUED');
 Time::HiRes::sleep(0.2);
 
 my $start = Time::HiRes::time();
@@ -373,14 +331,14 @@ my $took = Time::HiRes::time() - $start;
 Test::More::is($tb->{status}, 'RUNNING', 'B RUNNING');
 Test::More::cmp_ok($took, '<', 1, "B started within a second ($took s)");
 Time::HiRes::sleep(0.2);
-my $f = main::fake_stats(19237);
+my $f = AsyncTaskTest::fake_stats(19237);
 Test::More::is($f->{requests}, 2, 'the instance got A and B');
 Test::More::is(main::connections_to(19237), 1, "A's connection is closed: nginx holds B's only");
-Test::More::is(main::stats()->{backends}[0]{inflight}, 1, 'nginx counts B only');
+Test::More::is(AsyncTaskTest::stats()->{backends}[0]{inflight}, 1, 'nginx counts B only');
 
 $tb = AsyncTaskTest::wait_task($b, ['DONE', 'FAILED'], timeout => 5);
 Test::More::is($tb->{status}, 'DONE', 'B DONE');
-Test::More::is(main::task($a)->{status}, 'CANCELED', 'A stays CANCELED after its answer was due');
+Test::More::is(AsyncTaskTest::task($a)->{status}, 'CANCELED', 'A stays CANCELED after its answer was due');
 my ($rs) = AsyncTaskTest::api('GET', "tasks/$a/result");
 Test::More::is($rs, 409, 'no result for A');
 main::no_bad_log_lines();

@@ -16,35 +16,13 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-sub submit {
-    my ($prompt, %extra) = @_;
-    my ($s, $t) = AsyncTaskTest::api('POST', 'image/async',
-        headers => {'Content-Type' => 'application/json'},
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1, %extra}));
-    return $s == 202 ? $t->{id} : undef;
-}
-
-sub stats {
-    my (undef, $stats) = AsyncTaskTest::api('GET', 'system/stats');
-    return $stats;
-}
-
-sub fake_stats {
-    return AsyncTaskTest::fake($_[0], 'GET', '/control/stats');
-}
-
-sub task {
-    my (undef, $t) = AsyncTaskTest::api('GET', "tasks/$_[0]");
-    return $t;
-}
 
 # until n of the tasks are RUNNING; the tasks then
 sub wait_running {
     my ($n, @ids) = @_;
     my @t;
     for (1 .. 250) {
-        @t = map { task($_) } @ids;
+        @t = map { AsyncTaskTest::task($_) } @ids;
         last if $n <= grep { $_->{status} eq 'RUNNING' } @t;
         Time::HiRes::sleep(0.02);
     }
@@ -56,7 +34,7 @@ sub wait_idle {
     my $deadline = Time::HiRes::time() + $timeout;
     my $stats;
     while (Time::HiRes::time() < $deadline) {
-        $stats = stats();
+        $stats = AsyncTaskTest::stats();
         last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
         Time::HiRes::sleep(0.05);
     }
@@ -77,11 +55,6 @@ sub fake_log_count {
     return %n;
 }
 
-sub error_log {
-    open my $fh, '<', AsyncTaskTest::servroot() . '/logs/error.log' or die $!;
-    local $/;
-    return scalar <$fh>;
-}
 
 sub master_pid {
     open my $fh, '<', AsyncTaskTest::servroot() . '/logs/nginx.pid' or die $!;
@@ -120,7 +93,7 @@ sub connections_by_pid {
 sub no_bad_log_lines {
     my (@allowed) = @_;
     my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
-              split /\n/, error_log();
+              split /\n/, AsyncTaskTest::error_log();
     for my $re (@allowed) {
         @bad = grep { !/$re/ } @bad;
     }
@@ -139,7 +112,7 @@ __DATA__
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19260, kind => 'image', latency => 1);
 --- init
-my @ids = map { main::submit("crash $_") } 1 .. 6;
+my @ids = map { AsyncTaskTest::submit("crash $_") } 1 .. 6;
 Test::More::is(scalar(grep { defined } @ids), 6, 'six accepted');
 my @t = main::wait_running(2, @ids);
 my @running = map { $_->{id} } grep { $_->{status} eq 'RUNNING' } @t;
@@ -148,13 +121,13 @@ Time::HiRes::sleep(0.3);
 
 AsyncTaskTest::crash_and_restart();
 
-my $stats = main::stats();
+my $stats = AsyncTaskTest::stats();
 Test::More::is($stats->{tasks}{QUEUED} + $stats->{tasks}{RUNNING} + $stats->{tasks}{DONE}, 6,
                'every task is still there after the crash');
 Test::More::is($stats->{tasks}{FAILED}, 0, 'none FAILED');
 $stats = main::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 6, 'all six DONE after the start');
-@t = map { main::task($_) } @ids;
+@t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{status} } @t), join(' ', ('DONE') x 6), 'each DONE');
 Test::More::is(join(' ', map { $_->{attempts} } @t), join(' ', (1) x 6),
                'one attempt each: the interrupted run is not charged');
@@ -164,13 +137,12 @@ Test::More::is(join(' ', map { $n{"crash $_"} // 0 } 1 .. 6),
                'the two interrupted tasks ran again, the others once');
 Test::More::is($stats->{workers}{busy}, 0, 'workers.busy 0');
 Test::More::is($stats->{backends}[0]{inflight}, 0, 'no slot left taken');
-Test::More::like(main::error_log(), qr/async_task store: [1-9]\d* live tasks loaded/,
+Test::More::like(AsyncTaskTest::error_log(), qr/async_task store: [1-9]\d* live tasks loaded/,
                  'the start found the live tasks');
 main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":6,"FAILED":0,"CANCELED":0\}
-
 
 
 === TEST 2: a worker process killed alone: its runs are taken back within a second and run again
@@ -182,7 +154,7 @@ GET /api/v1/system/stats
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19261, kind => 'image', latency => 1.5);
 --- init
-my @ids = map { main::submit("worker $_") } 1 .. 4;
+my @ids = map { AsyncTaskTest::submit("worker $_") } 1 .. 4;
 my @t = main::wait_running(2, @ids);
 my @running = map { $_->{id} } grep { $_->{status} eq 'RUNNING' } @t;
 Test::More::is(scalar @running, 2, 'two RUNNING');
@@ -208,7 +180,7 @@ kill 'KILL', $victim;
 # taken back: the notice logged for each of its runs
 my ($back, @back);
 for (1 .. 150) {
-    @back = main::error_log() =~ /task (\S+) of exited process $victim is taken back/g;
+    @back = AsyncTaskTest::error_log() =~ /task (\S+) of exited process $victim is taken back/g;
     if (@back >= $lost) {
         $back = Time::HiRes::time() - $killed;
         last;
@@ -224,7 +196,7 @@ Test::More::is(scalar @now, 2, 'the master started a new worker');
 
 my $stats = main::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 4, 'all four DONE');
-@t = map { main::task($_) } @ids;
+@t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1 1 1', 'one attempt each: the lost runs are not charged');
 my %n = main::fake_log_count(19261);
 my %lost = map { $_ => 1 } @back;
@@ -239,7 +211,6 @@ main::no_bad_log_lines(qr/worker process $victim exited on signal 9/);
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":4,"FAILED":0,"CANCELED":0\}
-
 
 
 === TEST 3: submissions during three reloads: all DONE, each run once, max_conns kept
@@ -263,32 +234,32 @@ my @ids;
 my $round = 0;
 my $busy_at_reload = 0;
 for my $reload (1 .. 3) {
-    push @ids, map { main::submit("reload $round " . $_) } 1 .. 6;
+    push @ids, map { AsyncTaskTest::submit("reload $round " . $_) } 1 .. 6;
     Time::HiRes::sleep(0.2);
-    $busy_at_reload++ if main::stats()->{workers}{busy} > 0;
+    $busy_at_reload++ if AsyncTaskTest::stats()->{workers}{busy} > 0;
     kill 'HUP', $master;
     Time::HiRes::sleep(0.2);
     $round++;
 }
-push @ids, map { main::submit("reload $round " . $_) } 1 .. 6;
+push @ids, map { AsyncTaskTest::submit("reload $round " . $_) } 1 .. 6;
 Test::More::is(scalar(grep { defined } @ids), 24, '24 accepted around the reloads');
 Test::More::is($busy_at_reload, 3, 'tasks were running at each reload');
 my $stats = main::wait_idle(30);
 Test::More::is($stats->{tasks}{DONE}, 24, 'all DONE');
-my @t = map { main::task($_) } @ids;
+my @t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(scalar(grep { $_->{status} eq 'DONE' && $_->{attempts} == 1 } @t), 24,
                'each DONE with one attempt');
 my %n = main::fake_log_count(19262, 19263);
 Test::More::is(scalar(keys %n), 24, 'every task reached an instance');
 Test::More::is(scalar(grep { $_ != 1 } values %n), 0, 'no task ran twice');
-my @f = map { main::fake_stats($_) } 19262, 19263;
+my @f = map { AsyncTaskTest::fake_stats($_) } 19262, 19263;
 Test::More::is($f[0]{requests} + $f[1]{requests}, 24, '24 requests in all');
 Test::More::is("$f[0]{violations} $f[1]{violations}", '0 0',
                'max_conns kept across old and new worker processes');
 Test::More::is($stats->{workers}{busy}, 0, 'workers.busy 0');
 Test::More::is(join(' ', map { $_->{inflight} } @{ $stats->{backends} }), '0 0',
                'no slot left taken');
-my @reloads = main::error_log() =~ /(signal 1 \(SIGHUP\) received)/g;
+my @reloads = AsyncTaskTest::error_log() =~ /(signal 1 \(SIGHUP\) received)/g;
 Test::More::is(scalar @reloads, 3, 'three reloads');
 my @w = main::workers_of($master);
 Test::More::is(scalar @w, 2, 'two workers in the end');
@@ -296,7 +267,6 @@ main::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":24,"FAILED":0,"CANCELED":0\}
-
 
 
 === TEST 4: a reload whose old workers cannot wait (worker_shutdown_timeout): their runs go back to the queue uncharged
@@ -311,7 +281,7 @@ GET /api/v1/system/stats
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19264, kind => 'image', latency => 2);
 --- init
-my @ids = map { main::submit("cut $_") } 1 .. 3;
+my @ids = map { AsyncTaskTest::submit("cut $_") } 1 .. 3;
 my @t = main::wait_running(2, @ids);
 my @running = map { $_->{id} } grep { $_->{status} eq 'RUNNING' } @t;
 Test::More::is(scalar @running, 2, 'two RUNNING');
@@ -332,7 +302,7 @@ for (1 .. 150) {
 Test::More::ok($gone, 'the old workers are gone');
 my $stats = main::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 3, 'all three DONE');
-@t = map { main::task($_) } @ids;
+@t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1 1',
                'one attempt each: the runs cut by the reload are not charged');
 my %n = main::fake_log_count(19264);

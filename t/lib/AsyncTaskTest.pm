@@ -344,6 +344,50 @@ sub wait_task {
     return $task;
 }
 
+# Helpers for the dispatcher's tests, called from "--- init" code.
+
+# an image task: its id, or undef when it was not accepted
+sub submit {
+    my ($prompt, %extra) = @_;
+
+    require JSON::PP;
+    my ($s, $t) = api('POST', 'image/async',
+        headers => {'Content-Type' => 'application/json'},
+        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
+                                       height => 64, seed => 1, %extra}));
+    return $s == 202 ? $t->{id} : undef;
+}
+
+sub task {
+    my (undef, $t) = api('GET', "tasks/$_[0]");
+    return $t;
+}
+
+sub stats {
+    my (undef, $stats) = api('GET', 'system/stats');
+    return $stats;
+}
+
+sub backend_stats {
+    my ($server) = @_;
+    my ($b) = grep { $_->{server} eq $server } @{ stats()->{backends} };
+    return $b;
+}
+
+sub fake_stats {
+    return fake($_[0], 'GET', '/control/stats');
+}
+
+sub fake_control {
+    my ($port, %set) = @_;
+    return fake($port, 'POST', '/control', {%set});
+}
+
+sub error_log {
+    open my $fh, '<', servroot() . '/logs/error.log' or die $!;
+    local $/;
+    return scalar <$fh>;
+}
+
 
 1;
-
