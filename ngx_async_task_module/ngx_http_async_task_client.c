@@ -38,6 +38,8 @@ typedef struct {
 
 static ngx_int_t ngx_http_async_task_client_connect(
     ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_client_attach(
+    ngx_http_async_task_client_t *hc, ngx_connection_t *c);
 static void ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_client_idle(ngx_event_t *ev);
 static ngx_uint_t ngx_http_async_task_client_retry(
@@ -124,13 +126,7 @@ ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc)
     hc->peer.connection = c;
     hc->reused = 1;
 
-    c->data = hc;
-    c->pool = hc->pool;
-    c->log = hc->log;
-    c->read->log = hc->log;
-    c->write->log = hc->log;
-    c->read->handler = ngx_http_async_task_client_read;
-    c->write->handler = ngx_http_async_task_client_write;
+    ngx_http_async_task_client_attach(hc, c);
 
     ngx_add_timer(&hc->deadline, hc->timeout);
 
@@ -165,20 +161,29 @@ ngx_http_async_task_client_connect(ngx_http_async_task_client_t *hc)
 
     c = hc->peer.connection;
 
-    c->data = hc;
-    c->pool = hc->pool;
-    c->log = hc->log;
-    c->read->log = hc->log;
-    c->write->log = hc->log;
-
-    c->read->handler = ngx_http_async_task_client_read;
-    c->write->handler = ngx_http_async_task_client_write;
+    ngx_http_async_task_client_attach(hc, c);
 
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, hc->connect_timeout);
     }
 
     return NGX_OK;
+}
+
+
+/* the exchange's own connection, or a kept one, now serves it */
+
+static void
+ngx_http_async_task_client_attach(ngx_http_async_task_client_t *hc,
+    ngx_connection_t *c)
+{
+    c->data = hc;
+    c->pool = hc->pool;
+    c->log = hc->log;
+    c->read->log = hc->log;
+    c->write->log = hc->log;
+    c->read->handler = ngx_http_async_task_client_read;
+    c->write->handler = ngx_http_async_task_client_write;
 }
 
 
