@@ -543,9 +543,7 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     if (ngx_http_async_task_shm_start(shm, &job->task, in->sh) != NGX_OK) {
         /* another process runs it: this claim is stale, let it go */
-        ngx_shmtx_lock(&shm->shpool->mutex);
-        ngx_http_async_task_release_locked(in);
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_shm_release_slot(shm, in->sh);
         ngx_http_async_task_job_destroy(job);
         return;
     }
@@ -636,9 +634,8 @@ ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
                       "stored", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
 
         if (job->instance) {
-            ngx_shmtx_lock(&ngx_http_async_task_shm_ctx->shpool->mutex);
-            ngx_http_async_task_release_locked(job->instance);
-            ngx_shmtx_unlock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+            ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_ctx,
+                                                 job->instance->sh);
         }
 
         ngx_http_async_task_job_destroy(job);
@@ -776,7 +773,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (in) {
         ngx_shmtx_lock(&shm->shpool->mutex);
 
-        ngx_http_async_task_release_locked(in);
+        ngx_http_async_task_release_locked(in->sh);
 
         if (job->outcome.run != ngx_http_async_task_run_done
             && job->outcome.result != ngx_http_async_task_client_aborted)
@@ -977,9 +974,8 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
         ngx_queue_remove(&job->queue);
         ngx_http_async_task_client_close(&job->client);
 
-        ngx_shmtx_lock(&ngx_http_async_task_shm_ctx->shpool->mutex);
-        ngx_http_async_task_release_locked(job->instance);
-        ngx_shmtx_unlock(&ngx_http_async_task_shm_ctx->shpool->mutex);
+        ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_ctx,
+                                             job->instance->sh);
 
         ngx_http_async_task_job_destroy(job);
 
@@ -1104,13 +1100,7 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
                                               tasks[i].attempts);
 
         if (ish) {
-            ngx_shmtx_lock(&shm->shpool->mutex);
-
-            if (ish->inflight) {
-                ish->inflight--;
-            }
-
-            ngx_shmtx_unlock(&shm->shpool->mutex);
+            ngx_http_async_task_shm_release_slot(shm, ish);
         }
     }
 
@@ -1150,13 +1140,7 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
     shm = ngx_http_async_task_shm_ctx;
 
     if (job->orphaned) {
-        ngx_shmtx_lock(&shm->shpool->mutex);
-
-        if (job->orphaned->inflight) {
-            job->orphaned->inflight--;
-        }
-
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_shm_release_slot(shm, job->orphaned);
     }
 
     if (job->rc == NGX_OK) {

@@ -9,8 +9,12 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_shm.h"
+#include "ngx_http_async_task_upstream.h"
 
 
+static void ngx_http_async_task_shm_enlist_locked(
+    ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
+    ngx_http_async_task_t *task);
 static void ngx_http_async_task_shm_fill_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
     ngx_http_async_task_t *task);
@@ -266,8 +270,7 @@ ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
 
     if (node && node->status == NGX_HTTP_ASYNC_TASK_PENDING) {
         ngx_queue_remove(&node->running);
-        ngx_rbtree_delete(&shm->sh->rbtree, &node->node);
-        ngx_http_async_task_shm_insert_locked(shm, node, task);
+        ngx_http_async_task_shm_enlist_locked(shm, node, task);
 
     } else if (node && node->data == NULL) {
         ngx_http_async_task_shm_fill_locked(shm, node, task);
@@ -306,12 +309,27 @@ static void
 ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
 {
+    ngx_memcpy(node->id, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    node->node.key = ngx_crc32_short(task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    ngx_rbtree_insert(&shm->sh->rbtree, &node->node);
+
+    ngx_http_async_task_shm_enlist_locked(shm, node, task);
+}
+
+
+/*
+ * A node in the tree joins the live set: its fields, its cached copy,
+ * and the queue of its kind or the running list.
+ */
+
+static void
+ngx_http_async_task_shm_enlist_locked(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
+{
     ngx_http_async_task_shctx_t  *sh;
 
     sh = shm->sh;
-
-    ngx_memcpy(node->id, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-    node->node.key = ngx_crc32_short(task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
 
     node->kind = (u_char) task->kind;
     node->status = (u_char) task->status;
@@ -322,8 +340,6 @@ ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
     node->started_at = task->started_at;
 
     ngx_http_async_task_shm_fill_locked(shm, node, task);
-
-    ngx_rbtree_insert(&sh->rbtree, &node->node);
 
     if (task->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
         node->owner = task->owner;
@@ -568,9 +584,8 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
         /* claimed before its own worker put it in the queue */
 
         ngx_queue_remove(&node->running);
-        ngx_rbtree_delete(&sh->rbtree, &node->node);
         task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
-        ngx_http_async_task_shm_insert_locked(shm, node, task);
+        ngx_http_async_task_shm_enlist_locked(shm, node, task);
 
     } else if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
         sh->queue[node->kind] =
@@ -750,6 +765,18 @@ ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     return found;
+}
+
+
+/* an instance's slot given back: its run is over */
+
+void
+ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_sh_t *ish)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    ngx_http_async_task_release_locked(ish);
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 

@@ -661,9 +661,9 @@ ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
 /* a slot given back, the zone locked */
 
 void
-ngx_http_async_task_release_locked(ngx_http_async_task_instance_t *in)
+ngx_http_async_task_release_locked(ngx_http_async_task_instance_sh_t *ish)
 {
-    if (in->sh->inflight) {
-        in->sh->inflight--;
+    if (ish->inflight) {
+        ish->inflight--;
     }
 }

@@ -31,7 +31,8 @@ ngx_uint_t ngx_http_async_task_tier_locked(
     ngx_http_async_task_backend_t *backend);
 void ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
     ngx_uint_t *free, ngx_uint_t *total);
-void ngx_http_async_task_release_locked(ngx_http_async_task_instance_t *in);
+void ngx_http_async_task_release_locked(
+    ngx_http_async_task_instance_sh_t *ish);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_UPSTREAM_H_INCLUDED_ */
