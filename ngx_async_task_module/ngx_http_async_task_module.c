@@ -24,6 +24,16 @@
 #define NGX_HTTP_ASYNC_TASK_MAX_QUEUED   1000
 #define NGX_HTTP_ASYNC_TASK_RETENTION    (24 * 60 * 60)
 #define NGX_HTTP_ASYNC_TASK_LOCK_TIMEOUT 5000
+#define NGX_HTTP_ASYNC_TASK_ZONE_SPARE   8
+
+
+/* a path the worker processes must be able to use */
+
+typedef struct {
+    u_char                         *path;
+    const char                     *what;
+    int                             mode;       /* for access() */
+} ngx_http_async_task_path_t;
 
 
 static void *ngx_http_async_task_create_main_conf(ngx_conf_t *cf);
@@ -39,9 +49,18 @@ static char *ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+static ngx_int_t ngx_http_async_task_check_zone(ngx_conf_t *cf,
+    ngx_http_async_task_main_conf_t *amcf);
+static size_t ngx_http_async_task_slot_size(size_t size);
+
 static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store);
+static ngx_int_t ngx_http_async_task_check_paths(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *store, u_char *dir,
+    ngx_core_conf_t *ccf);
+static ngx_uint_t ngx_http_async_task_try_paths(
+    ngx_http_async_task_path_t *paths, ngx_uint_t n);
 static ngx_int_t ngx_http_async_task_init_process(ngx_cycle_t *cycle);
 static void ngx_http_async_task_exit_process(ngx_cycle_t *cycle);
 
@@ -221,10 +240,91 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_async_task_check_zone(cf, amcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     shm = amcf->store->shm_zone->data;
     shm->instances = &amcf->instances;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The zone must hold a node for every task that can be live at once:
+ * max_queued QUEUED ones and as many RUNNING ones as the instances take.
+ * A zone too small for them would only show as 503s under load.
+ */
+
+static ngx_int_t
+ngx_http_async_task_check_zone(ngx_conf_t *cf,
+    ngx_http_async_task_main_conf_t *amcf)
+{
+    size_t                             node, instance, need;
+    ngx_uint_t                         i, live, pages;
+    ngx_http_async_task_instance_t    *in;
+    ngx_http_async_task_store_conf_t  *store;
+
+    store = amcf->store;
+    in = amcf->instances.elts;
+
+    live = store->max_queued;
+
+    for (i = 0; i < amcf->instances.nelts; i++) {
+        live += in[i].max_conns;
+    }
+
+    node = ngx_http_async_task_slot_size(sizeof(ngx_http_async_task_node_t));
+    instance = ngx_http_async_task_slot_size(
+                                 sizeof(ngx_http_async_task_instance_sh_t));
+
+    /*
+     * the nodes' pages, the instances' pages, and a few pages for the
+     * zone's context, its log context and the cached task data
+     */
+
+    pages = (live + ngx_pagesize / node - 1) / (ngx_pagesize / node)
+            + (amcf->instances.nelts * instance + ngx_pagesize - 1)
+              / ngx_pagesize
+            + NGX_HTTP_ASYNC_TASK_ZONE_SPARE;
+
+    /* each page also costs its ngx_slab_page_t, and the pool its header */
+
+    need = pages * (ngx_pagesize + sizeof(ngx_slab_page_t))
+           + sizeof(ngx_slab_pool_t) + ngx_pagesize
+           + 2 * (ngx_pagesize_shift - 3)
+             * (sizeof(ngx_slab_page_t) + sizeof(ngx_slab_stat_t));
+
+    if (store->zone_size < need) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "zone \"%V\" is too small for max_queued=%ui: "
+                      "needs at least %uzk (%uz bytes per task)",
+                      &store->zone_name, store->max_queued,
+                      (need + 1023) / 1024, node);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* what the slab allocator gives for an allocation of the size */
+
+static size_t
+ngx_http_async_task_slot_size(size_t size)
+{
+    size_t  slot;
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (slot = 8; slot < size; slot <<= 1) {
+        /* void */
+    }
+
+    return slot;
 }
 
 
@@ -714,7 +814,8 @@ ngx_http_async_task_init_module(ngx_cycle_t *cycle)
 /*
  * Worker processes must be able to write what the master creates: the
  * directories it makes (and only those) and the database file go to the
- * "user" of nginx.conf.
+ * "user" of nginx.conf.  Nothing the module makes is readable by other
+ * local accounts.
  */
 
 static ngx_int_t
@@ -750,7 +851,7 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     if (dir[0] && ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
 
-        if (ngx_create_full_path(dir, 0755) != 0) {
+        if (ngx_create_full_path(dir, NGX_HTTP_ASYNC_TASK_DIR_ACCESS) != 0) {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                           ngx_create_dir_n " \"%s\" failed", dir);
             return NGX_ERROR;
@@ -765,7 +866,9 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     if (ngx_file_info(store->files.data, &fi) == NGX_FILE_ERROR) {
 
-        if (ngx_create_dir(store->files.data, 0755) == NGX_FILE_ERROR) {
+        if (ngx_create_dir(store->files.data, NGX_HTTP_ASYNC_TASK_DIR_ACCESS)
+            == NGX_FILE_ERROR)
+        {
             ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                           ngx_create_dir_n " \"%s\" failed",
                           store->files.data);
@@ -782,12 +885,11 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
         }
     }
 
-    if (!owner) {
-        return NGX_OK;
-    }
+    /* SQLite gives the -wal and -shm files the mode of the database */
 
     fd = ngx_open_file(store->path.data, NGX_FILE_RDWR,
-                       NGX_FILE_CREATE_OR_OPEN, 0600);
+                       NGX_FILE_CREATE_OR_OPEN,
+                       NGX_HTTP_ASYNC_TASK_FILE_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
@@ -795,7 +897,7 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    if (fchown(fd, ccf->user, ccf->group) == -1) {
+    if (owner && fchown(fd, ccf->user, ccf->group) == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "fchown(\"%s\", %d) failed", store->path.data,
                       ccf->user);
@@ -805,7 +907,175 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     (void) ngx_close_file(fd);
 
-    return NGX_OK;
+    return ngx_http_async_task_check_paths(cycle, store, dir,
+                                           owner ? ccf : NULL);
+}
+
+
+/*
+ * What worker processes will write must be writable by them: a mistake
+ * stops nginx here rather than failing every request later.  The master
+ * runs as root: a child process takes the workers' user, groups and
+ * supplementary groups, as a worker would, and tries each path.
+ */
+
+static ngx_int_t
+ngx_http_async_task_check_paths(ngx_cycle_t *cycle,
+    ngx_http_async_task_store_conf_t *store, u_char *dir,
+    ngx_core_conf_t *ccf)
+{
+    int                        fds[2], status, answer[2];
+    u_char                    *name;
+    ngx_pid_t                  pid;
+    ngx_uint_t                 i, n;
+    ngx_http_async_task_path_t  paths[5];
+    u_char                     wal[NGX_MAX_PATH], shm[NGX_MAX_PATH];
+
+    if (store->path.len + sizeof("-wal") > NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "async_task store path \"%V\" is too long",
+                      &store->path);
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(wal, "%V-wal%Z", &store->path);
+    ngx_sprintf(shm, "%V-shm%Z", &store->path);
+
+    n = 0;
+
+    if (dir[0]) {
+        paths[n].path = dir;
+        paths[n].what = "directory";
+        paths[n++].mode = W_OK|X_OK;
+    }
+
+    paths[n].path = store->files.data;
+    paths[n].what = "files= directory";
+    paths[n++].mode = W_OK|X_OK;
+
+    paths[n].path = store->path.data;
+    paths[n].what = "database";
+    paths[n++].mode = R_OK|W_OK;
+
+    paths[n].path = wal;
+    paths[n].what = "database";
+    paths[n++].mode = R_OK|W_OK;
+
+    paths[n].path = shm;
+    paths[n].what = "database";
+    paths[n++].mode = R_OK|W_OK;
+
+    if (ccf == NULL) {
+        answer[0] = (int) ngx_http_async_task_try_paths(paths, n);
+        answer[1] = ngx_errno;
+        name = NULL;
+        goto done;
+    }
+
+    name = (u_char *) ccf->username;
+
+    if (pipe(fds) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "pipe() failed");
+        return NGX_ERROR;
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno, "fork() failed");
+        (void) close(fds[0]);
+        (void) close(fds[1]);
+        return NGX_ERROR;
+    }
+
+    if (pid == 0) {
+        (void) close(fds[0]);
+
+        if (setgid(ccf->group) == -1
+            || initgroups(ccf->username, ccf->group) == -1
+            || setuid(ccf->user) == -1)
+        {
+            answer[0] = -1;
+
+        } else {
+            answer[0] = (int) ngx_http_async_task_try_paths(paths, n);
+        }
+
+        answer[1] = errno;
+
+        (void) write(fds[1], answer, sizeof(answer));
+        _exit(0);
+    }
+
+    (void) close(fds[1]);
+
+    if (read(fds[0], answer, sizeof(answer)) != (ssize_t) sizeof(answer)) {
+        answer[0] = -1;
+        answer[1] = 0;
+    }
+
+    (void) close(fds[0]);
+
+    while (waitpid(pid, &status, 0) == -1 && ngx_errno == NGX_EINTR) {
+        /* void */
+    }
+
+done:
+
+    if (answer[0] == (int) n) {
+        return NGX_OK;
+    }
+
+    if (answer[0] < 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, answer[1],
+                      "could not take the identity of user \"%s\" to "
+                      "check the async_task store", name);
+        return NGX_ERROR;
+    }
+
+    i = answer[0];
+
+    if (name) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, answer[1],
+                      "async_task_store %s \"%s\" is not %s by user \"%s\"",
+                      paths[i].what, paths[i].path,
+                      (paths[i].mode & X_OK) ? "writable" : "readable and "
+                      "writable", name);
+
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, answer[1],
+                      "async_task_store %s \"%s\" is not %s",
+                      paths[i].what, paths[i].path,
+                      (paths[i].mode & X_OK) ? "writable" : "readable and "
+                      "writable");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* the index of the first path that fails, n when all pass */
+
+static ngx_uint_t
+ngx_http_async_task_try_paths(ngx_http_async_task_path_t *paths,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (access((char *) paths[i].path, paths[i].mode) == -1) {
+
+            /* SQLite makes its -wal and -shm files when they are missing */
+
+            if (paths[i].mode == (R_OK|W_OK) && ngx_errno == NGX_ENOENT) {
+                continue;
+            }
+
+            return i;
+        }
+    }
+
+    return n;
 }
 
 

@@ -27,6 +27,14 @@
 
 #define NGX_HTTP_ASYNC_TASK_ID_LEN         36
 
+/*
+ * Uploads, results and the database hold users' data: only the worker
+ * user may read them.  Every file the module creates under files= and
+ * the directories it makes use these modes.
+ */
+#define NGX_HTTP_ASYNC_TASK_FILE_ACCESS    0600
+#define NGX_HTTP_ASYNC_TASK_DIR_ACCESS     0700
+
 #define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
 #define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
 

@@ -23,12 +23,19 @@
 
 #define NGX_HTTP_ASYNC_TASK_PRIORITY      5
 #define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX  35
+#define NGX_HTTP_ASYNC_TASK_NAME_MAX      255
+
+#define NGX_HTTP_ASYNC_TASK_TEXT_OK       0
+#define NGX_HTTP_ASYNC_TASK_TEXT_NUL      1
+#define NGX_HTTP_ASYNC_TASK_TEXT_CONTROL  2
+#define NGX_HTTP_ASYNC_TASK_TEXT_UTF8     3
 
 
 typedef struct {
     ngx_http_request_t             *request;
     ngx_http_async_task_op_t       *op;         /* the insert: owns task */
     unsigned                        reserved:1; /* a queue slot, a node */
+    unsigned                        stored:1;   /* the upload's input file */
     ngx_http_async_task_upload_t    upload;
     ngx_str_t                       json;       /* an image request */
     const char                     *error;      /* what is wrong with it */
@@ -67,12 +74,15 @@ static const char *ngx_http_async_task_json_text(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_async_task_upload_start(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
+static ngx_uint_t ngx_http_async_task_submit_full(ngx_http_request_t *r);
 static void ngx_http_async_task_upload_body(ngx_http_request_t *r);
 static void ngx_http_async_task_upload_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_upload_done(ngx_event_t *ev);
 static const char *ngx_http_async_task_speech_fields(
     ngx_http_async_task_upload_t *up, ngx_uint_t *priority,
     const char **field);
+static ngx_uint_t ngx_http_async_task_text(u_char *p, u_char *last,
+    size_t *n);
 static ngx_int_t ngx_http_async_task_speech_params(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
 static ngx_int_t ngx_http_async_task_speech_args(ngx_http_request_t *r,
@@ -668,7 +678,7 @@ static const char *
 ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
     size_t max)
 {
-    u_char  *p, *last;
+    u_char  *p;
     size_t   n;
 
     if (!cJSON_IsString(item)) {
@@ -677,19 +687,28 @@ ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
     }
 
     p = (u_char *) item->valuestring;
-    last = p + ngx_strlen(p);
-    n = 0;
 
-    while (p < last) {
-        if (*p < 0x80) {
-            p++;
+    switch (ngx_http_async_task_text(p, p + ngx_strlen(p), &n)) {
 
-        } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return ngx_http_async_task_message(r, "%s is not valid UTF-8",
-                                               item->string);
-        }
+    case NGX_HTTP_ASYNC_TASK_TEXT_OK:
+        break;
 
-        n++;
+    case NGX_HTTP_ASYNC_TASK_TEXT_UTF8:
+        return ngx_http_async_task_message(r, "%s is not valid UTF-8",
+                                           item->string);
+
+    default:
+        return ngx_http_async_task_message(r,
+                                     "%s must not contain control characters",
+                                     item->string);
+    }
+
+    /* sd-server takes options from inside the prompt: a client may not */
+
+    if (ngx_strcasestrn(p, "sd_cpp_extra_args", 17 - 1)) {
+        return ngx_http_async_task_message(r,
+                                     "%s must not contain sd_cpp_extra_args",
+                                     item->string);
     }
 
     if (n < min) {
@@ -923,8 +942,10 @@ ngx_http_async_task_speech_args(ngx_http_request_t *r,
 
 /*
  * An upload is kept by nginx in its client body temp file as it arrives;
- * once complete, a pool thread turns it into the task's input file.  The
- * queue slot is taken first, so a full queue costs no upload.
+ * once complete, a pool thread turns it into the task's input file.  A
+ * full queue is refused before any of the body is read, but the slot is
+ * reserved only once the body is in: uploads that trickle in hold no
+ * slot, and cannot lock other clients out.
  */
 
 static ngx_int_t
@@ -939,9 +960,8 @@ ngx_http_async_task_upload_start(ngx_http_request_t *r,
                                           "the body is empty", NULL);
     }
 
-    rc = ngx_http_async_task_submit_reserve(r, ctx);
-    if (rc != NGX_OK) {
-        return ngx_http_async_task_submit_refuse(r, rc);
+    if (ngx_http_async_task_submit_full(r)) {
+        return ngx_http_async_task_submit_refuse(r, NGX_BUSY);
     }
 
     /* a named file, for the thread to open; removed when the request ends */
@@ -953,6 +973,9 @@ ngx_http_async_task_upload_start(ngx_http_request_t *r,
                                            ngx_http_async_task_upload_body);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "async_task upload: body refused: %i", rc);
+
         ngx_http_async_task_submit_abort(ctx);
         return rc;
     }
@@ -961,11 +984,40 @@ ngx_http_async_task_upload_start(ngx_http_request_t *r,
 }
 
 
+/* a cheap first look at the queue, which reserves nothing */
+
+static ngx_uint_t
+ngx_http_async_task_submit_full(ngx_http_request_t *r)
+{
+    ngx_uint_t                        full;
+    ngx_http_async_task_shm_t        *shm;
+    ngx_http_async_task_shctx_t      *sh;
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
+    shm = ngx_http_async_task_shm(r);
+    sh = shm->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    full = (sh->count[NGX_HTTP_ASYNC_TASK_QUEUED] + sh->reserved
+            >= amcf->store->max_queued);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task submit: queue full: %ui", full);
+
+    return full;
+}
+
+
 static void
 ngx_http_async_task_upload_body(ngx_http_request_t *r)
 {
     u_char                        *p;
     size_t                         len;
+    ngx_int_t                      rc;
     ngx_str_t                     *files;
     ngx_thread_task_t             *task;
     ngx_http_request_body_t       *rb;
@@ -984,6 +1036,17 @@ ngx_http_async_task_upload_body(ngx_http_request_t *r)
                                         NGX_HTTP_BAD_REQUEST,
                                         "invalid_argument",
                                         "the body is empty", NULL));
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task upload: body of %O bytes read",
+                   rb->temp_file->file.offset);
+
+    rc = ngx_http_async_task_submit_reserve(r, ctx);
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r,
+                                  ngx_http_async_task_submit_refuse(r, rc));
         return;
     }
 
@@ -1089,9 +1152,15 @@ ngx_http_async_task_upload_done(ngx_event_t *ev)
 
     r->main->blocked--;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task upload: \"%V\" done: %i",
+                   &up->target, up->rc);
+
     switch (up->rc) {
 
     case NGX_OK:
+        ctx->stored = 1;
+
         rc = ngx_http_async_task_speech_params(r, ctx);
 
         if (rc == NGX_OK) {
@@ -1158,28 +1227,70 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     if (up->has_prompt) {
         *field = "prompt";
 
-        p = up->prompt.data;
-        last = p + up->prompt.len;
-        n = 0;
+        switch (ngx_http_async_task_text(up->prompt.data,
+                                         up->prompt.data + up->prompt.len,
+                                         &n))
+        {
+        case NGX_HTTP_ASYNC_TASK_TEXT_NUL:
+            return "prompt must not contain NUL characters";
 
-        while (p < last) {
-            if (*p == '\0') {
-                return "prompt must not contain NUL characters";
-            }
+        case NGX_HTTP_ASYNC_TASK_TEXT_CONTROL:
+            return "prompt must not contain control characters";
 
-            if (*p < 0x80) {
-                p++;
-
-            } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-                return "prompt is not valid UTF-8";
-            }
-
-            n++;
+        case NGX_HTTP_ASYNC_TASK_TEXT_UTF8:
+            return "prompt is not valid UTF-8";
         }
 
         if (n > NGX_HTTP_ASYNC_TASK_FIELD_MAX) {
             return "prompt is longer than 4000 characters";
         }
+    }
+
+    /* both go into the header of a part of the request to the instance */
+
+    *field = "filename";
+
+    switch (ngx_http_async_task_text(up->filename.data,
+                                     up->filename.data + up->filename.len,
+                                     &n))
+    {
+    case NGX_HTTP_ASYNC_TASK_TEXT_UTF8:
+        return "filename is not valid UTF-8";
+
+    case NGX_HTTP_ASYNC_TASK_TEXT_OK:
+        if (ngx_strlchr(up->filename.data,
+                        up->filename.data + up->filename.len, '\r')
+            == NULL
+            && ngx_strlchr(up->filename.data,
+                           up->filename.data + up->filename.len, '\n')
+               == NULL)
+        {
+            break;
+        }
+
+        /* fall through */
+
+    default:
+        return "filename must not contain control characters";
+    }
+
+    if (n > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
+        return "filename is longer than 255 characters";
+    }
+
+    *field = "content_type";
+
+    for (p = up->content_type.data, last = p + up->content_type.len;
+         p < last;
+         p++)
+    {
+        if ((*p < 0x20 && *p != '\t') || *p >= 0x7f) {
+            return "content_type must be printable ASCII";
+        }
+    }
+
+    if (up->content_type.len > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
+        return "content_type is longer than 255 characters";
     }
 
     if (up->has_priority) {
@@ -1197,6 +1308,42 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     *field = NULL;
 
     return NULL;
+}
+
+
+/*
+ * Text from a client: valid UTF-8, no NUL, and of the other control
+ * characters only tab and line breaks, which prompts may hold.  *n is
+ * the number of characters.
+ */
+
+static ngx_uint_t
+ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
+{
+    *n = 0;
+
+    while (p < last) {
+        if (*p == '\0') {
+            return NGX_HTTP_ASYNC_TASK_TEXT_NUL;
+        }
+
+        if ((*p < 0x20 && *p != '\t' && *p != '\r' && *p != '\n')
+            || *p == 0x7f)
+        {
+            return NGX_HTTP_ASYNC_TASK_TEXT_CONTROL;
+        }
+
+        if (*p < 0x80) {
+            p++;
+
+        } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
+        }
+
+        (*n)++;
+    }
+
+    return NGX_HTTP_ASYNC_TASK_TEXT_OK;
 }
 
 
@@ -1305,6 +1452,10 @@ ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
 
     ctx->reserved = (rc == NGX_OK);
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task submit: slot for %*s: %i",
+                   (size_t) NGX_HTTP_ASYNC_TASK_ID_LEN, ctx->op->task.id, rc);
+
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "async_task zone \"%V\" is full: increase its size",
@@ -1377,7 +1528,30 @@ ngx_http_async_task_submit_cleanup(void *data)
 static void
 ngx_http_async_task_submit_abort(ngx_http_async_task_submit_t *ctx)
 {
+    ngx_log_t  *log;
+
+    log = ctx->request->connection->log;
+
+    if (ctx->stored) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "async_task upload: removing \"%V\"",
+                       &ctx->upload.target);
+
+        if (ngx_delete_file(ctx->upload.target.data) == NGX_FILE_ERROR
+            && ngx_errno != NGX_ENOENT)
+        {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed",
+                          ctx->upload.target.data);
+        }
+
+        ctx->stored = 0;
+    }
+
     if (ctx->reserved) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "async_task submit: queue slot given back");
+
         ngx_http_async_task_shm_release(ngx_http_async_task_shm(ctx->request),
                                         ctx->op->task.id);
         ctx->reserved = 0;
@@ -1394,6 +1568,10 @@ static ngx_int_t
 ngx_http_async_task_submit_commit(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx)
 {
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task submit: insert of %*s posted",
+                   (size_t) NGX_HTTP_ASYNC_TASK_ID_LEN, ctx->op->task.id);
+
     ctx->op->handler = ngx_http_async_task_submit_done;
     ctx->op->data = ctx;
 
@@ -1420,13 +1598,21 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
     r->main->blocked--;
 
     if (op->rc != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "async_task submit: insert failed");
+
         ngx_http_async_task_submit_abort(ctx);
         ngx_http_async_task_finish(r, ngx_http_async_task_send_unavailable(r));
         return;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task submit: task %*s committed",
+                   (size_t) NGX_HTTP_ASYNC_TASK_ID_LEN, op->task.id);
+
     ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), &op->task);
     ctx->reserved = 0;
+    ctx->stored = 0;
 
     /* a free slot starts it within milliseconds */
     ngx_http_async_task_dispatch_wake();
@@ -1503,6 +1689,10 @@ ngx_http_async_task_reject(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *field)
 {
     ngx_int_t  rc;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async_task submit: refused %ui %s: %s",
+                   status, code, message);
 
     rc = ngx_http_async_task_submit_release(r);
     if (rc != NGX_OK) {

@@ -757,6 +757,23 @@ ngx_http_async_task_upload_disposition(ngx_http_async_task_upload_ctx_t *ctx,
         }
 
         rc = ngx_http_async_task_upload_param(ctx, &p, last, &value);
+
+        if (rc == NGX_ABORT) {
+
+            /* a file name goes to the instance: say which field is wrong */
+
+            if (len == sizeof("filename") - 1
+                && ngx_strncasecmp(name, (u_char *) "filename", len) == 0)
+            {
+                ctx->up->error = "filename must not contain control "
+                                 "characters";
+                ctx->up->field = "filename";
+                return NGX_DECLINED;
+            }
+
+            return ngx_http_async_task_upload_malformed(ctx);
+        }
+
         if (rc != NGX_OK) {
             return rc;
         }
@@ -788,7 +805,8 @@ ngx_http_async_task_upload_disposition(ngx_http_async_task_upload_ctx_t *ctx,
 /*
  * A parameter value, a quoted string or a token, copied to the pool and
  * NUL-terminated.  In a quoted string only \" and \\ are escapes: user
- * agents send Windows paths with bare backslashes.
+ * agents send Windows paths with bare backslashes.  NGX_ABORT: a control
+ * character.
  */
 
 static ngx_int_t
@@ -825,7 +843,7 @@ ngx_http_async_task_upload_param(ngx_http_async_task_upload_ctx_t *ctx,
             }
 
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-                return ngx_http_async_task_upload_malformed(ctx);
+                return NGX_ABORT;
             }
 
             *d++ = ch;
@@ -835,7 +853,11 @@ ngx_http_async_task_upload_param(ngx_http_async_task_upload_ctx_t *ctx,
         start = p;
 
         while (p < last && *p != ';' && *p != ' ' && *p != '\t') {
-            if (*p < 0x20 || *p == 0x7f || *p == '"') {
+            if (*p < 0x20 || *p == 0x7f) {
+                return NGX_ABORT;
+            }
+
+            if (*p == '"') {
                 return ngx_http_async_task_upload_malformed(ctx);
             }
 
@@ -1033,7 +1055,7 @@ ngx_http_async_task_upload_create(ngx_http_async_task_upload_ctx_t *ctx)
 {
     ctx->dst = ngx_open_file(ctx->up->target.data, NGX_FILE_WRONLY,
                              NGX_FILE_CREATE_OR_OPEN|O_EXCL,
-                             NGX_FILE_DEFAULT_ACCESS);
+                             NGX_HTTP_ASYNC_TASK_FILE_ACCESS);
 
     if (ctx->dst == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
