@@ -56,6 +56,8 @@ static size_t ngx_http_async_task_slot_size(size_t size);
 static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store);
+static ngx_int_t ngx_http_async_task_create_dirs(ngx_cycle_t *cycle,
+    u_char *path, ngx_core_conf_t *ccf);
 static ngx_int_t ngx_http_async_task_check_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store, u_char *dir,
     ngx_core_conf_t *ccf);
@@ -826,7 +828,6 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_fd_t          fd;
     ngx_uint_t        owner;
     ngx_core_conf_t  *ccf;
-    ngx_file_info_t   fi;
     u_char            dir[NGX_MAX_PATH];
 
     for (p = store->path.data + store->path.len;
@@ -849,40 +850,13 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     owner = (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT);
 
-    if (dir[0] && ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
-
-        if (ngx_create_full_path(dir, NGX_HTTP_ASYNC_TASK_DIR_ACCESS) != 0) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          ngx_create_dir_n " \"%s\" failed", dir);
-            return NGX_ERROR;
-        }
-
-        if (owner && chown((char *) dir, ccf->user, ccf->group) == -1) {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "chown(\"%s\", %d) failed", dir, ccf->user);
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_file_info(store->files.data, &fi) == NGX_FILE_ERROR) {
-
-        if (ngx_create_dir(store->files.data, NGX_HTTP_ASYNC_TASK_DIR_ACCESS)
-            == NGX_FILE_ERROR)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          ngx_create_dir_n " \"%s\" failed",
-                          store->files.data);
-            return NGX_ERROR;
-        }
-
-        if (owner
-            && chown((char *) store->files.data, ccf->user, ccf->group) == -1)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                          "chown(\"%s\", %d) failed", store->files.data,
-                          ccf->user);
-            return NGX_ERROR;
-        }
+    if (ngx_http_async_task_create_dirs(cycle, dir, owner ? ccf : NULL)
+        != NGX_OK
+        || ngx_http_async_task_create_dirs(cycle, store->files.data,
+                                           owner ? ccf : NULL)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     /* SQLite gives the -wal and -shm files the mode of the database */
@@ -909,6 +883,57 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
 
     return ngx_http_async_task_check_paths(cycle, store, dir,
                                            owner ? ccf : NULL);
+}
+
+
+/* each missing directory of the path is made, and given to the user */
+
+static ngx_int_t
+ngx_http_async_task_create_dirs(ngx_cycle_t *cycle, u_char *path,
+    ngx_core_conf_t *ccf)
+{
+    u_char           *p, ch;
+    ngx_file_info_t   fi;
+
+    if (path[0] == '\0') {
+        return NGX_OK;
+    }
+
+    for (p = path + 1; ; p++) {
+        ch = *p;
+
+        if (ch != '/' && ch != '\0') {
+            continue;
+        }
+
+        *p = '\0';
+
+        if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+
+            if (ngx_create_dir(path, NGX_HTTP_ASYNC_TASK_DIR_ACCESS)
+                == NGX_FILE_ERROR
+                && ngx_errno != NGX_EEXIST)
+            {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                              ngx_create_dir_n " \"%s\" failed", path);
+                *p = ch;
+                return NGX_ERROR;
+            }
+
+            if (ccf && chown((char *) path, ccf->user, ccf->group) == -1) {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                              "chown(\"%s\", %d) failed", path, ccf->user);
+                *p = ch;
+                return NGX_ERROR;
+            }
+        }
+
+        *p = ch;
+
+        if (ch == '\0' || p[1] == '\0') {
+            return NGX_OK;
+        }
+    }
 }
 
 

@@ -1320,6 +1320,8 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
 static ngx_uint_t
 ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
 {
+    uint32_t  c;
+
     *n = 0;
 
     while (p < last) {
@@ -1336,8 +1338,14 @@ ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
         if (*p < 0x80) {
             p++;
 
-        } else if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
+        } else {
+            /* surrogates are not characters: JSON of them is invalid */
+
+            c = ngx_utf8_decode(&p, last - p);
+
+            if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+                return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
+            }
         }
 
         (*n)++;
