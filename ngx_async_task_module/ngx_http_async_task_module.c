@@ -50,7 +50,7 @@ static char *ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static ngx_int_t ngx_http_async_task_check_zone(ngx_conf_t *cf,
-    ngx_http_async_task_main_conf_t *amcf);
+    ngx_http_async_task_main_conf_t *amcf, ngx_http_async_task_shm_t *shm);
 static size_t ngx_http_async_task_slot_size(size_t size);
 
 static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
@@ -242,12 +242,12 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_http_async_task_check_zone(cf, amcf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     shm = amcf->store->shm_zone->data;
     shm->instances = &amcf->instances;
+
+    if (ngx_http_async_task_check_zone(cf, amcf, shm) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -256,12 +256,13 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
 /*
  * The zone must hold a node for every task that can be live at once:
  * max_queued QUEUED ones and as many RUNNING ones as the instances take.
- * A zone too small for them would only show as 503s under load.
+ * A zone too small for them would only show as 503s under load.  The
+ * cached copies of tasks' data leave the nodes' room alone (see shm.c).
  */
 
 static ngx_int_t
 ngx_http_async_task_check_zone(ngx_conf_t *cf,
-    ngx_http_async_task_main_conf_t *amcf)
+    ngx_http_async_task_main_conf_t *amcf, ngx_http_async_task_shm_t *shm)
 {
     size_t                             node, instance, need;
     ngx_uint_t                         i, live, pages;
@@ -280,6 +281,9 @@ ngx_http_async_task_check_zone(ngx_conf_t *cf,
     node = ngx_http_async_task_slot_size(sizeof(ngx_http_async_task_node_t));
     instance = ngx_http_async_task_slot_size(
                                  sizeof(ngx_http_async_task_instance_sh_t));
+
+    shm->max_live = live;
+    shm->per_page = ngx_pagesize / node;
 
     /*
      * the nodes' pages, the instances' pages, and a few pages for the

@@ -369,11 +369,26 @@ static void
 ngx_http_async_task_shm_fill_locked(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)
 {
+    size_t       size;
+    ngx_uint_t   live, pages;
+
     node->user_len = (uint32_t) task->user.len;
     node->params_len = (uint32_t) task->params.len;
+    node->data = NULL;
 
-    node->data = ngx_slab_alloc_locked(shm->shpool,
-                                       task->user.len + task->params.len);
+    /* nor may it take the free pages that the nodes of free slots need */
+
+    size = task->user.len + task->params.len;
+    live = shm->sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]
+           + shm->sh->count[NGX_HTTP_ASYNC_TASK_RUNNING] + shm->sh->reserved;
+    pages = (live < shm->max_live && shm->per_page)
+            ? (shm->max_live - live) / shm->per_page + 1 : 0;
+
+    if (shm->shpool->pfree < pages + size / ngx_pagesize + 1) {
+        return;
+    }
+
+    node->data = ngx_slab_alloc_locked(shm->shpool, size);
     if (node->data) {
         ngx_memcpy(node->data, task->user.data, task->user.len);
         ngx_memcpy(node->data + task->user.len, task->params.data,

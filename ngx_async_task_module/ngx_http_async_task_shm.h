@@ -93,6 +93,8 @@ typedef struct {
     ngx_http_async_task_shctx_t    *sh;
     ngx_slab_pool_t                *shpool;
     ngx_array_t                    *instances;  /* of the configuration */
+    ngx_uint_t                      max_live;   /* queued and running */
+    ngx_uint_t                      per_page;   /* nodes in a page */
 } ngx_http_async_task_shm_t;
 
 
