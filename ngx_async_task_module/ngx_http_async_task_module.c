@@ -953,12 +953,12 @@ ngx_http_async_task_check_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store, u_char *dir,
     ngx_core_conf_t *ccf)
 {
-    int                        fds[2], status, answer[2];
-    u_char                    *name;
-    ngx_pid_t                  pid;
-    ngx_uint_t                 i, n;
-    ngx_http_async_task_path_t  paths[5];
-    u_char                     wal[NGX_MAX_PATH], shm[NGX_MAX_PATH];
+    int                          fds[2], status, answer[2];
+    u_char                      *name;
+    ngx_pid_t                    pid;
+    ngx_uint_t                   i, n;
+    ngx_http_async_task_path_t   paths[5];
+    u_char                       wal[NGX_MAX_PATH], shm[NGX_MAX_PATH];
 
     if (store->path.len + sizeof("-wal") > NGX_MAX_PATH) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,

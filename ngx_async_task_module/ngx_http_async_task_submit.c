@@ -1173,6 +1173,9 @@ ngx_http_async_task_upload_done(ngx_event_t *ev)
         break;
 
     case NGX_DECLINED:
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "async_task upload: refused: %s", up->error);
+
         /* the message may live in the insert's pool: answer, then free */
         rc = ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "invalid_argument", up->error,
