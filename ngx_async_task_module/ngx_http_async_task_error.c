@@ -38,7 +38,7 @@ static ngx_int_t ngx_http_async_task_error_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_uint_t ngx_http_async_task_error_applies(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_async_task_error_early(ngx_http_request_t *r);
-static void **ngx_http_async_task_error_location(ngx_http_request_t *r,
+static void **ngx_http_async_task_error_location(
     ngx_http_core_loc_conf_t *clcf, u_char *uri, size_t len);
 
 
@@ -266,7 +266,7 @@ ngx_http_async_task_error_applies(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    loc_conf = ngx_http_async_task_error_location(r, clcf, uri, last - uri);
+    loc_conf = ngx_http_async_task_error_location(clcf, uri, last - uri);
     if (loc_conf == NULL) {
         return 0;
     }
@@ -296,8 +296,8 @@ ngx_http_async_task_error_early(ngx_http_request_t *r)
  */
 
 static void **
-ngx_http_async_task_error_location(ngx_http_request_t *r,
-    ngx_http_core_loc_conf_t *clcf, u_char *start, size_t size)
+ngx_http_async_task_error_location(ngx_http_core_loc_conf_t *clcf,
+    u_char *start, size_t size)
 {
     u_char                         *uri;
     size_t                          n, len;
