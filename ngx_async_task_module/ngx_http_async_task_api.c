@@ -375,8 +375,8 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
-    ngx_int_t             rc;
-    ngx_pool_cleanup_t   *cln;
+    ngx_int_t            rc;
+    ngx_pool_cleanup_t  *cln;
 
     r->main->blocked--;
 

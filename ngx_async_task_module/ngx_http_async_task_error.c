@@ -226,8 +226,8 @@ ngx_http_async_task_error_body(ngx_http_request_t *r, ngx_str_t *body)
 static ngx_uint_t
 ngx_http_async_task_error_applies(ngx_http_request_t *r)
 {
-    u_char                          *uri, *last;
     void                           **loc_conf;
+    u_char                          *uri, *last;
     ngx_http_core_loc_conf_t        *clcf;
     ngx_http_async_task_loc_conf_t  *alcf;
 
@@ -299,9 +299,9 @@ static void **
 ngx_http_async_task_error_location(ngx_http_core_loc_conf_t *clcf,
     u_char *start, size_t size)
 {
+    void                          **found;
     u_char                         *uri;
     size_t                          n, len;
-    void                          **found;
     ngx_int_t                       rc;
     ngx_http_location_tree_node_t  *node;
 

@@ -352,9 +352,9 @@ ngx_int_t
 ngx_http_async_task_json_list_result(ngx_pool_t *pool,
     ngx_http_async_task_t *task, ngx_str_t *prefix)
 {
+    cJSON       *root, *item, *t, *l, *d;
     u_char      *p, *text, *language;
     size_t       len, text_len, language_len;
-    cJSON       *root, *item, *t, *l, *d;
     ngx_uint_t   truncated;
 
     if (task->kind != NGX_HTTP_ASYNC_TASK_SPEECH

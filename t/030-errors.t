@@ -102,9 +102,9 @@ my @cases = (
     [qq({"prompt":"x","a\xffb\xc3":1}), "a\x{fffd}b\x{fffd}"],
     ['{"prompt":"x","' . ('k' x 3000) . '":1}', ('k' x 128) . '...'],
 );
-for my $c (@cases) {
-    my ($body, $name) = @$c;
-    ::check('key ' . substr($name, 0, 10), 'POST', '/api/v1/image/async',
+for my $i (0 .. $#cases) {
+    my ($body, $name) = @{ $cases[$i] };
+    ::check("body key $i", 'POST', '/api/v1/image/async',
             body => $body, headers => { 'Content-Type' => 'application/json' },
             want => { status => 400, code => 'invalid_argument',
                       field => $name });
