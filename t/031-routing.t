@@ -222,3 +222,29 @@ GET /x/api/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 8: each routing decision and each answer is traced at debug level
+--- request
+GET /api/v1/tasks/01900000-0000-7000-8000-000000000001/result
+--- error_code: 404
+--- error_log eval
+['async task api: GET "tasks/*/result" base "/api/v1/" id "01900000-0000-7000-8000-000000000001"',
+ 'async task api: error not_found: no such task',
+ 'async task api: 404, 55 bytes of JSON']
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 9: ... and a URI that is no endpoint
+--- request
+GET /api/v1/nothing
+--- error_code: 404
+--- error_log
+async task api: no endpoint for "/api/v1/nothing"
+--- no_error_log
+[error]
+[alert]
