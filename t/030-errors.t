@@ -330,3 +330,27 @@ GET /api/v1/system/stats
 --- error_code: 200
 --- no_error_log
 [alert]
+
+
+
+=== TEST 11: multipart part names with quotes, backslashes, invalid UTF-8: the field as sent, escaped
+--- init
+my @cases = (['a\\"b', "a\"b"], ["a\xffb", "a\x{fffd}b"], ['a\\\\b', "a\\b"],
+             ['p' x 300, ('p' x 128) . '...']);
+for my $i (0 .. $#cases) {
+    my ($raw, $name) = @{ $cases[$i] };
+    my $body = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; "
+               . "filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\n"
+               . "--XyZ\r\nContent-Disposition: form-data; name=\"$raw\"\r\n\r\n"
+               . "1\r\n--XyZ--\r\n";
+    my $e = ::check("part $i", 'POST', '/api/v1/speech/transcribe', body => $body,
+                    headers => { 'Content-Type' => 'multipart/form-data; boundary=XyZ' },
+                    want => { status => 400, code => 'invalid_argument',
+                              field => $name });
+}
+--- request
+GET /api/v1/system/stats
+--- error_code: 200
+--- no_error_log
+[error]
+[alert]
