@@ -33,10 +33,10 @@ typedef struct {
 } ngx_http_async_task_route_t;
 
 
-static ngx_int_t ngx_http_async_task_route(ngx_http_request_t *r,
-    ngx_str_t *path);
+static ngx_http_async_task_route_t *ngx_http_async_task_find_route(
+    ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *base);
 static ngx_int_t ngx_http_async_task_match(ngx_str_t *pattern,
-    ngx_str_t *path, ngx_str_t *id);
+    ngx_str_t *uri, ngx_str_t *id, ngx_str_t *base);
 static ngx_int_t ngx_http_async_task_get(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_async_task_cancel(ngx_http_request_t *r,
@@ -53,6 +53,7 @@ static ngx_int_t ngx_http_async_task_op_user(ngx_http_async_task_op_t *op,
     ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_op_cleanup(void *data);
 static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task);
 static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
@@ -94,115 +95,160 @@ static ngx_http_async_task_route_t  ngx_http_async_task_routes[] = {
 ngx_int_t
 ngx_http_async_task_api_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                  path;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    path = r->uri;
-
-    if (!clcf->regex && !clcf->named
-        && r->uri.len >= clcf->name.len
-        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        path.data += clcf->name.len;
-        path.len -= clcf->name.len;
-    }
-
-    return ngx_http_async_task_route(r, &path);
-}
-
-
-static ngx_int_t
-ngx_http_async_task_route(ngx_http_request_t *r, ngx_str_t *path)
-{
     ngx_int_t                     rc;
-    ngx_str_t                     id;
+    ngx_str_t                     id, base;
     ngx_table_elt_t              *h;
     ngx_http_async_task_route_t  *route;
 
-    for (route = ngx_http_async_task_routes; route->path.len; route++) {
+    route = ngx_http_async_task_find_route(r, &id, &base);
 
-        if (ngx_http_async_task_match(&route->path, path, &id) != NGX_OK) {
-            continue;
+    if (route == NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "async task api: no endpoint for \"%V\"", &r->uri);
+
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
         }
 
-        if (!(r->method & route->methods)) {
-            rc = ngx_http_discard_request_body(r);
-            if (rc != NGX_OK) {
-                return rc;
-            }
-
-            h = ngx_list_push(&r->headers_out.headers);
-            if (h == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            h->hash = 1;
-            ngx_str_set(&h->key, "Allow");
-            h->value.data = (u_char *) route->allow;
-            h->value.len = ngx_strlen(route->allow);
-
-            return ngx_http_async_task_send_error(r,
-                                    NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
-                                    "method not allowed here", NULL);
-        }
-
-        if (r->method != NGX_HTTP_POST) {
-            rc = ngx_http_discard_request_body(r);
-            if (rc != NGX_OK) {
-                return rc;
-            }
-        }
-
-        return route->handler(r, &id);
+        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
+                                              "not_found", "no such endpoint",
+                                              NULL);
     }
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async task api: %V \"%V\" base \"%V\" id \"%V\"",
+                   &r->method_name, &route->path, &base, &id);
+
+    if (!(r->method & route->methods)) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        h->value.data = (u_char *) route->allow;
+        h->value.len = ngx_strlen(route->allow);
+
+        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                              "method_not_allowed",
+                                              "method not allowed here", NULL);
     }
 
-    return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no such endpoint", NULL);
+    if (r->method != NGX_HTTP_POST) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return route->handler(r, &id);
 }
 
 
-static ngx_int_t
-ngx_http_async_task_match(ngx_str_t *pattern, ngx_str_t *path, ngx_str_t *id)
-{
-    u_char  *p, *q, *pe, *qe;
+/*
+ * The endpoint is found at the end of the request URI, and what comes
+ * before it is the API's base: so exact, nested and regex locations can
+ * hold single endpoints.  Below a prefix location the base must lie
+ * within the location's own prefix ("/api/v1/x/tasks" is not an endpoint
+ * of "location /api/v1/").  The longest endpoint that fits wins.
+ */
 
-    p = pattern->data;
-    pe = p + pattern->len;
-    q = path->data;
-    qe = q + path->len;
+static ngx_http_async_task_route_t *
+ngx_http_async_task_find_route(ngx_http_request_t *r, ngx_str_t *id,
+    ngx_str_t *base)
+{
+    size_t                        max;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_async_task_route_t  *route;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->regex || clcf->named) {
+        max = r->uri.len;
+
+    } else {
+        max = clcf->name.len;
+
+        if (max && clcf->name.data[max - 1] != '/') {
+            max++;
+        }
+    }
+
+    for (route = ngx_http_async_task_routes; route->path.len; route++) {
+
+        if (ngx_http_async_task_match(&route->path, &r->uri, id, base)
+            == NGX_OK
+            && base->len <= max)
+        {
+            return route;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Matches a pattern against the end of the URI, backwards; "*" is one
+ * non-empty path segment (the id).  The base is the rest, up to the '/'
+ * before the endpoint.
+ */
+
+static ngx_int_t
+ngx_http_async_task_match(ngx_str_t *pattern, ngx_str_t *uri, ngx_str_t *id,
+    ngx_str_t *base)
+{
+    u_char  *p, *q, *ps, *qs, *end;
+
+    ps = pattern->data;
+    p = ps + pattern->len;
+    qs = uri->data;
+    q = qs + uri->len;
 
     ngx_str_null(id);
 
-    while (p < pe) {
+    while (p > ps) {
 
-        if (*p == '*') {
-            id->data = q;
+        if (p[-1] == '*') {
+            end = q;
 
-            while (q < qe && *q != '/') {
-                q++;
+            while (q > qs && q[-1] != '/') {
+                q--;
             }
 
-            id->len = q - id->data;
-            p++;
+            if (q == end) {
+                return NGX_DECLINED;
+            }
+
+            id->data = q;
+            id->len = end - q;
+            p--;
             continue;
         }
 
-        if (q == qe || *p != *q) {
+        if (q == qs || p[-1] != q[-1]) {
             return NGX_DECLINED;
         }
 
-        p++;
-        q++;
+        p--;
+        q--;
     }
 
-    return (q == qe) ? NGX_OK : NGX_DECLINED;
+    if (q == qs || q[-1] != '/') {
+        return NGX_DECLINED;
+    }
+
+    base->data = qs;
+    base->len = q - qs;
+
+    return NGX_OK;
 }
 
 
@@ -329,7 +375,8 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
-    ngx_int_t  rc;
+    ngx_int_t            rc;
+    ngx_pool_cleanup_t  *cln;
 
     r->main->blocked--;
 
@@ -337,8 +384,25 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 
     case NGX_OK:
         if (op->result) {
+
+            /*
+             * A transcript is sent from the op's pool, however slowly
+             * the client reads: the pool goes with the request.
+             */
+
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+                break;
+            }
+
+            cln->handler = ngx_http_async_task_op_cleanup;
+            cln->data = op;
+
             rc = ngx_http_async_task_send_result(r, &op->task);
-            break;
+
+            ngx_http_async_task_finish(r, rc);
+            return;
         }
 
         ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
@@ -359,6 +423,15 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 
     ngx_http_async_task_op_destroy(op);
     ngx_http_async_task_finish(r, rc);
+}
+
+
+static void
+ngx_http_async_task_op_cleanup(void *data)
+{
+    ngx_http_async_task_op_t  *op = data;
+
+    ngx_http_async_task_op_destroy(op);
 }
 
 
@@ -474,6 +547,10 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
 
     out.buf = b;
     out.next = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async task api: result file \"%V\", %O bytes",
+                   &path, of.size);
 
     if (ngx_http_send_header(r) == NGX_ERROR || r->header_only) {
         return NGX_OK;
@@ -742,8 +819,8 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
 
 
 /*
- * The next name=value of a query string, both copied, the value
- * unescaped; both end with a NUL that the length does not count.
+ * The next name=value of a query string, both copied and unescaped; both
+ * end with a NUL that the length does not count.
  */
 
 ngx_int_t
@@ -778,7 +855,12 @@ ngx_http_async_task_next_arg(ngx_http_request_t *r, u_char **pos,
         return NGX_ERROR;
     }
 
-    ngx_cpystrn(name->data, p, name->len + 1);
+    dst = name->data;
+    src = p;
+    ngx_unescape_uri(&dst, &src, name->len, NGX_UNESCAPE_URI);
+
+    name->len = dst - name->data;
+    *dst = '\0';
 
     value->len = eq ? (size_t) (amp - eq - 1) : 0;
     value->data = ngx_pnalloc(r->pool, value->len + 1);
@@ -833,6 +915,13 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
         {
             ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
                                          &tasks[i], r->pool);
+        }
+
+        if (ngx_http_async_task_json_list_result(r->pool, &tasks[i], &prefix)
+            != NGX_OK)
+        {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            goto done;
         }
 
         len += ngx_http_async_task_json_task_len(&tasks[i], &prefix) + 1;
@@ -1073,19 +1162,40 @@ ngx_http_async_task_files(ngx_http_request_t *r)
 }
 
 
+/*
+ * The API's base, for Location headers and result URLs: the request URI
+ * before the endpoint, escaped as a URI again (it was decoded).
+ */
+
 void
 ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
 {
-    ngx_http_core_loc_conf_t  *clcf;
+    u_char     *p;
+    ngx_str_t   id, base;
+    uintptr_t   n;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->regex || clcf->named) {
+    if (ngx_http_async_task_find_route(r, &id, &base) == NULL) {
         ngx_str_set(prefix, "/");
         return;
     }
 
-    *prefix = clcf->name;
+    n = ngx_escape_uri(NULL, base.data, base.len, NGX_ESCAPE_URI);
+
+    if (n == 0) {
+        *prefix = base;
+        return;
+    }
+
+    p = ngx_pnalloc(r->pool, base.len + 2 * n);
+    if (p == NULL) {
+        ngx_str_set(prefix, "/");
+        return;
+    }
+
+    prefix->data = p;
+    prefix->len = (u_char *) ngx_escape_uri(p, base.data, base.len,
+                                            NGX_ESCAPE_URI)
+                  - p;
 }
 
 
@@ -1117,6 +1227,9 @@ ngx_http_async_task_send_json(ngx_http_request_t *r, ngx_uint_t status,
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async task api: %ui, %uz bytes of JSON", status, len);
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
@@ -1152,6 +1265,9 @@ ngx_http_async_task_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *field)
 {
     ngx_str_t  body, text;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "async task api: error %s: %s", code, message);
 
     text.data = (u_char *) message;
     text.len = ngx_strlen(message);

@@ -383,6 +383,53 @@ sub fake_control {
     return fake($port, 'POST', '/control', {%set});
 }
 
+# A slow client: one HTTP/1.1 request, the answer read in small pieces
+# with pauses (a small receive buffer keeps nginx's writes blocked), so
+# that nginx sends the body over many event loop turns: (status,
+# headers, body).  "meanwhile" is code to run once the answer has begun.
+sub slow_get {
+    my ($path, %opt) = @_;
+
+    require Socket;
+
+    my $chunk = $opt{chunk} // 32768;
+    my $pause = $opt{pause} // 0.01;
+    my $headers = $opt{headers} // {};
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $opt{port} // port(),
+                                     Timeout => 10)
+        or die "cannot connect to nginx: $!";
+
+    setsockopt($sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), $chunk);
+
+    my $req = "GET $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
+    print $sock "$req\r\n";
+
+    my $resp = '';
+    my $deadline = time + ($opt{timeout} // 60);
+
+    while (time < $deadline) {
+        my $n = sysread($sock, my $buf, $chunk);
+        last unless $n;
+        $resp .= $buf;
+        (delete $opt{meanwhile})->() if $opt{meanwhile};
+        sleep $pause;
+    }
+
+    close $sock;
+
+    my ($head, $content) = split /\r\n\r\n/, $resp, 2;
+    my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
+    my %h;
+    for my $line (split /\r\n/, $head // '') {
+        $h{lc $1} = $2 if $line =~ /^([^:]+):\s*(.*)$/;
+    }
+
+    return ($status, \%h, $content // '');
+}
+
 sub error_log {
     open my $fh, '<', servroot() . '/logs/error.log' or die $!;
     local $/;
