@@ -38,7 +38,6 @@
 #define NGX_HTTP_ASYNC_TASK_GUARD         100
 #define NGX_HTTP_ASYNC_TASK_CLAIMS        64
 #define NGX_HTTP_ASYNC_TASK_CONNECT       5000
-#define NGX_HTTP_ASYNC_TASK_RESPONSE_MAX  (64 * 1024 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 
@@ -568,7 +567,7 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
     hc->timeout = job->backend->timeout;
     hc->connect_timeout = ngx_min(job->backend->timeout,
                                   NGX_HTTP_ASYNC_TASK_CONNECT);
-    hc->max_response = NGX_HTTP_ASYNC_TASK_RESPONSE_MAX;
+    hc->max_response = ngx_http_async_task_answer_max(job->task.kind);
     hc->keepalive = job->backend->keepalive;
     hc->idle = &job->instance->idle;
     hc->nidle = &job->instance->nidle;

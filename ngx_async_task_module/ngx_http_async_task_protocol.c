@@ -516,7 +516,19 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     case ngx_http_async_task_client_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
-                                          "the answer is too large");
+                                          "the answer is larger than the "
+                                          "limit of %uz bytes",
+                                          (size_t)
+                                          ngx_http_async_task_answer_max(
+                                              task->kind));
+        return;
+
+    case ngx_http_async_task_client_headers_too_big:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "the answer's header block is "
+                                          "larger than %d bytes",
+                                          NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
         return;
 
     default: /* ngx_http_async_task_client_broken */
@@ -609,12 +621,9 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     src.data = (u_char *) b64->valuestring;
     src.len = ngx_strlen(b64->valuestring);
 
-    png.data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len));
-    if (png.data == NULL) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool, "no memory");
-        return;
-    }
+    /* decoded in place: the PNG is shorter than its base64 */
+
+    png.data = src.data;
 
     if (ngx_decode_base64(&png, &src) != NGX_OK
         || png.len < sizeof(signature) - 1

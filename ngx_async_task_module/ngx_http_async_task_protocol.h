@@ -12,6 +12,20 @@
 #include "ngx_http_async_task_client.h"
 
 
+/*
+ * The largest answer a run takes, headers apart: a 2048x2048 PNG in
+ * base64 is a few MB to some 22 MB (RGBA, incompressible); a transcript
+ * with its segments is at most a few MB.
+ */
+
+#define NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX   (24 * 1024 * 1024)
+#define NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX  (8 * 1024 * 1024)
+
+#define ngx_http_async_task_answer_max(kind)                                  \
+    ((kind) == NGX_HTTP_ASYNC_TASK_IMAGE ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX \
+                                         : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
+
+
 /* what a run of a task came to */
 
 typedef enum {
