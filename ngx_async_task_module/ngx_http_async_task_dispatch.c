@@ -442,6 +442,10 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
     }
 
     job->size = ngx_file_size(&fi);
+
+    ngx_http_async_task_protocol_boundary(&job->task, job->backend, job->fd,
+                                          job->size, job->outcome.boundary,
+                                          log);
 }
 
 
@@ -582,7 +586,8 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
 
     hc->request = ngx_http_async_task_protocol_request(job->pool,
                                         job->backend, job->instance,
-                                        &job->task, job->fd, job->size);
+                                        &job->task, job->outcome.boundary,
+                                        job->fd, job->size);
 
     if (hc->request == NULL) {
         ngx_log_error(NGX_LOG_ALERT, &job->log, 0,

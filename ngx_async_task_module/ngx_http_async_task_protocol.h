@@ -26,6 +26,10 @@
                                          : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
 
 
+/* a multipart boundary: a prefix and 128 bits from the kernel, in hex */
+#define NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN  (sizeof("ngx-async-task-") - 1 + 32)
+
+
 /* what a run of a task came to */
 
 typedef enum {
@@ -37,6 +41,10 @@ typedef enum {
 
 
 typedef struct {
+    /* before the run: a speech request's boundary, or "" */
+    u_char                          boundary[NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN
+                                             + 1];
+
     /* in */
     ngx_http_async_task_client_e    result;
     ngx_uint_t                      status;
@@ -52,10 +60,13 @@ typedef struct {
 } ngx_http_async_task_outcome_t;
 
 
+void ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
+    ngx_http_async_task_backend_t *backend, ngx_fd_t fd, off_t size,
+    u_char *boundary, ngx_log_t *log);
 ngx_chain_t *ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     ngx_http_async_task_backend_t *backend,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task,
-    ngx_fd_t fd, off_t size);
+    u_char *boundary, ngx_fd_t fd, off_t size);
 void ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log);
 
