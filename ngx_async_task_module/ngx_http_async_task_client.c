@@ -915,6 +915,11 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
     hc->done = 1;
     hc->result = result;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: %V done, result:%d status:%ui "
+                   "body:%uz", hc->peer.name, (int) result, hc->status,
+                   hc->body.len);
+
     if (hc->deadline.timer_set) {
         ngx_del_timer(&hc->deadline);
     }
@@ -931,6 +936,9 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
             ngx_http_async_task_client_keep(hc);
 
         } else {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                           "async task client: close connection %p",
+                           hc->peer.connection);
             ngx_close_connection(hc->peer.connection);
         }
 
@@ -1002,9 +1010,16 @@ ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
     c = hc->peer.connection;
 
     if (*hc->nidle >= hc->keepalive || ngx_terminate || ngx_exiting) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                       "async task client: close connection %p, "
+                       "%ui already kept", c, *hc->nidle);
         ngx_close_connection(c);
         return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: keep connection %p to %V",
+                   c, hc->peer.name);
 
     idle = ngx_alloc(sizeof(ngx_http_async_task_idle_t), ngx_cycle->log);
     if (idle == NULL) {
@@ -1056,6 +1071,11 @@ ngx_http_async_task_client_idle(ngx_event_t *ev)
     if (ev->write && !c->close) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task client: kept connection %p closed, "
+                   "timedout:%d close:%d", c, (int) ev->timedout,
+                   (int) c->close);
 
     ngx_queue_remove(&idle->queue);
     (*idle->nidle)--;

@@ -94,6 +94,13 @@ Test::More::is(scalar(keys %{{ map { $_->{peer_port} => 1 } @r }}), 1,
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":3,
+--- error_log
+async task client: connect to gpu/127.0.0.1:19740
+async task client: request sent to gpu/127.0.0.1:19740
+async task client: status 200 from gpu/127.0.0.1:19740
+async task client: headers done, length:-1 chunked:1 close:0
+async task client: keep connection
+async task client: reusing kept connection
 --- no_error_log
 [error]
 [alert]
