@@ -54,7 +54,8 @@ Fault injection (POST /control, or the command-line defaults):
    "latency": S,           seconds each job "computes"
    "fail_rate": F,         in mode ok, answer this fraction of jobs 500
    "health": "up"|"down",  /health and /v1/models answer 503 when down
-   "header_interval": S}   slow_headers: pause between header lines
+   "header_interval": S,   slow_headers: pause between header lines
+   "huge_size": N}         huge_body: the body's size
   Only the keys given change; the answer is the new settings (also at GET
   /control).  Modes:
     error500      500 {"error": {..., "type": "server_error"}}
@@ -69,6 +70,16 @@ Fault injection (POST /control, or the command-line defaults):
                   chunks (one with a chunk extension) and a trailer
     until_close   the normal answer with neither length nor chunks: the
                   body ends when the connection closes
+    chunked_keepalive  chunked, without Connection: close: the connection
+                  stays open
+    early_error   413 and Connection: close once the request's headers are
+                  read, then the connection closed with the body unread
+    interim       100 Continue and 103 Early Hints before the answer
+    bare_lf       every line of the answer's head ends in a bare LF
+    bare_lf_length  the Content-Length line alone ends in a bare LF
+    huge_body     Content-Length: huge_size and that many bytes
+    endless_chunked  1 MiB chunks until the client stops reading
+    huge_headers  header lines until the client stops reading
   Every answer to a job request comes after the latency except a 400 (real
   validation errors and error400 are immediate) and hang.  A job stays in
   flight for its whole latency even if the client goes away, as on a real
@@ -77,9 +88,10 @@ Fault injection (POST /control, or the command-line defaults):
 Statistics: GET /control/stats -> {"requests", "by_path", "inflight",
 "max_inflight", "max_concurrent", "violations", "last_requests"}; the last 50
 job requests, oldest first, each {"method", "path", "headers" (names lower
-case), "chunked", "body_bytes", "json", "sd_cpp_extra_args", "params",
-"fields", "file_bytes", "file_sha256", "file_name", "file_content_type",
-"fault", "status"}.  POST /control/reset-stats zeroes the counters and the
+case), "peer_port", "chunked", "body_bytes", "body_sha256", "json",
+"sd_cpp_extra_args", "params", "fields", "parts" (each multipart part:
+"headers" lines, "bytes", "sha256", "value" unless a file), "file_bytes",
+"file_sha256", "file_name", "file_content_type", "fault", "status"}.  POST /control/reset-stats zeroes the counters and the
 recorded requests (max_inflight restarts from the current inflight).  A
 violation is counted, and logged, each time a job request starts while more
 than --max-concurrent are already being served.
