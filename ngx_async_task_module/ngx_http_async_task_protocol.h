@@ -21,9 +21,10 @@
 #define NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX   (24 * 1024 * 1024)
 #define NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX  (8 * 1024 * 1024)
 
-#define ngx_http_async_task_answer_max(kind)                                  \
-    ((kind) == NGX_HTTP_ASYNC_TASK_IMAGE ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX \
-                                         : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
+#define ngx_http_async_task_answer_max(kind)                                 \
+    ((kind) == NGX_HTTP_ASYNC_TASK_IMAGE                                      \
+     ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX                                   \
+     : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
 
 
 /* a multipart boundary: a prefix and 128 bits from the kernel, in hex */
