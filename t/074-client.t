@@ -127,6 +127,7 @@ Test::More::is($r[0]{status}, 413, 'the fake answered 413');
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 --- no_error_log
+[error]
 [alert]
 [crit]
 
