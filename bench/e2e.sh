@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # End to end: tasks per second through zero-latency fake GPU instances,
 # beside the fakes' own request rate measured directly in the same run,
-# and the submission rate while the dispatcher runs them.
+# and the submission rate while the dispatcher runs them.  Then the cost
+# of one run, image and speech: the gateway's time per run (finished_at
+# - started_at of each task, one task at a time) beside the fake's own
+# time for the same request sent to it directly.
 #
 #   ./build.sh bench        or    bench/e2e.sh
-#   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16 KEEPALIVE=0
+#   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16 KEEPALIVE=0 RUNS=50
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +35,7 @@ mkdir -p "$dir/logs"
 servers=
 for i in $(seq 1 "$instances"); do
     p=$((fake_base + i))
-    python3 "$root/tools/fake_gpu.py" --port "$p" --kind image \
+    python3 "$root/tools/fake_gpu.py" --port "$p" --kind both \
         --ready-file "$dir/fake-$p.ready" &
     fakes+=($!)
     servers="$servers        server 127.0.0.1:$p max_conns=$slots;
@@ -57,6 +60,7 @@ http {
     async_task_store $dir/data/tasks.db zone=async_task:256m
                      thread_pool=async_task max_queued=10000000;
     async_task_backend image gpu timeout=60s keepalive=${KEEPALIVE:-0};
+    async_task_backend speech gpu timeout=60s keepalive=${KEEPALIVE:-0};
     upstream gpu {
 $servers    }
     server {
@@ -132,3 +136,67 @@ printf '  tasks DONE end to end                %8.0f tasks/s (%s of %s, %s faile
        "$e2e" "$done_n" "$submitted" "$failed"
 printf '  end to end / one fake, new conns     %8.1f %%\n' \
        "$(echo "$e2e * 100 / $fake_rate" | bc -l)"
+
+# one run at a time: the gateway's time per run beside the fake's own
+
+python3 - "$port" "$((fake_base + 1))" "${RUNS:-50}" "$dir" <<'PY'
+import http.client, json, statistics, sys, time, datetime, struct
+
+port, fake, runs, work = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+def request(p, method, path, body=b"", headers={}):
+    c = http.client.HTTPConnection("127.0.0.1", p, timeout=30)
+    c.request(method, path, body, dict(headers, Connection="close"))
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+def ms(t):
+    return datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1000
+
+def run(path, body, ctype):
+    s, data = request(port, "POST", "/api/v1/" + path, body, {"Content-Type": ctype})
+    tid = json.loads(data)["id"]
+    while True:
+        _, data = request(port, "GET", "/api/v1/tasks/" + tid)
+        t = json.loads(data)
+        if t["status"] in ("DONE", "FAILED"):
+            assert t["status"] == "DONE", t
+            return ms(t["finished_at"]) - ms(t["started_at"])
+        time.sleep(0.002)
+
+def direct(path, body, ctype):
+    start = time.perf_counter()
+    s, _ = request(fake, "POST", path, body, {"Content-Type": ctype})
+    assert s == 200, s
+    return (time.perf_counter() - start) * 1000
+
+pcm = bytes(16 * 1024)
+wav = (b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt "
+       + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+       + b"data" + struct.pack("<I", len(pcm)) + pcm)
+b = "ngx-async-task-0123456789abcdef0123456789abcdef"
+multipart = ("".join(f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                     for k, v in (("response_format", "verbose_json"),)).encode()
+             + f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="audio.wav"\r\n'
+               f'Content-Type: audio/wav\r\n\r\n'.encode() + wav + f"\r\n--{b}--\r\n".encode())
+image = {"prompt": "a red fox in snow", "width": 512, "height": 512, "seed": 42}
+fake_image = {"prompt": "a red fox in snow", "n": 1, "size": "512x512",
+              "response_format": "b64_json", "seed": 42}
+
+kinds = (
+    ("image", lambda: run("image/async", json.dumps(image).encode(), "application/json"),
+     lambda: direct("/v1/images/generations", json.dumps(fake_image).encode(), "application/json")),
+    ("speech", lambda: run("speech/pcm?sample_rate=16000", pcm, "application/octet-stream"),
+     lambda: direct("/v1/audio/transcriptions", multipart, f"multipart/form-data; boundary={b}")),
+)
+
+print(f"  one run at a time, {runs} runs each: median (mean) ms")
+for kind, gateway, fake_own in kinds:
+    g = [gateway() for _ in range(runs)]
+    f = [fake_own() for _ in range(runs)]
+    print(f"  {kind:6s} gateway run {statistics.median(g):7.2f} ({statistics.mean(g):7.2f})"
+          f"   fake alone {statistics.median(f):6.2f} ({statistics.mean(f):6.2f})"
+          f"   extra {statistics.median(g) - statistics.median(f):7.2f}")
+PY

@@ -11,7 +11,6 @@
 #include "ngx_http_async_task_client.h"
 
 
-#define NGX_HTTP_ASYNC_TASK_HEADERS_MAX   (64 * 1024)
 #define NGX_HTTP_ASYNC_TASK_READ_CHUNK    (64 * 1024)
 
 
@@ -46,6 +45,8 @@ static ngx_uint_t ngx_http_async_task_client_retry(
     ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_client_write(ngx_event_t *wev);
 static void ngx_http_async_task_client_read(ngx_event_t *rev);
+static void ngx_http_async_task_client_too_large(
+    ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_client_dummy(ngx_event_t *ev);
 static void ngx_http_async_task_client_expire(ngx_event_t *ev);
 static ngx_int_t ngx_http_async_task_client_test_connect(
@@ -125,6 +126,11 @@ ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc)
 
     hc->peer.connection = c;
     hc->reused = 1;
+    hc->connected = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: reusing kept connection %p to %V",
+                   c, hc->peer.name);
 
     ngx_http_async_task_client_attach(hc, c);
 
@@ -161,7 +167,20 @@ ngx_http_async_task_client_connect(ngx_http_async_task_client_t *hc)
 
     c = hc->peer.connection;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: connect to %V: %p, rc:%i",
+                   hc->peer.name, c, rc);
+
     ngx_http_async_task_client_attach(hc, c);
+
+    /*
+     * Small writes go out at once: no Nagle delay that waits for the
+     * instance's delayed ACK (sendfile corks and uncorks around a file).
+     */
+
+    if (hc->peer.sockaddr->sa_family != AF_UNIX) {
+        (void) ngx_tcp_nodelay(c);
+    }
 
     if (rc == NGX_AGAIN) {
         ngx_add_timer(c->write, hc->connect_timeout);
@@ -242,11 +261,21 @@ ngx_http_async_task_client_write(ngx_event_t *wev)
         }
     }
 
+    hc->connected = 1;
+
     cl = c->send_chain(c, hc->request, 0);
 
     if (cl == NGX_CHAIN_ERROR) {
-        ngx_http_async_task_client_finish(hc,
-                                          ngx_http_async_task_client_broken);
+
+        /* an instance may answer early, then close: its answer counts */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                       "async task client: sending to %V failed, "
+                       "reading what came back", hc->peer.name);
+
+        hc->send_failed = 1;
+        wev->handler = ngx_http_async_task_client_dummy;
+        ngx_http_async_task_client_read(c->read);
         return;
     }
 
@@ -261,7 +290,26 @@ ngx_http_async_task_client_write(ngx_event_t *wev)
         return;
     }
 
-    /* all sent: now the answer */
+    /* all sent: sendfile corked a request with a file, uncork its end */
+
+    if (c->tcp_nopush == NGX_TCP_NOPUSH_SET) {
+        if (ngx_tcp_push(c->fd) == -1) {
+            ngx_connection_error(c, ngx_socket_errno,
+                                 ngx_tcp_push_n " failed");
+            ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+            return;
+        }
+
+        c->tcp_nopush = NGX_TCP_NOPUSH_UNSET;
+
+        if (hc->peer.sockaddr->sa_family != AF_UNIX) {
+            (void) ngx_tcp_nodelay(c);
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: request sent to %V", hc->peer.name);
 
     hc->sent = 1;
     wev->handler = ngx_http_async_task_client_dummy;
@@ -295,7 +343,7 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
         return;
     }
 
-    if (!hc->sent) {
+    if (!hc->connected) {
 
         /*
          * A refused connect shows first as an error on the read side:
@@ -315,10 +363,14 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
         if (hc->raw->last == hc->raw->end) {
             rc = ngx_http_async_task_client_grow(hc);
 
+            if (rc == NGX_DECLINED) {
+                ngx_http_async_task_client_too_large(hc);
+                return;
+            }
+
             if (rc != NGX_OK) {
-                ngx_http_async_task_client_finish(hc, rc == NGX_DECLINED
-                                        ? ngx_http_async_task_client_too_big
-                                        : ngx_http_async_task_client_broken);
+                ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
                 return;
             }
         }
@@ -326,7 +378,12 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
         n = c->recv(c, hc->raw->last, hc->raw->end - hc->raw->last);
 
         if (n == NGX_AGAIN) {
-            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+
+            /* the request could not go out and no answer came: broken */
+
+            if (hc->send_failed
+                || ngx_handle_read_event(rev, 0) != NGX_OK)
+            {
                 ngx_http_async_task_client_finish(hc,
                                           ngx_http_async_task_client_broken);
             }
@@ -351,8 +408,7 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
         }
 
         if (rc == NGX_DECLINED) {
-            ngx_http_async_task_client_finish(hc,
-                                          ngx_http_async_task_client_too_big);
+            ngx_http_async_task_client_too_large(hc);
             return;
         }
 
@@ -365,6 +421,28 @@ ngx_http_async_task_client_read(ngx_event_t *rev)
             return;
         }
     }
+}
+
+
+/* an answer over its cap fails the run as a malformed one does */
+
+static void
+ngx_http_async_task_client_too_large(ngx_http_async_task_client_t *hc)
+{
+    if (hc->big_headers) {
+        ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                      "async_task: %V sent a header block larger than "
+                      "%d bytes", hc->peer.name,
+                      NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
+        ngx_http_async_task_client_finish(hc,
+                                   ngx_http_async_task_client_headers_too_big);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                  "async_task: %V sent an answer larger than %uz bytes",
+                  hc->peer.name, hc->max_response);
+    ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_too_big);
 }
 
 
@@ -418,7 +496,11 @@ ngx_http_async_task_client_test_connect(ngx_connection_t *c)
 }
 
 
-/* NGX_DECLINED: the answer is over max_response */
+/*
+ * A full buffer: a larger one.  With Content-Length, exactly the body's
+ * size, so that an answer is held once; else twice the size, up to the
+ * cap.  NGX_DECLINED: the answer is over max_response.
+ */
 
 static ngx_int_t
 ngx_http_async_task_client_grow(ngx_http_async_task_client_t *hc)
@@ -427,23 +509,35 @@ ngx_http_async_task_client_grow(ngx_http_async_task_client_t *hc)
     size_t      size, limit;
     ngx_buf_t  *b;
 
+    /* what is still needed: the decoded body, or the whole answer so far */
+
+    keep = hc->headers_done ? hc->body_start : hc->raw->pos;
+
     limit = hc->max_response + NGX_HTTP_ASYNC_TASK_HEADERS_MAX;
     size = hc->raw->end - hc->raw->start;
 
-    if (size >= limit) {
+    if (hc->headers_done && hc->content_length >= 0) {
+        size = (size_t) hc->content_length;
+
+        if (size <= (size_t) (hc->raw->last - keep)) {
+            return NGX_ERROR;
+        }
+
+    } else if (size >= limit) {
         return NGX_DECLINED;
+
+    } else {
+        size = ngx_min(size * 2, limit);
     }
 
-    size = ngx_min(size * 2, limit);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: answer buffer %uz -> %uz bytes",
+                   (size_t) (hc->raw->end - hc->raw->start), size);
 
     b = ngx_create_temp_buf(hc->pool, size);
     if (b == NULL) {
         return NGX_ERROR;
     }
-
-    /* what is still needed: the decoded body, or the whole answer so far */
-
-    keep = hc->headers_done ? hc->body_start : hc->raw->pos;
 
     b->last = ngx_cpymem(b->start, keep, hc->raw->last - keep);
     b->pos = b->start + (hc->raw->pos - keep);
@@ -510,74 +604,116 @@ ngx_http_async_task_client_parse(ngx_http_async_task_client_t *hc,
 }
 
 
+/*
+ * The status line and headers.  Lines end in CRLF or in a bare LF (RFC
+ * 9112, 2.2); interim answers (1xx but 101) are passed over.
+ */
+
 static ngx_int_t
 ngx_http_async_task_client_parse_headers(ngx_http_async_task_client_t *hc)
 {
-    u_char  *p, *last, *end, *line, *colon, *value;
-    size_t   len;
+    off_t     length;
+    size_t    len;
+    u_char   *p, *last, *end, *line, *eol, *vend, *colon, *value;
 
-    p = hc->raw->pos;
-    last = hc->raw->last;
+    for ( ;; ) {
 
-    end = ngx_strlcasestrn(p, last, (u_char *) "\r\n\r\n", 4 - 1);
+        p = hc->raw->pos;
+        last = hc->raw->last;
 
-    if (end == NULL) {
-        return (last - p > NGX_HTTP_ASYNC_TASK_HEADERS_MAX) ? NGX_ERROR
-                                                            : NGX_AGAIN;
-    }
+        /* the block ends with an empty line */
 
-    /* "HTTP/1.1 200 OK" */
+        end = NULL;
 
-    if (end - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0 || p[8] != ' '
-        || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9'
-        || p[11] < '0' || p[11] > '9')
-    {
-        return NGX_ERROR;
-    }
+        for (line = p; line < last; line = eol + 1) {
+            eol = ngx_strlchr(line, last, '\n');
 
-    hc->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+            if (eol == NULL) {
+                break;
+            }
 
-    if (p[7] == '0') {
-        hc->close_after = 1;
-    }
-
-    line = ngx_strlchr(p, end, '\n');
-
-    while (line && line < end) {
-        line++;
-
-        p = ngx_strlchr(line, end + 2, '\n');
-        if (p == NULL) {
-            break;
+            if (line != p && (eol == line || (eol == line + 1
+                                              && *line == '\r')))
+            {
+                end = eol + 1;
+                break;
+            }
         }
 
-        colon = ngx_strlchr(line, p, ':');
+        if (end == NULL || end - p > NGX_HTTP_ASYNC_TASK_HEADERS_MAX) {
+            if (last - p > NGX_HTTP_ASYNC_TASK_HEADERS_MAX) {
+                hc->big_headers = 1;
+                return NGX_DECLINED;
+            }
 
-        if (colon) {
+            return NGX_AGAIN;
+        }
+
+        /* "HTTP/1.1 200 OK" */
+
+        eol = ngx_strlchr(p, end, '\n');
+
+        if (eol - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0
+            || p[8] != ' ' || p[9] < '1' || p[9] > '5'
+            || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9'
+            || (p[12] != ' ' && p[12] != '\r' && p[12] != '\n'))
+        {
+            return NGX_ERROR;
+        }
+
+        hc->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+        hc->close_after = (p[7] == '0');
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                       "async task client: status %ui from %V",
+                       hc->status, hc->peer.name);
+
+        if (hc->status == 101) {
+            return NGX_ERROR;
+        }
+
+        for (line = eol + 1; line < end; line = eol + 1) {
+            eol = ngx_strlchr(line, end, '\n');
+
+            vend = (eol > line && eol[-1] == '\r') ? eol - 1 : eol;
+
+            colon = ngx_strlchr(line, vend, ':');
+            if (colon == NULL) {
+                continue;
+            }
+
             len = colon - line;
 
-            for (value = colon + 1; value < p && *value == ' '; value++) {
+            for (value = colon + 1;
+                 value < vend && (*value == ' ' || *value == '\t');
+                 value++)
+            {
                 /* void */
+            }
+
+            while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) {
+                vend--;
             }
 
             if (len == sizeof("Content-Length") - 1
                 && ngx_strncasecmp(line, (u_char *) "Content-Length", len)
                    == 0)
             {
-                hc->content_length = ngx_atoof(value, p - 1 - value);
+                length = ngx_atoof(value, vend - value);
 
-                if (hc->content_length == NGX_ERROR) {
+                if (length == NGX_ERROR
+                    || (hc->content_length >= 0
+                        && length != hc->content_length))
+                {
                     return NGX_ERROR;
                 }
 
-                if ((size_t) hc->content_length > hc->max_response) {
-                    return NGX_DECLINED;
-                }
+                hc->content_length = length;
 
             } else if (len == sizeof("Connection") - 1
                        && ngx_strncasecmp(line, (u_char *) "Connection", len)
                           == 0
-                       && ngx_strlcasestrn(value, p, (u_char *) "close",
+                       && ngx_strlcasestrn(value, vend, (u_char *) "close",
                                            5 - 1))
             {
                 hc->close_after = 1;
@@ -586,24 +722,55 @@ ngx_http_async_task_client_parse_headers(ngx_http_async_task_client_t *hc)
                        && ngx_strncasecmp(line,
                                           (u_char *) "Transfer-Encoding", len)
                           == 0
-                       && ngx_strlcasestrn(value, p, (u_char *) "chunked",
+                       && ngx_strlcasestrn(value, vend, (u_char *) "chunked",
                                            7 - 1))
             {
                 hc->chunked = 1;
             }
         }
 
-        line = p;
+        hc->raw->pos = end;
+
+        if (hc->status >= 200) {
+            break;
+        }
+
+        /* an interim answer has no body: the final one follows */
+
+        hc->status = 0;
+        hc->content_length = -1;
+        hc->chunked = 0;
     }
 
+    if (hc->chunked) {
+
+        /* both: chunked wins, and the connection is not to be trusted */
+
+        if (hc->content_length >= 0) {
+            hc->content_length = -1;
+            hc->close_after = 1;
+        }
+
+    } else if (hc->status == 204 || hc->status == 304) {
+        hc->content_length = 0;
+    }
+
+    if (hc->content_length > (off_t) hc->max_response) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: headers done, length:%O chunked:%d "
+                   "close:%d", hc->content_length, (int) hc->chunked,
+                   (int) hc->close_after);
+
     hc->headers_done = 1;
-    hc->body_start = end + 4;
+    hc->body_start = end;
 
     /* the decoded body is written over the chunked one, from its start */
 
     hc->body.data = hc->body_start;
     hc->body.len = 0;
-    hc->raw->pos = hc->body_start;
 
     return NGX_OK;
 }
@@ -717,6 +884,10 @@ ngx_http_async_task_client_parse_chunked(ngx_http_async_task_client_t *hc)
             }
 
             if (eol - p <= 1) {
+
+                /* whatever follows is not this answer's */
+
+                hc->raw->pos = eol + 1;
                 return NGX_OK;
             }
 
@@ -744,6 +915,11 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
     hc->done = 1;
     hc->result = result;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: %V done, result:%d status:%ui "
+                   "body:%uz", hc->peer.name, (int) result, hc->status,
+                   hc->body.len);
+
     if (hc->deadline.timer_set) {
         ngx_del_timer(&hc->deadline);
     }
@@ -751,7 +927,8 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
     if (hc->peer.connection) {
 
         if (result == ngx_http_async_task_client_ok && hc->keepalive
-            && !hc->close_after && (hc->chunked || hc->content_length >= 0)
+            && hc->sent && !hc->close_after
+            && (hc->chunked || hc->content_length >= 0)
             && (hc->chunked ? hc->raw->pos == hc->raw->last
                             : hc->body_start + hc->content_length
                               == hc->raw->last))
@@ -759,6 +936,9 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
             ngx_http_async_task_client_keep(hc);
 
         } else {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                           "async task client: close connection %p",
+                           hc->peer.connection);
             ngx_close_connection(hc->peer.connection);
         }
 
@@ -785,9 +965,15 @@ ngx_http_async_task_client_retry(ngx_http_async_task_client_t *hc)
         return 0;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: kept connection to %V failed, "
+                   "again on a new one", hc->peer.name);
+
     hc->retried = 1;
     hc->reused = 0;
+    hc->connected = 0;
     hc->sent = 0;
+    hc->send_failed = 0;
 
     ngx_close_connection(hc->peer.connection);
     hc->peer.connection = NULL;
@@ -824,9 +1010,16 @@ ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
     c = hc->peer.connection;
 
     if (*hc->nidle >= hc->keepalive || ngx_terminate || ngx_exiting) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                       "async task client: close connection %p, "
+                       "%ui already kept", c, *hc->nidle);
         ngx_close_connection(c);
         return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: keep connection %p to %V",
+                   c, hc->peer.name);
 
     idle = ngx_alloc(sizeof(ngx_http_async_task_idle_t), ngx_cycle->log);
     if (idle == NULL) {
@@ -878,6 +1071,11 @@ ngx_http_async_task_client_idle(ngx_event_t *ev)
     if (ev->write && !c->close) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task client: kept connection %p closed, "
+                   "timedout:%d close:%d", c, (int) ev->timedout,
+                   (int) c->close);
 
     ngx_queue_remove(&idle->queue);
     (*idle->nidle)--;

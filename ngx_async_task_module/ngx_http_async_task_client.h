@@ -17,6 +17,10 @@ typedef void (*ngx_http_async_task_client_handler_pt)(
     ngx_http_async_task_client_t *hc);
 
 
+/* an answer's status line and headers, interim answers apart */
+#define NGX_HTTP_ASYNC_TASK_HEADERS_MAX   (32 * 1024)
+
+
 /* how an exchange ended */
 
 typedef enum {
@@ -24,7 +28,8 @@ typedef enum {
     ngx_http_async_task_client_refused,     /* no connection was made */
     ngx_http_async_task_client_timeout,
     ngx_http_async_task_client_broken,      /* reset, cut short, malformed */
-    ngx_http_async_task_client_too_big,
+    ngx_http_async_task_client_too_big,     /* a body over max_response */
+    ngx_http_async_task_client_headers_too_big,
     ngx_http_async_task_client_aborted      /* nginx is shutting down */
 } ngx_http_async_task_client_e;
 
@@ -34,7 +39,8 @@ typedef enum {
  * behind it: nginx's event machinery, one connection, Content-Length or
  * chunked answers, a size limit, a connect and a total timeout.  The
  * request is a chain: memory buffers and file buffers (an audio file is
- * sent from disk, never loaded).
+ * sent from disk, never loaded).  The answer is read as the request goes
+ * out: an instance may answer (a 413) and close before it has all of it.
  */
 
 struct ngx_http_async_task_client_s {
@@ -69,12 +75,15 @@ struct ngx_http_async_task_client_s {
     off_t                           content_length;
     off_t                           chunk_left;
     ngx_uint_t                      state;
+    unsigned                        connected:1;
     unsigned                        sent:1;     /* the whole request */
+    unsigned                        send_failed:1;
     unsigned                        reused:1;   /* a kept connection */
     unsigned                        retried:1;
     unsigned                        close_after:1;
     unsigned                        chunked:1;
     unsigned                        headers_done:1;
+    unsigned                        big_headers:1;
     unsigned                        done:1;
 };
 

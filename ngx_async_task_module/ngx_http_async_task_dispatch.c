@@ -38,7 +38,6 @@
 #define NGX_HTTP_ASYNC_TASK_GUARD         100
 #define NGX_HTTP_ASYNC_TASK_CLAIMS        64
 #define NGX_HTTP_ASYNC_TASK_CONNECT       5000
-#define NGX_HTTP_ASYNC_TASK_RESPONSE_MAX  (64 * 1024 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 
@@ -443,6 +442,10 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
     }
 
     job->size = ngx_file_size(&fi);
+
+    ngx_http_async_task_protocol_boundary(&job->task, job->backend, job->fd,
+                                          job->size, job->outcome.boundary,
+                                          log);
 }
 
 
@@ -568,7 +571,7 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
     hc->timeout = job->backend->timeout;
     hc->connect_timeout = ngx_min(job->backend->timeout,
                                   NGX_HTTP_ASYNC_TASK_CONNECT);
-    hc->max_response = NGX_HTTP_ASYNC_TASK_RESPONSE_MAX;
+    hc->max_response = ngx_http_async_task_answer_max(job->task.kind);
     hc->keepalive = job->backend->keepalive;
     hc->idle = &job->instance->idle;
     hc->nidle = &job->instance->nidle;
@@ -583,7 +586,8 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
 
     hc->request = ngx_http_async_task_protocol_request(job->pool,
                                         job->backend, job->instance,
-                                        &job->task, job->fd, job->size);
+                                        &job->task, job->outcome.boundary,
+                                        job->fd, job->size);
 
     if (hc->request == NULL) {
         ngx_log_error(NGX_LOG_ALERT, &job->log, 0,

@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <sys/random.h>
 #include <cjson/cJSON.h>
 
 #include "ngx_http_async_task_protocol.h"
@@ -22,6 +23,22 @@
 
 
 #define NGX_HTTP_ASYNC_TASK_MESSAGE_MAX  200
+#define NGX_HTTP_ASYNC_TASK_SCAN_BLOCK   (64 * 1024)
+#define NGX_HTTP_ASYNC_TASK_BOUNDARY_TRIES  8
+
+
+/*
+ * The text of a speech request's parts, made safe: no control byte in
+ * any, no quote or backslash in the file name, a Content-Type of token
+ * characters or the default.  The store is not trusted for this.
+ */
+
+typedef struct {
+    char                           *language;
+    char                           *prompt;
+    char                           *filename;
+    char                           *type;
+} ngx_http_async_task_speech_parts_t;
 
 
 static ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
@@ -30,10 +47,20 @@ static ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
     ngx_str_t *boundary, off_t length, size_t extra);
 static char *ngx_http_async_task_protocol_image(
     ngx_http_async_task_backend_t *backend, cJSON *params);
+static void ngx_http_async_task_protocol_inert(char *text);
 static ngx_chain_t *ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
     ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, ngx_fd_t fd,
-    off_t size);
+    ngx_http_async_task_instance_t *in, cJSON *params, u_char *boundary,
+    ngx_fd_t fd, off_t size);
+static void ngx_http_async_task_protocol_speech_parts(cJSON *params,
+    ngx_http_async_task_speech_parts_t *sp);
+static void ngx_http_async_task_protocol_clean(char *text, ngx_uint_t name);
+static ngx_int_t ngx_http_async_task_protocol_random(u_char *boundary);
+static ngx_uint_t ngx_http_async_task_protocol_in_parts(u_char *boundary,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_speech_parts_t *sp);
+static ngx_int_t ngx_http_async_task_protocol_in_file(u_char *boundary,
+    ngx_fd_t fd, off_t size, ngx_log_t *log);
 static u_char *ngx_http_async_task_protocol_part(u_char *p,
     ngx_str_t *boundary, const char *name, const char *value);
 static void ngx_http_async_task_protocol_image_done(
@@ -54,13 +81,67 @@ static ngx_str_t  ngx_http_async_task_speech_path =
     ngx_string("/v1/audio/transcriptions");
 
 
+/*
+ * In a thread, before a speech run: a boundary that occurs in none of
+ * the request's parts, the audio file included; "" if none was found
+ * (the request then picks one and checks only the text parts).
+ */
+
+void
+ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
+    ngx_http_async_task_backend_t *backend, ngx_fd_t fd, off_t size,
+    u_char *boundary, ngx_log_t *log)
+{
+    cJSON                               *params;
+    ngx_int_t                            rc;
+    ngx_uint_t                           i;
+    ngx_http_async_task_speech_parts_t   sp;
+
+    boundary[0] = '\0';
+
+    params = cJSON_ParseWithLength((char *) task->params.data,
+                                   task->params.len);
+    if (params == NULL) {
+        return;
+    }
+
+    ngx_http_async_task_protocol_speech_parts(params, &sp);
+
+    for (i = 0; i < NGX_HTTP_ASYNC_TASK_BOUNDARY_TRIES; i++) {
+
+        if (ngx_http_async_task_protocol_random(boundary) != NGX_OK) {
+            break;
+        }
+
+        if (ngx_http_async_task_protocol_in_parts(boundary, backend, &sp)) {
+            continue;
+        }
+
+        rc = ngx_http_async_task_protocol_in_file(boundary, fd, size, log);
+
+        if (rc == NGX_DECLINED) {
+            cJSON_Delete(params);
+            return;
+        }
+
+        if (rc == NGX_ERROR) {
+            break;
+        }
+    }
+
+    boundary[0] = '\0';
+
+    cJSON_Delete(params);
+}
+
+
 /* on the event loop, as a claimed task starts */
 
 ngx_chain_t *
 ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     ngx_http_async_task_backend_t *backend,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task,
-    ngx_fd_t fd, off_t size)
+    u_char *boundary, ngx_fd_t fd, off_t size)
 {
     char         *body;
     cJSON        *params;
@@ -76,7 +157,7 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
     if (task->kind == NGX_HTTP_ASYNC_TASK_SPEECH) {
         cl = ngx_http_async_task_protocol_speech(pool, backend, in, params,
-                                                 fd, size);
+                                                 boundary, fd, size);
         cJSON_Delete(params);
         return cl;
     }
@@ -184,6 +265,14 @@ ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
         || !cJSON_IsNumber(p_height))
     {
         return NULL;
+    }
+
+    /* the only options block sd-server finds is ours */
+
+    ngx_http_async_task_protocol_inert(p_prompt->valuestring);
+
+    if (cJSON_IsString(p_negative)) {
+        ngx_http_async_task_protocol_inert(p_negative->valuestring);
     }
 
     req = cJSON_CreateObject();
@@ -304,6 +393,35 @@ done:
 
 
 /*
+ * sd-server takes its options from the first <sd_cpp_extra_args> block
+ * in the prompt: in the user's text, no tag can open or close one
+ * (stored tasks may predate the check at submission).
+ */
+
+static void
+ngx_http_async_task_protocol_inert(char *text)
+{
+    u_char  *r, *w;
+
+    for (r = (u_char *) text, w = r; *r; r++) {
+
+        if (*r == '<'
+            && (ngx_strncasecmp(r + 1, (u_char *) "sd_cpp_extra_args",
+                                sizeof("sd_cpp_extra_args") - 1) == 0
+                || ngx_strncasecmp(r + 1, (u_char *) "/sd_cpp_extra_args",
+                                   sizeof("/sd_cpp_extra_args") - 1) == 0))
+        {
+            continue;
+        }
+
+        *w++ = *r;
+    }
+
+    *w = '\0';
+}
+
+
+/*
  * multipart/form-data: the text parts, then the audio file part sent
  * from disk (a file buffer: sendfile), then the closing delimiter.
  */
@@ -311,62 +429,60 @@ done:
 static ngx_chain_t *
 ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
     ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, ngx_fd_t fd,
-    off_t size)
+    ngx_http_async_task_instance_t *in, cJSON *params, u_char *ready,
+    ngx_fd_t fd, off_t size)
 {
-    u_char       *p;
-    cJSON        *language, *prompt, *filename, *type;
-    size_t        len;
-    ngx_buf_t    *head, *file, *tail;
-    ngx_str_t     boundary;
-    ngx_chain_t  *cl, *cl2, *cl3;
-    u_char       *name;
+    u_char                              *p;
+    size_t                               len;
+    ngx_buf_t                           *head, *file, *tail;
+    ngx_str_t                            boundary;
+    ngx_uint_t                           i;
+    ngx_chain_t                         *cl, *cl2, *cl3;
+    ngx_http_async_task_speech_parts_t   sp;
 
-    language = cJSON_GetObjectItemCaseSensitive(params, "language");
-    prompt = cJSON_GetObjectItemCaseSensitive(params, "prompt");
-    filename = cJSON_GetObjectItemCaseSensitive(params, "filename");
-    type = cJSON_GetObjectItemCaseSensitive(params, "content_type");
+    ngx_http_async_task_protocol_speech_parts(params, &sp);
 
-    boundary.len = sizeof("ngx-async-task-") - 1 + 16;
-    boundary.data = ngx_pnalloc(pool, boundary.len);
+    boundary.len = NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN;
+    boundary.data = ngx_pnalloc(pool, boundary.len + 1);
     if (boundary.data == NULL) {
         return NULL;
     }
 
-    ngx_sprintf(boundary.data, "ngx-async-task-%08xD%08xD",
-                (uint32_t) ngx_random(), (uint32_t) ngx_random());
+    /* the one checked against the file too, else one of our own */
 
-    /* a file name can not break out of its quotes */
-
-    len = cJSON_IsString(filename) ? ngx_strlen(filename->valuestring) : 0;
-
-    name = ngx_pnalloc(pool, len + sizeof("audio"));
-    if (name == NULL) {
-        return NULL;
-    }
-
-    if (len) {
-        for (p = (u_char *) filename->valuestring; *p; p++) {
-            name[p - (u_char *) filename->valuestring] =
-                         (*p == '"' || *p == '\r' || *p == '\n' || *p == '\\')
-                         ? '_' : *p;
-        }
-
-        name[len] = '\0';
+    if (ready && ready[0]
+        && !ngx_http_async_task_protocol_in_parts(ready, backend, &sp))
+    {
+        ngx_memcpy(boundary.data, ready, boundary.len + 1);
 
     } else {
-        ngx_cpystrn(name, (u_char *) "audio", sizeof("audio"));
+        for (i = 0; /* void */ ; i++) {
+            if (i == NGX_HTTP_ASYNC_TASK_BOUNDARY_TRIES
+                || ngx_http_async_task_protocol_random(boundary.data)
+                   != NGX_OK)
+            {
+                return NULL;
+            }
+
+            if (!ngx_http_async_task_protocol_in_parts(boundary.data,
+                                                       backend, &sp))
+            {
+                break;
+            }
+        }
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                   "async task protocol: boundary %V", &boundary);
 
     len = 5 * (boundary.len + sizeof("--" CRLF "Content-Disposition: "
                                      "form-data; name=\"\"" CRLF CRLF CRLF)
                + sizeof("response_format"))
           + backend->model.len + sizeof("verbose_json")
-          + (cJSON_IsString(language) ? ngx_strlen(language->valuestring) : 0)
-          + (cJSON_IsString(prompt) ? ngx_strlen(prompt->valuestring) : 0)
-          + sizeof("; filename=\"\"" CRLF "Content-Type: ") + ngx_strlen(name)
-          + (cJSON_IsString(type) ? ngx_strlen(type->valuestring) : 0)
-          + sizeof("application/octet-stream");
+          + (sp.language ? ngx_strlen(sp.language) : 0)
+          + (sp.prompt ? ngx_strlen(sp.prompt) : 0)
+          + sizeof("; filename=\"\"" CRLF "Content-Type: ")
+          + ngx_strlen(sp.filename) + ngx_strlen(sp.type);
 
     tail = ngx_create_temp_buf(pool, boundary.len + sizeof(CRLF "----" CRLF));
     if (tail == NULL) {
@@ -399,21 +515,20 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
     p = ngx_http_async_task_protocol_part(p, &boundary, "response_format",
                                           "verbose_json");
 
-    if (cJSON_IsString(language)) {
+    if (sp.language) {
         p = ngx_http_async_task_protocol_part(p, &boundary, "language",
-                                              language->valuestring);
+                                              sp.language);
     }
 
-    if (cJSON_IsString(prompt)) {
+    if (sp.prompt) {
         p = ngx_http_async_task_protocol_part(p, &boundary, "prompt",
-                                              prompt->valuestring);
+                                              sp.prompt);
     }
 
     p = ngx_sprintf(p, "--%V" CRLF "Content-Disposition: form-data; "
                     "name=\"file\"; filename=\"%s\"" CRLF
-                    "Content-Type: %s" CRLF CRLF, &boundary, name,
-                    cJSON_IsString(type) ? type->valuestring
-                                         : "application/octet-stream");
+                    "Content-Type: %s" CRLF CRLF, &boundary, sp.filename,
+                    sp.type);
 
     head->last = p;
     head->end = p;
@@ -467,6 +582,163 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
 }
 
 
+/* the parts' text from the task's params, cleaned in the parsed tree */
+
+static void
+ngx_http_async_task_protocol_speech_parts(cJSON *params,
+    ngx_http_async_task_speech_parts_t *sp)
+{
+    u_char  *p;
+    cJSON   *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(params, "language");
+    sp->language = cJSON_IsString(item) ? item->valuestring : NULL;
+
+    item = cJSON_GetObjectItemCaseSensitive(params, "prompt");
+    sp->prompt = cJSON_IsString(item) ? item->valuestring : NULL;
+
+    item = cJSON_GetObjectItemCaseSensitive(params, "filename");
+    sp->filename = "audio";
+
+    if (cJSON_IsString(item) && item->valuestring[0]) {
+        ngx_http_async_task_protocol_clean(item->valuestring, 1);
+        sp->filename = item->valuestring;
+    }
+
+    item = cJSON_GetObjectItemCaseSensitive(params, "content_type");
+    sp->type = "application/octet-stream";
+
+    if (cJSON_IsString(item) && item->valuestring[0]) {
+
+        /* "type/subtype" and parameters: token characters, ";", "=", " " */
+
+        for (p = (u_char *) item->valuestring; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9')
+                  || ngx_strchr("!#$%&'*+-.^_`|~/;= ", *p)))
+            {
+                break;
+            }
+        }
+
+        if (*p == '\0') {
+            sp->type = item->valuestring;
+        }
+    }
+
+    if (sp->language) {
+        ngx_http_async_task_protocol_clean(sp->language, 0);
+    }
+
+    if (sp->prompt) {
+        ngx_http_async_task_protocol_clean(sp->prompt, 0);
+    }
+}
+
+
+/*
+ * No control byte reaches the wire: a space in text, "_" in a file name,
+ * which can not leave its quotes either.
+ */
+
+static void
+ngx_http_async_task_protocol_clean(char *text, ngx_uint_t name)
+{
+    u_char  *p;
+
+    for (p = (u_char *) text; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = name ? '_' : ' ';
+
+        } else if (name && (*p == '"' || *p == '\\')) {
+            *p = '_';
+        }
+    }
+}
+
+
+/* "ngx-async-task-" and 128 bits from the kernel's random source */
+
+static ngx_int_t
+ngx_http_async_task_protocol_random(u_char *boundary)
+{
+    u_char  *p;
+    u_char   bits[16];
+
+    if (getrandom(bits, sizeof(bits), 0) != (ssize_t) sizeof(bits)) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "getrandom() failed");
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(boundary, "ngx-async-task-",
+                   sizeof("ngx-async-task-") - 1);
+    p = ngx_hex_dump(p, bits, sizeof(bits));
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_async_task_protocol_in_parts(u_char *boundary,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_speech_parts_t *sp)
+{
+    char  *b = (char *) boundary;
+
+    return (backend->model.len && ngx_strstr(backend->model.data, b))
+           || (sp->language && ngx_strstr(sp->language, b))
+           || (sp->prompt && ngx_strstr(sp->prompt, b))
+           || ngx_strstr(sp->filename, b) || ngx_strstr(sp->type, b);
+}
+
+
+/* NGX_DECLINED: the boundary is not in the file; NGX_OK: it is */
+
+static ngx_int_t
+ngx_http_async_task_protocol_in_file(u_char *boundary, ngx_fd_t fd,
+    off_t size, ngx_log_t *log)
+{
+    off_t     offset;
+    size_t    keep, have;
+    ssize_t   n;
+    u_char    buf[NGX_HTTP_ASYNC_TASK_SCAN_BLOCK];
+
+    /* each block starts with the end of the previous one */
+
+    keep = 0;
+
+    for (offset = 0; offset < size; offset += n) {
+
+        n = pread(fd, buf + keep, sizeof(buf) - keep, offset);
+
+        if (n == -1) {
+            ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
+                          "pread() of a task's input failed");
+            return NGX_ERROR;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        have = keep + n;
+
+        if (memmem(buf, have, boundary, NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN)
+            != NULL)
+        {
+            return NGX_OK;
+        }
+
+        keep = ngx_min(have, NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN - 1);
+        ngx_memmove(buf, buf + have - keep, keep);
+    }
+
+    return NGX_DECLINED;
+}
+
+
 static u_char *
 ngx_http_async_task_protocol_part(u_char *p, ngx_str_t *boundary,
     const char *name, const char *value)
@@ -516,7 +788,19 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     case ngx_http_async_task_client_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
-                                          "the answer is too large");
+                                          "the answer is larger than the "
+                                          "limit of %uz bytes",
+                                          (size_t)
+                                          ngx_http_async_task_answer_max(
+                                              task->kind));
+        return;
+
+    case ngx_http_async_task_client_headers_too_big:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "the answer's header block is "
+                                          "larger than %d bytes",
+                                          NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
         return;
 
     default: /* ngx_http_async_task_client_broken */
@@ -609,12 +893,9 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     src.data = (u_char *) b64->valuestring;
     src.len = ngx_strlen(b64->valuestring);
 
-    png.data = ngx_pnalloc(pool, ngx_base64_decoded_length(src.len));
-    if (png.data == NULL) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool, "no memory");
-        return;
-    }
+    /* decoded in place: the PNG is shorter than its base64 */
+
+    png.data = src.data;
 
     if (ngx_decode_base64(&png, &src) != NGX_OK
         || png.len < sizeof(signature) - 1

@@ -12,6 +12,25 @@
 #include "ngx_http_async_task_client.h"
 
 
+/*
+ * The largest answer a run takes, headers apart: a 2048x2048 PNG in
+ * base64 is a few MB to some 22 MB (RGBA, incompressible); a transcript
+ * with its segments is at most a few MB.
+ */
+
+#define NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX   (24 * 1024 * 1024)
+#define NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX  (8 * 1024 * 1024)
+
+#define ngx_http_async_task_answer_max(kind)                                 \
+    ((kind) == NGX_HTTP_ASYNC_TASK_IMAGE                                      \
+     ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX                                   \
+     : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
+
+
+/* a multipart boundary: a prefix and 128 bits from the kernel, in hex */
+#define NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN  (sizeof("ngx-async-task-") - 1 + 32)
+
+
 /* what a run of a task came to */
 
 typedef enum {
@@ -23,6 +42,10 @@ typedef enum {
 
 
 typedef struct {
+    /* before the run: a speech request's boundary, or "" */
+    u_char                          boundary[NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN
+                                             + 1];
+
     /* in */
     ngx_http_async_task_client_e    result;
     ngx_uint_t                      status;
@@ -38,10 +61,13 @@ typedef struct {
 } ngx_http_async_task_outcome_t;
 
 
+void ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
+    ngx_http_async_task_backend_t *backend, ngx_fd_t fd, off_t size,
+    u_char *boundary, ngx_log_t *log);
 ngx_chain_t *ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     ngx_http_async_task_backend_t *backend,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task,
-    ngx_fd_t fd, off_t size);
+    u_char *boundary, ngx_fd_t fd, off_t size);
 void ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log);
 

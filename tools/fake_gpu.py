@@ -54,7 +54,8 @@ Fault injection (POST /control, or the command-line defaults):
    "latency": S,           seconds each job "computes"
    "fail_rate": F,         in mode ok, answer this fraction of jobs 500
    "health": "up"|"down",  /health and /v1/models answer 503 when down
-   "header_interval": S}   slow_headers: pause between header lines
+   "header_interval": S,   slow_headers: pause between header lines
+   "huge_size": N}         huge_body: the body's size
   Only the keys given change; the answer is the new settings (also at GET
   /control).  Modes:
     error500      500 {"error": {..., "type": "server_error"}}
@@ -69,6 +70,16 @@ Fault injection (POST /control, or the command-line defaults):
                   chunks (one with a chunk extension) and a trailer
     until_close   the normal answer with neither length nor chunks: the
                   body ends when the connection closes
+    chunked_keepalive  chunked, without Connection: close: the connection
+                  stays open
+    early_error   413 and Connection: close once the request's headers are
+                  read, then the connection closed with the body unread
+    interim       100 Continue and 103 Early Hints before the answer
+    bare_lf       every line of the answer's head ends in a bare LF
+    bare_lf_length  the Content-Length line alone ends in a bare LF
+    huge_body     Content-Length: huge_size and that many bytes
+    endless_chunked  1 MiB chunks until the client stops reading
+    huge_headers  header lines until the client stops reading
   Every answer to a job request comes after the latency except a 400 (real
   validation errors and error400 are immediate) and hang.  A job stays in
   flight for its whole latency even if the client goes away, as on a real
@@ -77,9 +88,10 @@ Fault injection (POST /control, or the command-line defaults):
 Statistics: GET /control/stats -> {"requests", "by_path", "inflight",
 "max_inflight", "max_concurrent", "violations", "last_requests"}; the last 50
 job requests, oldest first, each {"method", "path", "headers" (names lower
-case), "chunked", "body_bytes", "json", "sd_cpp_extra_args", "params",
-"fields", "file_bytes", "file_sha256", "file_name", "file_content_type",
-"fault", "status"}.  POST /control/reset-stats zeroes the counters and the
+case), "peer_port", "chunked", "body_bytes", "body_sha256", "json",
+"sd_cpp_extra_args", "params", "fields", "parts" (each multipart part:
+"headers" lines, "bytes", "sha256", "value" unless a file), "file_bytes",
+"file_sha256", "file_name", "file_content_type", "fault", "status"}.  POST /control/reset-stats zeroes the counters and the
 recorded requests (max_inflight restarts from the current inflight).  A
 violation is counted, and logged, each time a job request starts while more
 than --max-concurrent are already being served.
@@ -116,7 +128,12 @@ HEADER_LIMIT = 64 * 1024          # request line + headers
 MAX_BODY = 256 * 1024 * 1024      # request body, Content-Length or chunked
 LAST_REQUESTS = 50
 MODES = ("ok", "error500", "error400", "reset", "hang", "malformed",
-         "slow_headers", "truncated", "chunked", "until_close")
+         "slow_headers", "truncated", "chunked", "until_close",
+         "chunked_keepalive", "early_error", "interim", "bare_lf",
+         "bare_lf_length", "huge_body", "endless_chunked", "huge_headers")
+INTERIM = (b"HTTP/1.1 100 Continue\r\n\r\n"
+           b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+HUGE_STEP = 1024 * 1024
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
 EXTRA_ARGS_RE = re.compile(r"<sd_cpp_extra_args>(.*?)</sd_cpp_extra_args>", re.S)
 SIZE_RE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
@@ -230,8 +247,11 @@ def response_head(status, content_type, length, req):
             f"{connection}\r\n").encode("latin-1")
 
 
-async def read_request(reader, writer):
-    """Read one request, body included; None on a clean end of connection."""
+async def read_request(reader, writer, early=None):
+    """Read one request, body included; None on a clean end of connection.
+
+    early(req, writer), when given, may answer from the headers alone and
+    close: the request then comes back with body None."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
@@ -276,6 +296,10 @@ async def read_request(reader, writer):
         length = int(length)
         if length > MAX_BODY:
             raise HttpError(413, "request body too large")
+    req.body = None
+    if early is not None and await early(req, writer):
+        req.body = None
+        return req
     if headers.get("expect", "").lower() == "100-continue" and (req.chunked or length):
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     if req.chunked:
@@ -313,7 +337,8 @@ def parsed_header(name, value):
 
 
 def parse_multipart(body, content_type):
-    """Split multipart/form-data into (headers dict, content bytes) parts."""
+    """Split multipart/form-data into (headers dict, content bytes, header
+    lines) parts."""
     boundary = parsed_header("content-type", content_type).get_boundary()
     if not boundary:
         raise ValueError("no boundary in Content-Type")
@@ -340,11 +365,12 @@ def parse_multipart(body, content_type):
         if blank < 0:
             raise ValueError("part without header terminator")
         headers = {}
-        for line in part[2:blank].decode("utf-8", "replace").split("\r\n"):
+        lines = part[2:blank].decode("utf-8", "replace").split("\r\n")
+        for line in lines:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        parts.append((headers, part[blank + 4:]))
+        parts.append((headers, part[blank + 4:], lines))
         pos = end + len(separator)
     return parts
 
@@ -362,18 +388,20 @@ class Settings:
         self.fail_rate = args.fail_rate
         self.health = args.health
         self.header_interval = args.header_interval
+        self.huge_size = 64 * 1024 * 1024
 
     def as_dict(self):
         return {"mode": self.mode, "times": self.times, "latency": self.latency,
                 "fail_rate": self.fail_rate, "health": self.health,
-                "header_interval": self.header_interval}
+                "header_interval": self.header_interval,
+                "huge_size": self.huge_size}
 
     def update(self, change):
         """Validate the whole change, then apply it; a message on error."""
         if not isinstance(change, dict):
             return "body must be a JSON object"
         unknown = set(change) - {"mode", "times", "latency", "fail_rate",
-                                 "health", "header_interval"}
+                                 "health", "header_interval", "huge_size"}
         if unknown:
             return f"unknown keys: {', '.join(sorted(unknown))}"
         mode, times = change.get("mode", self.mode), change.get("times")
@@ -389,9 +417,13 @@ class Settings:
             return "fail_rate must be a number in [0, 1]"
         if change.get("health", "up") not in ("up", "down"):
             return "health must be up or down"
+        if "huge_size" in change and not (is_int(change["huge_size"])
+                                          and change["huge_size"] >= 64):
+            return "huge_size must be an integer >= 64"
         if "mode" in change:
             self.mode, self.times = mode, (times if mode != "ok" else None)
-        for key in ("latency", "fail_rate", "health", "header_interval"):
+        for key in ("latency", "fail_rate", "health", "header_interval",
+                    "huge_size"):
             if key in change:
                 setattr(self, key, change[key])
         return None
@@ -492,12 +524,14 @@ class FakeGpu:
             while True:
                 started = time.monotonic()
                 try:
-                    req = await read_request(reader, writer)
+                    req = await read_request(reader, writer, self.early_answer)
                 except HttpError as e:
                     writer.write(self.render(openai_error(e.status, e.message), None))
                     self.log(client, "-", "-", e.status, started, e.message)
                     break
-                if req is None or not await self.dispatch(req, reader, writer, client, started):
+                if req is None or req.body is None:
+                    break
+                if not await self.dispatch(req, reader, writer, client, started):
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass   # the client went away or sent garbage mid-request
@@ -531,14 +565,47 @@ class FakeGpu:
         self.log(client, req.method, req.path, response[0], started)
         return req.keep_alive
 
-    async def run_job(self, req, handler, reader, writer, client, started):
+    def new_record(self, req, writer):
+        """The record of a job request, in last_requests."""
+        peer = writer.get_extra_info("peername")
+        body = req.body or b""
         record = {"method": req.method, "path": req.path, "headers": req.headers,
-                  "chunked": req.chunked, "body_bytes": len(req.body),
+                  "peer_port": peer[1] if peer else None,
+                  "chunked": req.chunked, "body_bytes": len(body),
+                  "body_sha256": hashlib.sha256(body).hexdigest(),
                   "json": None, "sd_cpp_extra_args": None, "params": None,
-                  "fields": None, "file_bytes": None, "file_sha256": None,
-                  "file_name": None, "file_content_type": None,
-                  "fault": None, "status": None}
+                  "fields": None, "parts": None, "file_bytes": None,
+                  "file_sha256": None, "file_name": None,
+                  "file_content_type": None, "fault": None, "status": None}
         self.stats.last.append(record)
+        return record
+
+    async def early_answer(self, req, writer):
+        """early_error: 413 as soon as a job request's headers are read,
+        then close with the body unread (the client sees a reset)."""
+        route = self.routes.get(req.path)
+        if route is None or not route[2] or self.settings.mode != "early_error":
+            return False
+        started = time.monotonic()
+        record = self.new_record(req, writer)
+        self.stats.begin(req)
+        record["fault"] = self.settings.take_fault()
+        try:
+            status, body, content_type = openai_error(
+                413, "fake-gpu: request body too large")
+            writer.write(response_head(status, content_type, len(body), None) + body)
+            await writer.drain()
+            record["status"] = status
+            # Let the answer arrive before the reset that the unread body causes.
+            await asyncio.sleep(0.2)
+            writer.transport.abort()
+        finally:
+            self.stats.inflight -= 1
+            self.log("-", req.method, req.path, 413, started, "fault=early_error")
+        return True
+
+    async def run_job(self, req, handler, reader, writer, client, started):
+        record = self.new_record(req, writer)
         if self.stats.begin(req):
             self.log(client, req.method, req.path, "VIOLATION", started,
                      f"inflight={self.stats.inflight} > max-concurrent={self.stats.max_concurrent}")
@@ -585,10 +652,18 @@ class FakeGpu:
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
             return "reset", False
-        if fault in ("chunked", "until_close"):
+        if fault in ("chunked", "chunked_keepalive", "until_close"):
             return await self.write_unsized(writer, fault, status, body,
-                                            content_type)
+                                            content_type, req)
+        if fault in ("huge_body", "endless_chunked", "huge_headers"):
+            return await self.write_huge(writer, fault)
         head = response_head(status, content_type, len(body), req)
+        if fault == "interim":
+            head = INTERIM + head
+        elif fault == "bare_lf":
+            head = head.replace(b"\r\n", b"\n")
+        elif fault == "bare_lf_length":
+            head = re.sub(rb"(Content-Length: [0-9]+)\r\n", rb"\1\n", head)
         if fault == "truncated":
             writer.write(head + body[:len(body) // 2])
             return f"{status}-truncated", False
@@ -603,7 +678,40 @@ class FakeGpu:
         await writer.drain()
         return status, req.keep_alive
 
-    async def write_unsized(self, writer, fault, status, body, content_type):
+    async def write_huge(self, writer, fault):
+        """An answer too large for any client cap, sent until the client
+        stops reading: huge_size bytes of body, or endless chunks, or an
+        endless header block."""
+        size = self.settings.huge_size
+        head = (f"HTTP/1.1 200 OK\r\nServer: fake-gpu\r\n"
+                f"Content-Type: {JSON}\r\n")
+        if fault == "huge_body":
+            writer.write((head + f"Content-Length: {size}\r\n\r\n").encode()
+                         + b'{"data": [{"b64_json": "')
+            size -= 24
+        elif fault == "endless_chunked":
+            writer.write((head + "Transfer-Encoding: chunked\r\n\r\n").encode()
+                         + b'18\r\n{"data": [{"b64_json": "\r\n')
+        else:
+            writer.write(head.encode())
+        pad = b"A" * HUGE_STEP
+        try:
+            while fault != "huge_body" or size > 0:
+                if fault == "huge_body":
+                    data = pad[:min(size, HUGE_STEP)]
+                    size -= len(data)
+                elif fault == "endless_chunked":
+                    data = f"{HUGE_STEP:x}\r\n".encode() + pad + b"\r\n"
+                else:
+                    data = b"X-Pad: " + pad[:HUGE_STEP // 16] + b"\r\n"
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            return f"200-{fault}-cut", False
+        await asyncio.sleep(0.5)   # the client may still be reading
+        return f"200-{fault}", False
+
+    async def write_unsized(self, writer, fault, status, body, content_type, req):
         """The answer without Content-Length: chunked, or to the close."""
         head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
                 f"Server: fake-gpu\r\nDate: {http_date()}\r\n"
@@ -613,8 +721,10 @@ class FakeGpu:
                          + body)
             await writer.drain()
             return f"{status}-until-close", False
+        keep_alive = fault == "chunked_keepalive" and req.keep_alive
         writer.write((head + "Transfer-Encoding: chunked\r\n"
-                      "Connection: close\r\n\r\n").encode("latin-1"))
+                      + ("" if keep_alive else "Connection: close\r\n")
+                      + "\r\n").encode("latin-1"))
         step = max(1, len(body) // 7)
         for i, at in enumerate(range(0, len(body), step)):
             chunk = body[at:at + step]
@@ -624,7 +734,7 @@ class FakeGpu:
             await writer.drain()
         writer.write(b"0\r\nX-Trailer: 1\r\n\r\n")
         await writer.drain()
-        return f"{status}-chunked", False
+        return f"{status}-chunked", keep_alive
 
     # ---- jobs: (response, log summary), the request recorded on the way
 
@@ -690,7 +800,13 @@ class FakeGpu:
         except ValueError as e:
             return openai_error(400, f"bad multipart body: {e}"), "bad multipart"
         fields, audio = {}, None
-        for headers, content in parts:
+        record["parts"] = [
+            dict({"headers": lines, "bytes": len(content),
+                  "sha256": hashlib.sha256(content).hexdigest()},
+                 **({} if "filename" in headers.get("content-disposition", "")
+                    else {"value": content.decode("utf-8", "replace")}))
+            for headers, content, lines in parts]
+        for headers, content, _ in parts:
             disposition = parsed_header("content-disposition",
                                         headers.get("content-disposition", ""))
             name = disposition.get_param("name", header="content-disposition")
