@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses of fuzz/ and runs them.
+#
+#   fuzz/run.sh [SECONDS] [HARNESS...]
+#
+# SECONDS (default 60) per harness, one at a time, from the committed
+# seeds (fuzz/seeds/NAME) and regression inputs (fuzz/regressions/NAME);
+# what the fuzzer finds goes to build/fuzz/corpus/NAME, crashes to
+# build/fuzz/crashes/NAME. SECONDS=0 only replays the committed inputs,
+# once each: the quick check for the test suite.
+#
+# The harnesses link nginx's own objects and the module's, compiled with
+# clang and -fsanitize=fuzzer-no-link,address,undefined, from Debian's
+# nginx source (apt-get source, cached in build/nginx-source; or a tree
+# given as NGINX_FUZZ_SRC=DIR).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+fuzz=$root/fuzz
+work=$root/build/fuzz
+seconds=${1:-60}
+[ $# -gt 0 ] && shift
+
+harnesses=("$@")
+if [ ${#harnesses[@]} -eq 0 ]; then
+    for f in "$fuzz"/fuzz_*.c; do
+        n=$(basename "$f" .c)
+        harnesses+=("${n#fuzz_}")
+    done
+fi
+
+sanitize='-fsanitize=address,undefined -fno-sanitize-recover=undefined'
+cflags="-g -O1 -fno-omit-frame-pointer $sanitize"
+
+say() { printf '==> %s\n' "$*"; }
+
+# Debian's nginx source, the version the module is built for
+nginx_source() {
+    local cache=$root/build/nginx-source list opts v
+
+    if [ -n "${NGINX_FUZZ_SRC:-}" ]; then
+        src=$(cd "$NGINX_FUZZ_SRC" && pwd)
+        return
+    fi
+
+    src=$(ls -d "$cache"/nginx-*/ 2>/dev/null | head -n1)
+    if [ -n "$src" ]; then
+        src=${src%/}
+        return
+    fi
+
+    say "fetching Debian's nginx source into $cache"
+    mkdir -p "$cache"
+    list=$(mktemp --suffix=.sources)
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] || continue
+        sed 's/^Types: deb$/Types: deb deb-src/' "$f" >> "$list"
+        echo >> "$list"
+    done
+    opts="-o Dir::Etc::SourceList=$list -o Dir::Etc::SourceParts=/dev/null"
+    # shellcheck disable=SC2086
+    apt-get $opts update -qq
+    command -v dpkg-source >/dev/null \
+        || apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null
+    # the newest version the archive still serves
+    # shellcheck disable=SC2086
+    for v in $(apt-cache $opts showsrc nginx | sed -n 's/^Version: //p' \
+               | sort -rV); do
+        (cd "$cache" && apt-get $opts source -qq "nginx=$v" >/dev/null 2>&1) \
+            && break
+    done
+    rm -f "$list"
+
+    src=$(ls -d "$cache"/nginx-*/ 2>/dev/null | head -n1)
+    if [ -z "$src" ]; then
+        echo "fuzz: no nginx source package could be fetched" >&2
+        exit 1
+    fi
+    src=${src%/}
+}
+
+# nginx and the module (static) compiled for fuzzing, in build/fuzz/nginx
+build_objects() {
+    local stamp args
+
+    args=(--with-cc=clang --with-compat --with-threads --with-debug
+          --without-http_gzip_module
+          --with-cc-opt="$cflags -fsanitize=fuzzer-no-link -Wno-error"
+          --with-ld-opt="$sanitize" --add-module="$root")
+    stamp=$( (cat "$root/config" "$root"/migrations/*.sql
+              echo "${args[*]}") | md5sum | cut -d' ' -f1)
+
+    if [ "$(cat "$work/nginx/objs/.fuzz_stamp" 2>/dev/null)" != "$stamp" ]; then
+        nginx_source
+        say "configuring nginx for fuzzing ($src)"
+        rm -rf "$work/nginx"
+        mkdir -p "$work"
+        cp -r "$src" "$work/nginx"
+        (cd "$work/nginx" && ./configure "${args[@]}" >/dev/null)
+        echo "$stamp" > "$work/nginx/objs/.fuzz_stamp"
+    fi
+
+    say "building nginx's and the module's objects"
+    make -s -C "$work/nginx" -f objs/Makefile -j"$(nproc)" >/dev/null
+}
+
+# each harness #includes the module file it tests (to reach its static
+# parsers), so that file's object is left out of its link
+build_harness() {
+    local name=$1 c=$fuzz/fuzz_$1.c own objs libs
+
+    own=$(sed -n 's/^#include "\(ngx_http_async_task_[a-z_]*\)\.c"$/\1/p' "$c")
+    objs=$(find "$work/nginx/objs/src" "$work/nginx/objs/addon" -name '*.o' \
+           ! -name nginx.o ${own:+! -name "$own.o"} | sort)
+    # the libraries nginx itself links
+    libs=$(sed -n '/$(LINK) -o objs\/nginx/,/^\s*$/p' \
+           "$work/nginx/objs/Makefile" | grep -o -- '-l[^ ]*' | tr '\n' ' ')
+
+    mkdir -p "$work/bin"
+    # shellcheck disable=SC2086
+    clang $cflags -fsanitize=fuzzer -Wall -Werror \
+        -I "$work/nginx/src/core" -I "$work/nginx/src/event" \
+        -I "$work/nginx/src/event/modules" -I "$work/nginx/src/os/unix" \
+        -I "$work/nginx/src/http" -I "$work/nginx/src/http/modules" \
+        -I "$work/nginx/objs" -I "$root/ngx_async_task_module" -I "$fuzz" \
+        "$work/nginx/objs/ngx_modules.o" $objs "$c" \
+        -o "$work/bin/$name" $libs
+}
+
+# what a fault is, and where: the first frames in nginx or the module
+report() {
+    grep -E 'FAULT:|ERROR:|runtime error|SUMMARY' "$1" \
+        | head -n 4 >&2
+    grep -E '#[0-9]+ .* in (ngx_|fuzz_|LLVMFuzzer)' "$1" | head -n 6 >&2
+}
+
+# the committed inputs of a harness, one path a line
+inputs() {
+    find "$fuzz/seeds/$1" "$fuzz/regressions/$1" -type f 2>/dev/null | sort
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
+build_objects
+failed=()
+
+for name in "${harnesses[@]}"; do
+    if [ ! -f "$fuzz/fuzz_$name.c" ]; then
+        echo "fuzz: no harness fuzz/fuzz_$name.c" >&2
+        exit 2
+    fi
+
+    build_harness "$name"
+    bin=$work/bin/$name
+
+    if [ "$seconds" = 0 ]; then
+        say "replaying $name ($(inputs "$name" | wc -l) inputs)"
+        mapfile -t files < <(inputs "$name")
+        for f in "${files[@]}"; do
+            if ! "$bin" "$f" > "$work/$name.log" 2>&1; then
+                echo "fuzz: $name fails on ${f#$root/}:" >&2
+                report "$work/$name.log"
+                failed+=("$name:${f#$root/}")
+            fi
+        done
+        continue
+    fi
+
+    say "fuzzing $name for ${seconds}s"
+    mkdir -p "$work/corpus/$name" "$work/crashes/$name" "$fuzz/seeds/$name"
+    dirs=("$work/corpus/$name" "$fuzz/seeds/$name")
+    [ -d "$fuzz/regressions/$name" ] && dirs+=("$fuzz/regressions/$name")
+
+    if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+            -print_final_stats=1 \
+            -artifact_prefix="$work/crashes/$name/" \
+            "${dirs[@]}" > "$work/$name.log" 2>&1; then
+        failed+=("$name")
+        echo "fuzz: $name found a fault, in $work/crashes/$name/:" >&2
+        report "$work/$name.log"
+    fi
+
+    grep -E '^stat::number_of_executed_units|^stat::new_units_added' \
+        "$work/$name.log" | tr '\n' ' '
+    echo "corpus: $(find "$work/corpus/$name" -type f | wc -l) files"
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: faults in: ${failed[*]}" >&2
+    exit 1
+fi
+say "fuzz: no faults"
