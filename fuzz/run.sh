@@ -127,11 +127,14 @@ build_harness() {
         -o "$work/bin/$name" $libs
 }
 
-# what a fault is, and where: the first frames in nginx or the module
+# what a fault is, and where: replays FILE, shows the first frames in
+# nginx or the module
 report() {
-    grep -E 'FAULT:|ERROR:|runtime error|SUMMARY' "$1" \
+    "$1" "$2" > "$work/replay.log" 2>&1 && return
+    grep -E 'FAULT:|runtime error|ERROR: AddressSanitizer' "$work/replay.log" \
+        | head -n 2 >&2
+    grep -E '#[0-9]+ .* in (ngx_|fuzz_|LLVMFuzzer)' "$work/replay.log" \
         | head -n 4 >&2
-    grep -E '#[0-9]+ .* in (ngx_|fuzz_|LLVMFuzzer)' "$1" | head -n 6 >&2
 }
 
 # the committed inputs of a harness, one path a line
@@ -158,9 +161,9 @@ for name in "${harnesses[@]}"; do
         say "replaying $name ($(inputs "$name" | wc -l) inputs)"
         mapfile -t files < <(inputs "$name")
         for f in "${files[@]}"; do
-            if ! "$bin" "$f" > "$work/$name.log" 2>&1; then
+            if ! "$bin" "$f" > /dev/null 2>&1; then
                 echo "fuzz: $name fails on ${f#$root/}:" >&2
-                report "$work/$name.log"
+                report "$bin" "$f"
                 failed+=("$name:${f#$root/}")
             fi
         done
@@ -168,26 +171,38 @@ for name in "${harnesses[@]}"; do
     fi
 
     say "fuzzing $name for ${seconds}s"
+    rm -rf "$work/crashes/$name"
     mkdir -p "$work/corpus/$name" "$work/crashes/$name" "$fuzz/seeds/$name"
     dirs=("$work/corpus/$name" "$fuzz/seeds/$name")
     [ -d "$fuzz/regressions/$name" ] && dirs+=("$fuzz/regressions/$name")
 
-    if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-            -print_final_stats=1 \
-            -artifact_prefix="$work/crashes/$name/" \
-            "${dirs[@]}" > "$work/$name.log" 2>&1; then
+    # in a child process, so that a fault found (a known one among them)
+    # does not end the run: every fault is kept in crashes/
+    "$bin" -fork=1 -ignore_crashes=1 -max_total_time="$seconds" \
+        -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$work/crashes/$name/" \
+        "${dirs[@]}" > "$work/$name.log" 2>&1 || failed+=("$name")
+
+    faults=$(find "$work/crashes/$name" -type f | wc -l)
+    if [ "$faults" -gt 0 ]; then
         failed+=("$name")
-        echo "fuzz: $name found a fault, in $work/crashes/$name/:" >&2
-        report "$work/$name.log"
+        echo "fuzz: $name found $faults faults, in $work/crashes/$name/;" \
+             "the first ones:" >&2
+        for f in $(find "$work/crashes/$name" -type f | head -n 3); do
+            echo "  $f" >&2
+            report "$bin" "$f"
+        done
     fi
 
-    grep -E '^stat::number_of_executed_units|^stat::new_units_added' \
-        "$work/$name.log" | tr '\n' ' '
-    echo "corpus: $(find "$work/corpus/$name" -type f | wc -l) files"
+    echo "$name: $(grep -o '^#[0-9]*' "$work/$name.log" | tail -n1 \
+                   | tr -d '#') runs," \
+         "corpus $(find "$work/corpus/$name" -type f | wc -l) files," \
+         "$faults faults"
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "fuzz: faults in: ${failed[*]}" >&2
+    echo "fuzz: faults in: $(printf '%s\n' "${failed[@]}" | sort -u \
+                               | tr '\n' ' ')" >&2
     exit 1
 fi
 say "fuzz: no faults"
