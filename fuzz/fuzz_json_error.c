@@ -55,6 +55,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
+    /* JSON is UTF-8 (RFC 8259, 8.1); cJSON does not check that either */
+
+    for (p = out.data; p < out.data + out.len; /* void */) {
+        if (*p < 0x80) {
+            p++;
+
+        } else if (ngx_utf8_decode(&p, out.data + out.len - p) > 0x10ffff) {
+            fprintf(stderr, "FAULT: the error body is not UTF-8: "
+                    "\"%.*s\"\n", (int) out.len, out.data);
+            abort();
+        }
+    }
+
     json = cJSON_ParseWithLength((char *) out.data, out.len);
 
     if (json == NULL) {

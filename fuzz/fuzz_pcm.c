@@ -79,12 +79,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     block = 2 * (uint32_t) up.channels;
 
-    if (up.channels == 0 || up.channels > 0x7fff || up.sample_rate == 0
-        || up.sample_rate > 0xffffffff / block)
+    if (len == 0) {
+        fuzz_assert(up.rc == NGX_DECLINED && up.error != NULL);
+
+    } else if (up.channels == 0 || up.sample_rate == 0
+               || up.sample_rate > 0xffffffff / block)
     {
         fuzz_assert(up.rc == NGX_ERROR);
 
-    } else if (len == 0 || len % block) {
+    } else if (len % block) {
         fuzz_assert(up.rc == NGX_DECLINED && up.error != NULL);
 
     } else {

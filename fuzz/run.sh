@@ -90,7 +90,8 @@ build_objects() {
     stamp=$( (cat "$root/config" "$root"/migrations/*.sql
               echo "${args[*]}") | md5sum | cut -d' ' -f1)
 
-    if [ "$(cat "$work/nginx/objs/.fuzz_stamp" 2>/dev/null)" != "$stamp" ]; then
+    if [ "$(cat "$work/nginx/objs/.fuzz_stamp" 2>/dev/null)" != "$stamp" ]
+    then
         nginx_source
         say "configuring nginx for fuzzing ($src)"
         rm -rf "$work/nginx"
@@ -130,11 +131,12 @@ build_harness() {
 # what a fault is, and where: replays FILE, shows the first frames in
 # nginx or the module
 report() {
-    "$1" "$2" > "$work/replay.log" 2>&1 && return
-    grep -E 'FAULT:|runtime error|ERROR: AddressSanitizer' "$work/replay.log" \
+    local log=$work/replay.log
+
+    "$1" "$2" > "$log" 2>&1 && return
+    grep -a -E 'FAULT:|runtime error|ERROR: AddressSanitizer' "$log" \
         | head -n 2 >&2
-    grep -E '#[0-9]+ .* in (ngx_|fuzz_|LLVMFuzzer)' "$work/replay.log" \
-        | head -n 4 >&2
+    grep -a -E '#[0-9]+ .* in (ngx_|fuzz_|LLVMFuzzer)' "$log" | head -n 4 >&2
 }
 
 # the committed inputs of a harness, one path a line
@@ -147,6 +149,12 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 build_objects
 failed=()
+
+# the files the upload and protocol harnesses write: in memory if it can
+tmp=$(mktemp -d -p /dev/shm fuzz.XXXXXX 2>/dev/null \
+      || mktemp -d -p "$work" tmp.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+export FUZZ_TMPDIR=$tmp
 
 for name in "${harnesses[@]}"; do
     if [ ! -f "$fuzz/fuzz_$name.c" ]; then
