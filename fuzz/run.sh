@@ -43,11 +43,9 @@ nginx_source() {
         return
     fi
 
-    src=$(ls -d "$cache"/nginx-*/ 2>/dev/null | head -n1)
-    if [ -n "$src" ]; then
-        src=${src%/}
-        return
-    fi
+    for src in "$cache"/nginx-*/; do
+        [ -d "$src" ] && src=${src%/} && return
+    done
 
     say "fetching Debian's nginx source into $cache"
     mkdir -p "$cache"
@@ -71,12 +69,12 @@ nginx_source() {
     done
     rm -f "$list"
 
-    src=$(ls -d "$cache"/nginx-*/ 2>/dev/null | head -n1)
-    if [ -z "$src" ]; then
-        echo "fuzz: no nginx source package could be fetched" >&2
-        exit 1
-    fi
-    src=${src%/}
+    for src in "$cache"/nginx-*/; do
+        [ -d "$src" ] && src=${src%/} && return
+    done
+
+    echo "fuzz: no nginx source package could be fetched" >&2
+    exit 1
 }
 
 # nginx and the module (static) compiled for fuzzing, in build/fuzz/nginx
@@ -116,6 +114,14 @@ build_harness() {
     # the libraries nginx itself links
     libs=$(sed -n '/$(LINK) -o objs\/nginx/,/^\s*$/p' \
            "$work/nginx/objs/Makefile" | grep -o -- '-l[^ ]*' | tr '\n' ' ')
+
+    # linked again when the harness or an object changed
+    if [ -x "$work/bin/$name" ] && [ -z "$(find "$c" "$fuzz/fuzz_common.h" \
+            "$work/nginx/objs" -newer "$work/bin/$name" -name '*.[cho]' \
+            -print -quit)" ]
+    then
+        return
+    fi
 
     mkdir -p "$work/bin"
     # shellcheck disable=SC2086
@@ -168,6 +174,10 @@ for name in "${harnesses[@]}"; do
     if [ "$seconds" = 0 ]; then
         say "replaying $name ($(inputs "$name" | wc -l) inputs)"
         mapfile -t files < <(inputs "$name")
+
+        # all in one process; one by one only to tell which fail
+        "$bin" "${files[@]}" > /dev/null 2>&1 && continue
+
         for f in "${files[@]}"; do
             if ! "$bin" "$f" > /dev/null 2>&1; then
                 echo "fuzz: $name fails on ${f#$root/}:" >&2
