@@ -175,6 +175,9 @@ for name in "${harnesses[@]}"; do
         say "replaying $name ($(inputs "$name" | wc -l) inputs)"
         mapfile -t files < <(inputs "$name")
 
+        # (with no file, libFuzzer would fuzz on and on)
+        [ ${#files[@]} -eq 0 ] && continue
+
         # all in one process; one by one only to tell which fail
         "$bin" "${files[@]}" > /dev/null 2>&1 && continue
 
