@@ -5,6 +5,9 @@
 #   ./build.sh test     ... and run the whole test suite (t/*.t)
 #   ./build.sh run      ... and run the gateway on 127.0.0.1:${PORT:-8080}
 #   ./build.sh bench    ... and run the benchmarks (bench/*.sh)
+#   ./build.sh fuzz [SECONDS] [HARNESS...]
+#                       ... and run the libFuzzer harnesses (fuzz/run.sh),
+#                       SECONDS each (60); 0 replays the committed inputs
 #
 # Builds ngx_http_async_task_module.so against Debian's nginx (nginx-dev's
 # configure tree and conf_flags), or against a full nginx source tree given
@@ -173,6 +176,9 @@ EOF
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 
+# the fuzzing harnesses are built with clang and libFuzzer
+[ "$cmd" = fuzz ] && packages+=(clang libfuzzer-14-dev)
+
 install_packages
 build_module
 
@@ -183,5 +189,6 @@ case $cmd in
     bench)
         export NGINX_BINARY=$nginx_binary MODULE_PATH=$module_path
         for b in "$root"/bench/*.sh; do "$b"; done ;;
-    *) echo "usage: $0 [build|test|run|bench]" >&2; exit 2 ;;
+    fuzz)  "$root/fuzz/run.sh" "$@" ;;
+    *) echo "usage: $0 [build|test|run|bench|fuzz]" >&2; exit 2 ;;
 esac
