@@ -25,6 +25,9 @@
 #define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX  35
 #define NGX_HTTP_ASYNC_TASK_NAME_MAX      255
 
+/* 2^53: every double at or past it is a whole number */
+#define NGX_HTTP_ASYNC_TASK_INT_EXACT     9007199254740992.0
+
 #define NGX_HTTP_ASYNC_TASK_TEXT_OK       0
 #define NGX_HTTP_ASYNC_TASK_TEXT_NUL      1
 #define NGX_HTTP_ASYNC_TASK_TEXT_CONTROL  2
@@ -645,8 +648,12 @@ ngx_http_async_task_json_int(ngx_http_request_t *r, cJSON *item, double min,
 {
     u_char  *p;
 
+    /* the cast is defined only inside int64_t's range */
+
     if (!cJSON_IsNumber(item)
-        || item->valuedouble != (double) (int64_t) item->valuedouble)
+        || (item->valuedouble > -NGX_HTTP_ASYNC_TASK_INT_EXACT
+            && item->valuedouble < NGX_HTTP_ASYNC_TASK_INT_EXACT
+            && item->valuedouble != (double) (int64_t) item->valuedouble))
     {
         return ngx_http_async_task_message(r, "%s must be an integer",
                                            item->string);

@@ -239,9 +239,11 @@ Content-Type: application/json
 
 
 
-=== TEST 16: out of range
+=== TEST 16: out of range, past int64_t's range too
 --- request eval
 ["POST /api/v1/image/async\n{\"prompt\": \"x\", \"width\": 56}",
+ "POST /api/v1/image/async\n{\"prompt\": \"x\", \"width\": 1e19}",
+ "POST /api/v1/image/async\n{\"prompt\": \"x\", \"seed\": -1e300}",
  "POST /api/v1/image/async\n{\"prompt\": \"x\", \"width\": 2056}",
  "POST /api/v1/image/async\n{\"prompt\": \"x\", \"height\": 1020}",
  "POST /api/v1/image/async\n{\"prompt\": \"x\", \"steps\": 0}",
@@ -253,9 +255,11 @@ Content-Type: application/json
 --- more_headers
 Content-Type: application/json
 --- error_code eval
-[(400) x 9]
+[(400) x 11]
 --- response_body eval
 ['{"error":{"code":"invalid_argument","message":"width must be between 64 and 2048","field":"width"}}',
+ '{"error":{"code":"invalid_argument","message":"width must be between 64 and 2048","field":"width"}}',
+ '{"error":{"code":"invalid_argument","message":"seed must be between 0 and 4294967295","field":"seed"}}',
  '{"error":{"code":"invalid_argument","message":"width must be between 64 and 2048","field":"width"}}',
  '{"error":{"code":"invalid_argument","message":"height must be a multiple of 8","field":"height"}}',
  '{"error":{"code":"invalid_argument","message":"steps must be between 1 and 150","field":"steps"}}',
