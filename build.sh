@@ -260,12 +260,25 @@ run_tests() {
 }
 
 run_gateway() {
-    local port=${PORT:-8080} run=$root/run pids=()
+    local port=${PORT:-8080} run=$root/run pids=() fake user=
+    local -a fakes=(${FAKE_PORTS:-18000 18001 18002})
+
+    # as root, the worker processes run as the checkout's owner: nginx's
+    # default user (nobody) cannot reach run/ under a 0700 home directory
+    if [ "$(id -u)" = 0 ]; then
+        user="user $(stat -c '%U %G' "$root");"
+    fi
 
     # the module makes run/data for the worker processes' user itself
     mkdir -p "$run/logs"
-    sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
-        -e "s#@PORT@#$port#g" "$root/examples/nginx.conf" > "$run/nginx.conf"
+    {
+        [ -n "$user" ] && echo "$user"
+        sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
+            -e "s#@PORT@#$port#g" -e "s#@IMAGE_PORT_1@#${fakes[0]}#g" \
+            -e "s#@SPEECH_PORT@#${fakes[1]}#g" \
+            -e "s#@IMAGE_PORT_2@#${fakes[2]}#g" \
+            -e "${module_path:+#}/^load_module /d" "$root/examples/nginx.conf"
+    } > "$run/nginx.conf"
 
     "$nginx_binary" -p "$run" -c "$run/nginx.conf" -t -q
 
@@ -278,14 +291,13 @@ run_gateway() {
     }
     trap cleanup INT TERM EXIT
 
-    if [ -f "$root/tools/fake_gpu.py" ]; then
-        python3 "$root/tools/fake_gpu.py" --port 18000 --kind image --latency 2 &
+    fake() {
+        python3 "$root/tools/fake_gpu.py" --port "$1" --kind "$2" --latency "$3" &
         pids+=($!)
-        python3 "$root/tools/fake_gpu.py" --port 18002 --kind image --latency 3 &
-        pids+=($!)
-        python3 "$root/tools/fake_gpu.py" --port 18001 --kind speech --latency 1 &
-        pids+=($!)
-    fi
+    }
+    fake "${fakes[0]}" image 2
+    fake "${fakes[2]}" image 3
+    fake "${fakes[1]}" speech 1
 
     "$nginx_binary" -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
     pids+=($!)
