@@ -269,8 +269,12 @@ run_tests() {
     return $rc
 }
 
+# what run_gateway started, global for its EXIT trap
+pids=()
+nginx=()
+
 run_gateway() {
-    local port=${PORT:-8080} run=$root/run pids=() fake user=
+    local port=${PORT:-8080} run=$root/run fake user=
     local -a fakes=(${FAKE_PORTS:-18000 18001 18002})
 
     # as root, the worker processes run as the checkout's owner: nginx's
@@ -290,12 +294,15 @@ run_gateway() {
             -e "${module_path:+#}/^load_module /d" "$root/examples/nginx.conf"
     } > "$run/nginx.conf"
 
-    "$nginx_binary" -p "$run" -c "$run/nginx.conf" -t -q
+    # -e: the error log before the configuration is read is ours too, not
+    # the compiled-in one under /var/log, which only root may open
+    nginx=("$nginx_binary" -p "$run" -c "$run/nginx.conf" -e "$run/logs/error.log")
+    "${nginx[@]}" -t -q
 
     cleanup() {
         trap - INT TERM EXIT
         say "stopping"
-        "$nginx_binary" -p "$run" -c "$run/nginx.conf" -s quit 2>/dev/null || true
+        "${nginx[@]}" -s quit 2>/dev/null || true
         [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
         wait 2>/dev/null || true
     }
@@ -309,10 +316,20 @@ run_gateway() {
     fake "${fakes[2]}" image 3
     fake "${fakes[1]}" speech 1
 
-    "$nginx_binary" -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
+    "${nginx[@]}" -g 'daemon off;' &
     pids+=($!)
 
-    sleep 0.5
+    # the banner once nginx listens; if nginx stops instead, its message
+    # is above, and the script stops
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+            wait "${pids[-1]}" || true
+            echo "build.sh: nginx did not start (see above and" \
+                 "$run/logs/error.log)" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
     api=http://127.0.0.1:$port/api/v1
     cat <<EOF
 
