@@ -11,9 +11,9 @@
 # that nginx too, and its objs/nginx then runs the tests:
 #
 #   NGINX_SRC=DIR      the tree DIR (configured in place)
-#   SANITIZE=1         nginx and the module with AddressSanitizer and
-#                      UndefinedBehaviorSanitizer; a sanitizer report fails
-#                      the test run
+#   SANITIZE=1         nginx with the module built in, with AddressSanitizer
+#                      and UndefinedBehaviorSanitizer; a sanitizer report
+#                      fails the test run
 #   STATIC=1           the module linked into nginx (--add-module)
 #
 # SANITIZE=1 and STATIC=1 without NGINX_SRC use the source of Debian's
@@ -100,6 +100,11 @@ debian_source() {
         return
     fi
 
+    if [ "$(id -u)" != 0 ]; then
+        echo "build.sh: fetching the source of Debian's nginx needs root" \
+             "(apt-get source); or give a source tree as NGINX_SRC=DIR" >&2
+        exit 1
+    fi
     say "fetching the source of Debian's nginx into $cache" >&2
     rm -rf "$cache"
     parts=$cache/sources.list.d
@@ -145,9 +150,8 @@ build_full() {
     if [ -n "${NGINX_SRC:-}" ]; then
         src=$(cd "$NGINX_SRC" && pwd)
     else
-        variant=nginx
-        [ "${SANITIZE:-0}" = 1 ] && variant=$variant-sanitize
-        [ "${STATIC:-0}" = 1 ] && variant=$variant-static
+        variant=nginx-static
+        [ "${SANITIZE:-0}" = 1 ] && variant=nginx-sanitize
         src=$build/$variant
         if [ ! -x "$src/configure" ]; then
             local orig
@@ -157,8 +161,13 @@ build_full() {
         fi
     fi
 
+    # sanitized, the module is built in: nginx's binary and a module .so
+    # each define ngx_modules[], and ASan, registering the .so's array of
+    # 2 over the binary's, reports a read past it at every reload
     add=--add-dynamic-module
-    [ "${STATIC:-0}" = 1 ] && add=--add-module
+    if [ "${STATIC:-0}" = 1 ] || [ "${SANITIZE:-0}" = 1 ]; then
+        add=--add-module
+    fi
     args=(--with-compat --with-threads --with-debug "$add=$root")
     if [ "${SANITIZE:-0}" = 1 ]; then
         args+=(--with-cc=clang "--with-cc-opt=$sanitize_cc_opt"
@@ -174,7 +183,7 @@ build_full() {
     fi
 
     nginx_binary=$src/objs/nginx
-    if [ "${STATIC:-0}" = 1 ]; then
+    if [ "$add" = --add-module ]; then
         say "building nginx with the module in $src"
         make -s -C "$src" -f objs/Makefile -j"$(nproc)" binary
         module_path=
@@ -220,14 +229,13 @@ build_module() {
 # ASan, LSan and UBSan alike (GCC's UBSan writes to stderr only). Every
 # report is kept and the run goes on (exitcode=0: tests that check an
 # exit status of nginx -s must not fail on nginx's own leaks at exit);
-# the check at the end fails the run. tools/*.supp hold nginx's own
+# the check at the end fails the run. tools/ubsan.supp holds nginx's own
 # benign reports.
 sanitizer_env() {
     rm -rf "$sanitizer_logs"
     mkdir -p "$sanitizer_logs"
     chmod 1777 "$sanitizer_logs"
-    export ASAN_OPTIONS="log_path=$sanitizer_logs/asan:detect_leaks=${DETECT_LEAKS:-1}:exitcode=0:suppressions=$root/tools/asan.supp"
-    export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0"
+    export ASAN_OPTIONS="log_path=$sanitizer_logs/asan:detect_leaks=${DETECT_LEAKS:-1}:exitcode=0"
     export UBSAN_OPTIONS="log_path=$sanitizer_logs/ubsan:print_stacktrace=1:halt_on_error=0:suppressions=$root/tools/ubsan.supp"
 }
 
