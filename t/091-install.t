@@ -113,6 +113,7 @@ my $fake_pid;
 
 END {
     # whatever failed, nothing of this test is left running
+    return unless defined $nginx_cmd;
     system("$nginx_cmd -s stop 2>/dev/null") if -e "$prefix/logs/nginx.pid";
     if ($fake_pid) {
         kill 'TERM', $fake_pid;
