@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ngx_async_task_module: set up, build, test and run.
 #
-#   ./build.sh          install what is missing, build the module
+#   ./build.sh          install what building needs, build the module
 #   ./build.sh test     ... and run the whole test suite (t/*.t)
 #   ./build.sh run      ... and run the gateway on 127.0.0.1:${PORT:-8080}
 #   ./build.sh bench    ... and run the benchmarks (bench/*.sh)
@@ -10,8 +10,17 @@
 #                       SECONDS each (60); 0 replays the committed inputs
 #
 # Builds ngx_http_async_task_module.so against Debian's nginx (nginx-dev's
-# configure tree and conf_flags), or against a full nginx source tree given
-# as NGINX_SRC=DIR, whose nginx binary then runs the tests.
+# configure tree and conf_flags). With a full nginx source tree it builds
+# that nginx too, and its objs/nginx then runs the tests:
+#
+#   NGINX_SRC=DIR      the tree DIR (configured in place)
+#   SANITIZE=1         nginx with the module built in, with AddressSanitizer
+#                      and UndefinedBehaviorSanitizer; a sanitizer report
+#                      fails the test run
+#   STATIC=1           the module linked into nginx (--add-module)
+#
+# SANITIZE=1 and STATIC=1 without NGINX_SRC use the source of Debian's
+# nginx, fetched once with apt-get source into build/.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")" && pwd)
@@ -19,28 +28,58 @@ cd "$root"
 
 build=$root/build
 module=ngx_http_async_task_module.so
-
-packages=(
-    nginx-core nginx-dev
-    libsqlite3-dev libcjson-dev uuid-dev sqlite3
-    build-essential
-    perl libtest-base-perl libtext-diff-perl libipc-run-perl
-    libwww-perl liburi-perl libhttp-message-perl
-    python3 curl wrk bc procps
-)
+sanitizer_logs=$build/sanitizer
 
 say() { printf '==> %s\n' "$*"; }
 
+# Debian packages each command needs, on top of what building needs
+packages_build=(nginx-core nginx-dev libsqlite3-dev libcjson-dev uuid-dev
+                build-essential)
+packages_source=(dpkg-dev libpcre2-dev zlib1g-dev)
+packages_sanitize=(clang)
+packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
+               libwww-perl liburi-perl libhttp-message-perl
+               python3 curl sqlite3 procps)
+packages_run=(python3 curl)
+packages_bench=(python3 curl wrk bc procps)
+# the fuzzing harnesses are built with clang and libFuzzer
+packages_fuzz=(clang libfuzzer-14-dev "${packages_source[@]}")
+
+packages_for() {
+    local list=("${packages_build[@]}")
+    if [ -z "${NGINX_SRC:-}" ] && full_source_build; then
+        list+=("${packages_source[@]}")
+    fi
+    if [ "${SANITIZE:-0}" = 1 ]; then
+        list+=("${packages_sanitize[@]}")
+    fi
+    case $1 in
+        test)  list+=("${packages_test[@]}") ;;
+        run)   list+=("${packages_run[@]}") ;;
+        bench) list+=("${packages_bench[@]}") ;;
+        fuzz)  list+=("${packages_fuzz[@]}") ;;
+    esac
+    echo "${list[@]}"
+}
+
+full_source_build() {
+    [ -n "${NGINX_SRC:-}" ] || [ "${SANITIZE:-0}" = 1 ] \
+        || [ "${STATIC:-0}" = 1 ]
+}
+
 install_packages() {
-    local missing=()
-    for p in "${packages[@]}"; do
+    local cmd=$1 missing=() p
+
+    for p in $(packages_for "$cmd"); do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
             || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
 
     if [ "$(id -u)" != 0 ]; then
-        echo "build.sh: missing packages: ${missing[*]} (run as root)" >&2
+        echo "build.sh: '$cmd' needs these Debian packages, not installed:" >&2
+        echo "    ${missing[*]}" >&2
+        echo "install them as root: apt-get install ${missing[*]}" >&2
         exit 1
     fi
 
@@ -48,42 +87,130 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-
-    # the package starts a system nginx on port 80: the gateway does not
-    # need it, and tests must not depend on it
-    if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
-        systemctl stop nginx || true
-    fi
 }
 
 # a fingerprint of what configure depends on: a change reconfigures
 config_stamp() {
-    cat "$root/config" "$root"/migrations/*.sql "$1" 2>/dev/null | md5sum | cut -d' ' -f1
+    { cat "$root/config" "$root"/migrations/*.sql "$1" 2>/dev/null
+      echo "$2"; } | md5sum | cut -d' ' -f1
+}
+
+# the source of Debian's nginx with Debian's patches, unpacked once into
+# build/nginx-source/: apt-get source, with the machine's own archives as
+# deb-src, and package lists of its own (the system's are not touched)
+debian_source() {
+    local cache=$build/nginx-source parts f v opts
+
+    if [ -f "$cache/.unpacked" ]; then
+        cat "$cache/.unpacked"
+        return
+    fi
+
+    if [ "$(id -u)" != 0 ]; then
+        echo "build.sh: fetching the source of Debian's nginx needs root" \
+             "(apt-get source); or give a source tree as NGINX_SRC=DIR" >&2
+        exit 1
+    fi
+    say "fetching the source of Debian's nginx into $cache" >&2
+    rm -rf "$cache"
+    parts=$cache/sources.list.d
+    mkdir -p "$parts" "$cache/lists/partial"
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -e "$f" ] || continue
+        sed 's/^Types: deb$/Types: deb deb-src/' "$f" > "$parts/${f##*/}"
+    done
+    if [ -f /etc/apt/sources.list ]; then
+        sed -n 's/^deb \(.*\)/deb-src \1/p' /etc/apt/sources.list \
+            > "$parts/sources.list"
+    fi
+    opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$parts"
+          -o "Dir::State::Lists=$cache/lists")
+    apt-get "${opts[@]}" update -qq
+    # the newest source the archive serves (security may lag the binary)
+    for v in $(apt-cache "${opts[@]}" showsrc nginx \
+               | sed -n 's/^Version: //p' | sort -rV); do
+        if (cd "$cache" && apt-get "${opts[@]}" source -qq "nginx=$v" \
+                >/dev/null 2>&1); then
+            break
+        fi
+    done
+
+    v=$(ls -d "$cache"/nginx-*/ 2>/dev/null | head -1)
+    [ -n "$v" ] || {
+        echo "build.sh: no nginx source package could be fetched" >&2
+        exit 1
+    }
+    echo "${v%/}" > "$cache/.unpacked"
+    echo "${v%/}"
+}
+
+# clang warns that a variable may be used uninitialized where GCC (nginx's
+# usual compiler) sees that it cannot: a warning here, not a build failure
+sanitize_cc_opt='-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 -Wno-error=conditional-uninitialized'
+sanitize_ld_opt='-fsanitize=address,undefined'
+
+# nginx and the module from a full source tree
+build_full() {
+    local src add stamp variant args=()
+
+    if [ -n "${NGINX_SRC:-}" ]; then
+        src=$(cd "$NGINX_SRC" && pwd)
+    else
+        variant=nginx-static
+        [ "${SANITIZE:-0}" = 1 ] && variant=nginx-sanitize
+        src=$build/$variant
+        if [ ! -x "$src/configure" ]; then
+            local orig
+            orig=$(debian_source)
+            rm -rf "$src"
+            cp -r "$orig" "$src"
+        fi
+    fi
+
+    # sanitized, the module is built in: nginx's binary and a module .so
+    # each define ngx_modules[], and ASan, registering the .so's array of
+    # 2 over the binary's, reports a read past it at every reload
+    add=--add-dynamic-module
+    if [ "${STATIC:-0}" = 1 ] || [ "${SANITIZE:-0}" = 1 ]; then
+        add=--add-module
+    fi
+    args=(--with-compat --with-threads --with-debug "$add=$root")
+    if [ "${SANITIZE:-0}" = 1 ]; then
+        args+=(--with-cc=clang "--with-cc-opt=$sanitize_cc_opt"
+               "--with-ld-opt=$sanitize_ld_opt")
+    fi
+
+    stamp=$(config_stamp "$src/configure" "${args[*]} ${NGINX_CONFIGURE_ARGS:-}")
+    if [ "$(cat "$src/objs/.async_task_stamp" 2>/dev/null)" != "$stamp" ]; then
+        say "configuring $src"
+        (cd "$src" && eval ./configure '"${args[@]}"' \
+            "${NGINX_CONFIGURE_ARGS:-}" >/dev/null)
+        echo "$stamp" > "$src/objs/.async_task_stamp"
+    fi
+
+    nginx_binary=$src/objs/nginx
+    if [ "$add" = --add-module ]; then
+        say "building nginx with the module in $src"
+        make -s -C "$src" -f objs/Makefile -j"$(nproc)" binary
+        module_path=
+    else
+        say "building nginx and the module in $src"
+        make -s -C "$src" -f objs/Makefile -j"$(nproc)" binary modules
+        module_path=$src/objs/$module
+    fi
 }
 
 build_module() {
     local src stamp flags_file
 
-    if [ -n "${NGINX_SRC:-}" ]; then
-        src=$(cd "$NGINX_SRC" && pwd)
-        flags_file=$src/configure
-        stamp=$(config_stamp "$flags_file")
-        if [ "$(cat "$src/objs/.async_task_stamp" 2>/dev/null)" != "$stamp" ]; then
-            say "configuring $src"
-            (cd "$src" && ./configure --with-compat --with-threads --with-debug \
-                ${NGINX_CONFIGURE_ARGS:-} --add-dynamic-module="$root" >/dev/null)
-            echo "$stamp" > "$src/objs/.async_task_stamp"
-        fi
-        say "building nginx and the module in $src"
-        make -s -C "$src" -f objs/Makefile -j"$(nproc)" binary modules
-        module_path=$src/objs/$module
-        nginx_binary=$src/objs/nginx
+    if full_source_build; then
+        build_full
         return
     fi
 
     src=$build/nginx
     flags_file=/usr/share/nginx/src/conf_flags
-    stamp=$(config_stamp "$flags_file")
+    stamp=$(config_stamp "$flags_file" "")
 
     if [ "$(cat "$src/objs/.async_task_stamp" 2>/dev/null)" != "$stamp" ]; then
         say "configuring against Debian's nginx ($(nginx -v 2>&1))"
@@ -103,47 +230,120 @@ build_module() {
     nginx_binary=/usr/sbin/nginx
 }
 
+# sanitizer reports go to files (worker processes may run as another user,
+# and their stderr is the error log), which clang's runtime writes for
+# ASan, LSan and UBSan alike (GCC's UBSan writes to stderr only). Every
+# report is kept and the run goes on (exitcode=0: tests that check an
+# exit status of nginx -s must not fail on nginx's own leaks at exit);
+# the check at the end fails the run. tools/ubsan.supp holds nginx's own
+# benign reports.
+sanitizer_env() {
+    rm -rf "$sanitizer_logs"
+    mkdir -p "$sanitizer_logs"
+    chmod 1777 "$sanitizer_logs"
+    export ASAN_OPTIONS="log_path=$sanitizer_logs/asan:detect_leaks=${DETECT_LEAKS:-1}:exitcode=0"
+    export UBSAN_OPTIONS="log_path=$sanitizer_logs/ubsan:print_stacktrace=1:halt_on_error=0:suppressions=$root/tools/ubsan.supp"
+}
+
+# every report fails the run, except leaks that nginx's own code makes:
+# nginx leaves freeing to exit() (event arrays, the cycle, cached pools),
+# so a leak counts when a frame of its allocation is in the module
+sanitizer_check() {
+    local reports logs
+
+    reports=$(find "$sanitizer_logs" -type f -size +0 2>/dev/null \
+              | xargs -r awk '
+        /^(Direct|Indirect) leak/ { leak = 1; text = ""; mine = 0 }
+        /ERROR: AddressSanitizer|runtime error:/ { print FILENAME; nextfile }
+        leak { text = text $0 "\n"; if (/async_task/) mine = 1 }
+        leak && /^$/ { if (mine) { print FILENAME; nextfile } leak = 0 }
+        END { if (leak && mine) print FILENAME }' | sort -u)
+    logs=$(grep -rlE 'AddressSanitizer|runtime error:' \
+           "${TEST_NGINX_SERVROOT}" --include='*.log' 2>/dev/null || true)
+    if [ -n "$reports$logs" ]; then
+        echo "build.sh: sanitizer reports in:" $reports $logs >&2
+        return 1
+    fi
+    say "no sanitizer reports (nginx's own leaks at exit aside)"
+}
+
 run_tests() {
+    local rc=0
+
     say "running the test suite"
     export TEST_NGINX_BINARY=$nginx_binary
     export TEST_NGINX_LOAD_MODULES=$module_path
     export TEST_NGINX_SERVROOT=${TEST_NGINX_SERVROOT:-$build/servroot}
     export TEST_NGINX_FAKE_GPU=$root/tools/fake_gpu.py
-    prove -I "$root/t/lib" -r ${PROVE_ARGS:-} "${@:-t/}"
+    [ "${SANITIZE:-0}" = 1 ] && sanitizer_env
+    prove -I "$root/t/lib" -r ${PROVE_ARGS:-} "${@:-t/}" || rc=$?
+    if [ "${SANITIZE:-0}" = 1 ]; then
+        sanitizer_check || rc=1
+    fi
+    return $rc
 }
 
+# what run_gateway started, global for its EXIT trap
+pids=()
+nginx=()
+
 run_gateway() {
-    local port=${PORT:-8080} run=$root/run pids=()
+    local port=${PORT:-8080} run=$root/run fake user=
+    local -a fakes=(${FAKE_PORTS:-18000 18001 18002})
+
+    # as root, the worker processes run as the checkout's owner: nginx's
+    # default user (nobody) cannot reach run/ under a 0700 home directory
+    if [ "$(id -u)" = 0 ]; then
+        user="user $(stat -c '%U %G' "$root");"
+    fi
 
     # the module makes run/data for the worker processes' user itself
     mkdir -p "$run/logs"
-    sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
-        -e "s#@PORT@#$port#g" "$root/examples/nginx.conf" > "$run/nginx.conf"
+    {
+        [ -n "$user" ] && echo "$user"
+        sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
+            -e "s#@PORT@#$port#g" -e "s#@IMAGE_PORT_1@#${fakes[0]}#g" \
+            -e "s#@SPEECH_PORT@#${fakes[1]}#g" \
+            -e "s#@IMAGE_PORT_2@#${fakes[2]}#g" \
+            -e "${module_path:+#}/^load_module /d" "$root/examples/nginx.conf"
+    } > "$run/nginx.conf"
 
-    "$nginx_binary" -p "$run" -c "$run/nginx.conf" -t -q
+    # -e: the error log before the configuration is read is ours too, not
+    # the compiled-in one under /var/log, which only root may open
+    nginx=("$nginx_binary" -p "$run" -c "$run/nginx.conf" -e "$run/logs/error.log")
+    "${nginx[@]}" -t -q
 
     cleanup() {
         trap - INT TERM EXIT
         say "stopping"
-        "$nginx_binary" -p "$run" -c "$run/nginx.conf" -s quit 2>/dev/null || true
+        "${nginx[@]}" -s quit 2>/dev/null || true
         [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
         wait 2>/dev/null || true
     }
     trap cleanup INT TERM EXIT
 
-    if [ -f "$root/tools/fake_gpu.py" ]; then
-        python3 "$root/tools/fake_gpu.py" --port 18000 --kind image --latency 2 &
+    fake() {
+        python3 "$root/tools/fake_gpu.py" --port "$1" --kind "$2" --latency "$3" &
         pids+=($!)
-        python3 "$root/tools/fake_gpu.py" --port 18002 --kind image --latency 3 &
-        pids+=($!)
-        python3 "$root/tools/fake_gpu.py" --port 18001 --kind speech --latency 1 &
-        pids+=($!)
-    fi
+    }
+    fake "${fakes[0]}" image 2
+    fake "${fakes[2]}" image 3
+    fake "${fakes[1]}" speech 1
 
-    "$nginx_binary" -p "$run" -c "$run/nginx.conf" -g 'daemon off;' &
+    "${nginx[@]}" -g 'daemon off;' &
     pids+=($!)
 
-    sleep 0.5
+    # the banner once nginx listens; if nginx stops instead, its message
+    # is above, and the script stops
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+            wait "${pids[-1]}" || true
+            echo "build.sh: nginx did not start (see above and" \
+                 "$run/logs/error.log)" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
     api=http://127.0.0.1:$port/api/v1
     cat <<EOF
 
@@ -176,19 +376,21 @@ EOF
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 
-# the fuzzing harnesses are built with clang and libFuzzer
-[ "$cmd" = fuzz ] && packages+=(clang libfuzzer-14-dev)
+case $cmd in
+    build|test|run|bench|fuzz) ;;
+    *) echo "usage: $0 [build|test|run|bench|fuzz]" >&2; exit 2 ;;
+esac
 
-install_packages
+install_packages "$cmd"
 build_module
 
 case $cmd in
-    build) say "built $module_path" ;;
+    build) say "built ${module_path:-$nginx_binary}" ;;
     test)  run_tests "$@" ;;
     run)   run_gateway ;;
     bench)
         export NGINX_BINARY=$nginx_binary MODULE_PATH=$module_path
         for b in "$root"/bench/*.sh; do "$b"; done ;;
-    fuzz)  "$root/fuzz/run.sh" "$@" ;;
-    *) echo "usage: $0 [build|test|run|bench|fuzz]" >&2; exit 2 ;;
+    fuzz)
+        NGINX_FUZZ_SRC=${NGINX_SRC:-$(debian_source)} "$root/fuzz/run.sh" "$@" ;;
 esac

@@ -11,8 +11,8 @@
 #
 # The harnesses link nginx's own objects and the module's, compiled with
 # clang and -fsanitize=fuzzer-no-link,address,undefined, from Debian's
-# nginx source (apt-get source, cached in build/nginx-source; or a tree
-# given as NGINX_FUZZ_SRC=DIR).
+# nginx source (NGINX_FUZZ_SRC=DIR: ./build.sh fuzz fetches Debian's once,
+# with apt-get source, into build/nginx-source).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,47 +34,15 @@ cflags="-g -O1 -fno-omit-frame-pointer $sanitize"
 
 say() { printf '==> %s\n' "$*"; }
 
-# Debian's nginx source, the version the module is built for
+# Debian's nginx source, the version the module is built for: build.sh
+# fetches it once (./build.sh fuzz) and passes it as NGINX_FUZZ_SRC
 nginx_source() {
-    local cache=$root/build/nginx-source list opts v
-
-    if [ -n "${NGINX_FUZZ_SRC:-}" ]; then
-        src=$(cd "$NGINX_FUZZ_SRC" && pwd)
-        return
+    if [ -z "${NGINX_FUZZ_SRC:-}" ]; then
+        echo "fuzz: no nginx source: run ./build.sh fuzz," \
+             "or give a tree as NGINX_FUZZ_SRC=DIR" >&2
+        exit 1
     fi
-
-    for src in "$cache"/nginx-*/; do
-        [ -d "$src" ] && src=${src%/} && return
-    done
-
-    say "fetching Debian's nginx source into $cache"
-    mkdir -p "$cache"
-    list=$(mktemp --suffix=.sources)
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -e "$f" ] || continue
-        sed 's/^Types: deb$/Types: deb deb-src/' "$f" >> "$list"
-        echo >> "$list"
-    done
-    opts="-o Dir::Etc::SourceList=$list -o Dir::Etc::SourceParts=/dev/null"
-    # shellcheck disable=SC2086
-    apt-get $opts update -qq
-    command -v dpkg-source >/dev/null \
-        || apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null
-    # the newest version the archive still serves
-    # shellcheck disable=SC2086
-    for v in $(apt-cache $opts showsrc nginx | sed -n 's/^Version: //p' \
-               | sort -rV); do
-        (cd "$cache" && apt-get $opts source -qq "nginx=$v" >/dev/null 2>&1) \
-            && break
-    done
-    rm -f "$list"
-
-    for src in "$cache"/nginx-*/; do
-        [ -d "$src" ] && src=${src%/} && return
-    done
-
-    echo "fuzz: no nginx source package could be fetched" >&2
-    exit 1
+    src=$(cd "$NGINX_FUZZ_SRC" && pwd)
 }
 
 # nginx and the module (static) compiled for fuzzing, in build/fuzz/nginx
