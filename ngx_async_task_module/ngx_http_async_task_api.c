@@ -730,6 +730,12 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
     filter->kind = -1;
     filter->limit = NGX_HTTP_ASYNC_TASK_LIST_DEFAULT;
 
+    /* no query: args.data may be NULL, where no arithmetic is defined */
+
+    if (r->args.len == 0) {
+        return NGX_OK;
+    }
+
     p = r->args.data;
     last = p + r->args.len;
 

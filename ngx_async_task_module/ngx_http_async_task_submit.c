@@ -288,7 +288,10 @@ ngx_http_async_task_image_body(ngx_http_request_t *r)
 
     for (cl = rb ? rb->bufs : NULL; cl; cl = cl->next) {
         b = cl->buf;
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+
+        if (b->last != b->pos) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
     }
 
     rc = ngx_http_async_task_image_parse(r, ctx);
@@ -870,6 +873,13 @@ ngx_http_async_task_speech_args(ngx_http_request_t *r,
     ngx_http_async_task_upload_t  *up;
 
     up = &ctx->upload;
+
+    /* no query: args.data may be NULL, where no arithmetic is defined */
+
+    if (r->args.len == 0) {
+        return NGX_OK;
+    }
+
     p = r->args.data;
     last = p + r->args.len;
 

@@ -410,6 +410,7 @@ ngx_http_async_task_upload_parse(ngx_http_async_task_upload_ctx_t *ctx)
     ngx_http_async_task_upload_part_t   part;
 
     p = ctx->start;
+    next = NULL;
 
     /* the first delimiter may open the body, with no line break before */
 
