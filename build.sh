@@ -144,9 +144,7 @@ debian_source() {
     echo "${v%/}"
 }
 
-# clang warns that a variable may be used uninitialized where GCC (nginx's
-# usual compiler) sees that it cannot: a warning here, not a build failure
-sanitize_cc_opt='-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1 -Wno-error=conditional-uninitialized'
+sanitize_cc_opt='-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1'
 sanitize_ld_opt='-fsanitize=address,undefined'
 
 # nginx and the module from a full source tree
