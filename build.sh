@@ -172,7 +172,9 @@ build_full() {
     if [ "${STATIC:-0}" = 1 ] || [ "${SANITIZE:-0}" = 1 ]; then
         add=--add-module
     fi
-    args=(--with-compat --with-threads --with-debug "$add=$root")
+    # the modules the tests use beside Debian's defaults
+    args=(--with-compat --with-threads --with-debug --with-http_v2_module
+          --with-http_auth_request_module "$add=$root")
     if [ "${SANITIZE:-0}" = 1 ]; then
         args+=(--with-cc=clang "--with-cc-opt=$sanitize_cc_opt"
                "--with-ld-opt=$sanitize_ld_opt")

@@ -211,6 +211,12 @@ ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
 
     static u_char  hex[] = "0123456789abcdef";
 
+    /* an empty string may have no data, where no arithmetic is defined */
+
+    if (size == 0) {
+        return 0;
+    }
+
     p = src;
     last = src + size;
     len = 0;

@@ -389,11 +389,18 @@ ngx_http_async_task_shm_fill_locked(ngx_http_async_task_shm_t *shm,
     }
 
     node->data = ngx_slab_alloc_locked(shm->shpool, size);
-    if (node->data) {
-        ngx_memcpy(node->data, task->user.data, task->user.len);
-        ngx_memcpy(node->data + task->user.len, task->params.data,
-                   task->params.len);
+    if (node->data == NULL) {
+        return;
     }
+
+    /* a task without an owner has no user data at all: no memcpy() */
+
+    if (task->user.len) {
+        ngx_memcpy(node->data, task->user.data, task->user.len);
+    }
+
+    ngx_memcpy(node->data + task->user.len, task->params.data,
+               task->params.len);
 }
 
 
