@@ -60,6 +60,7 @@ typedef struct {
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
 
+    ngx_str_t                          temp;       /* the run's file */
     ngx_fd_t                           fd;         /* speech input */
     off_t                              size;
     int64_t                            not_before;
@@ -121,6 +122,7 @@ static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_uint_t       ngx_http_async_task_reaps;
 static ngx_uint_t       ngx_http_async_task_ticks;
+static ngx_uint_t       ngx_http_async_task_runs;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
@@ -621,7 +623,23 @@ ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
 static void
 ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
 {
+    u_char  *p;
+
     job->outcome.files = &ngx_http_async_task_amcf->store->files;
+
+    /*
+     * A result is written under a name of this run's own, and takes the
+     * task's name only when the store takes the outcome: a run that lost
+     * its lease never touches the file of the run that won.
+     */
+
+    p = ngx_pnalloc(job->pool, sizeof(".-.tmp") + 2 * NGX_INT_T_LEN);
+    if (p) {
+        job->outcome.suffix.data = p;
+        job->outcome.suffix.len = ngx_sprintf(p, ".%P-%ui.tmp", ngx_pid,
+                                              ++ngx_http_async_task_runs)
+                                  - p;
+    }
 
     if (ngx_http_async_task_job_post(job,
                                      ngx_http_async_task_complete_thread,
@@ -719,6 +737,7 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
+    u_char                    *p;
     ngx_http_async_task_op_t  *op;
 
     ngx_http_async_task_threads--;
@@ -734,6 +753,26 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
     op->task = job->task;
     op->owner = &ngx_http_async_task_owner;
     op->not_before = job->not_before;
+
+    if (job->outcome.run == ngx_http_async_task_run_done
+        && job->outcome.file.len)
+    {
+        p = ngx_pnalloc(job->pool,
+                        job->outcome.file.len + job->outcome.suffix.len);
+        if (p == NULL) {
+            ngx_http_async_task_op_destroy(op);
+            job->rc = NGX_ERROR;
+            ngx_http_async_task_complete_apply(job);
+            return;
+        }
+
+        job->temp.data = p;
+        p = ngx_cpymem(p, job->outcome.file.data, job->outcome.file.len);
+        p = ngx_cpymem(p, job->outcome.suffix.data, job->outcome.suffix.len);
+        job->temp.len = p - job->temp.data;
+
+        op->temp = job->temp;
+    }
     op->handler = ngx_http_async_task_complete_stored;
     op->data = job;
 
@@ -848,9 +887,9 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     ngx_http_async_task_dispatch_wake();
 
-    if (job->rc == NGX_DECLINED && job->outcome.file.len) {
+    if (job->rc != NGX_OK && job->temp.len) {
 
-        /* canceled while it ran: its result is of no use */
+        /* canceled or taken back while it ran: its result is of no use */
 
         if (ngx_http_async_task_job_post(job,
                                          ngx_http_async_task_discard_thread,
@@ -871,7 +910,7 @@ ngx_http_async_task_discard_thread(void *data, ngx_log_t *log)
     ngx_http_async_task_job_t *job = data;
 
     ngx_http_async_task_upload_remove(ngx_http_async_task_amcf->store,
-                                      &job->outcome.file, log);
+                                      &job->temp, log);
 }
 
 

@@ -12,6 +12,11 @@
 #include "ngx_http_async_task_client.h"
 
 
+#ifndef NGX_HTTP_ASYNC_TASK_FILE_ACCESS
+#define NGX_HTTP_ASYNC_TASK_FILE_ACCESS  0600
+#endif
+
+
 /* what a run of a task came to */
 
 typedef enum {
@@ -28,6 +33,7 @@ typedef struct {
     ngx_uint_t                      status;
     ngx_str_t                       body;
     ngx_str_t                      *files;
+    ngx_str_t                       suffix;     /* of this run's own file */
 
     /* out */
     ngx_http_async_task_run_e       run;

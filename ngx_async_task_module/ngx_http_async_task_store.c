@@ -30,6 +30,13 @@ typedef struct {
 } ngx_http_async_task_batch_t;
 
 
+typedef struct {
+    ngx_http_async_task_store_conf_t  *conf;
+    ngx_uint_t                         idle;
+    ngx_int_t                          rc;
+} ngx_http_async_task_maintain_t;
+
+
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
@@ -45,6 +52,9 @@ static ngx_thread_task_t            *ngx_http_async_task_batch_task;
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
 static ngx_event_t                   ngx_http_async_task_maintain_event;
 static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
+static ngx_uint_t                    ngx_http_async_task_batches;
+static ngx_uint_t                    ngx_http_async_task_batches_seen;
+static ngx_uint_t                    ngx_http_async_task_wrote;
 
 
 static ngx_http_async_task_store_conf_t *
@@ -63,10 +73,14 @@ ngx_int_t
 ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf)
 {
-    ngx_http_async_task_batch_t  *batch;
+    ngx_http_async_task_batch_t     *batch;
+    ngx_http_async_task_maintain_t  *maintain;
 
     ngx_queue_init(&ngx_http_async_task_pending);
     ngx_http_async_task_batch_busy = 0;
+    ngx_http_async_task_batches = 0;
+    ngx_http_async_task_batches_seen = 0;
+    ngx_http_async_task_wrote = 0;
 
     ngx_http_async_task_batch_task =
         ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_async_task_batch_t));
@@ -84,16 +98,19 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batch_task->event.data = batch;
     ngx_http_async_task_batch_task->event.log = cycle->log;
 
-    ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool, 0);
+    ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool,
+                                        sizeof(ngx_http_async_task_maintain_t));
     if (ngx_http_async_task_maintain_task == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_async_task_maintain_task->ctx = conf;
+    maintain = ngx_http_async_task_maintain_task->ctx;
+    maintain->conf = conf;
     ngx_http_async_task_maintain_task->handler =
                                         ngx_http_async_task_maintain_thread;
     ngx_http_async_task_maintain_task->event.handler =
                                         ngx_http_async_task_maintain_done;
+    ngx_http_async_task_maintain_task->event.data = maintain;
     ngx_http_async_task_maintain_task->event.log = cycle->log;
 
     ngx_memzero(&ngx_http_async_task_maintain_event, sizeof(ngx_event_t));
@@ -262,6 +279,7 @@ ngx_http_async_task_batch_start(void)
     }
 
     ngx_http_async_task_batch_busy = 1;
+    ngx_http_async_task_batches++;
 
     if (ngx_thread_task_post(batch->conf->thread_pool,
                              ngx_http_async_task_batch_task)
@@ -317,14 +335,37 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 }
 
 
-/* housekeeping of the store, at most one at a time per worker process */
+/*
+ * Housekeeping of the store, at most one at a time per worker process.
+ * A worker that wrote since the last tick checkpoints without stopping
+ * anyone; one that has been idle for a tick since it last wrote cuts the
+ * log back to nothing, once.
+ */
 
 static void
 ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 {
     ngx_http_async_task_store_conf_t *conf = ev->data;
 
+    ngx_http_async_task_maintain_t  *maintain;
+
     if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    maintain = ngx_http_async_task_maintain_task->ctx;
+
+    if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen) {
+        ngx_http_async_task_batches_seen = ngx_http_async_task_batches;
+        ngx_http_async_task_wrote = 1;
+        maintain->idle = 0;
+
+    } else if (ngx_http_async_task_wrote && !ngx_http_async_task_batch_busy)
+    {
+        maintain->idle = 1;
+
+    } else {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
         return;
     }
 
@@ -340,15 +381,25 @@ ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 static void
 ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_async_task_store_conf_t *conf = data;
+    ngx_http_async_task_maintain_t *maintain = data;
 
-    (void) ngx_http_async_task_sqlite_driver.maintain(conf, log);
+    maintain->rc = ngx_http_async_task_sqlite_driver.maintain(maintain->conf,
+                                                          maintain->idle, log);
 }
 
 
 static void
 ngx_http_async_task_maintain_done(ngx_event_t *ev)
 {
+    ngx_http_async_task_maintain_t *maintain = ev->data;
+
+    if (maintain->idle && maintain->rc == NGX_OK
+        && ngx_http_async_task_batches == ngx_http_async_task_batches_seen)
+    {
+        /* the log is empty: nothing to do until the next write */
+        ngx_http_async_task_wrote = 0;
+    }
+
     if (ngx_exiting || ngx_terminate) {
         return;
     }

@@ -1,0 +1,104 @@
+# A run's result file: written under a name of the run's own, renamed to
+# <id>.png only when the store takes the outcome, with mode 0600; a run
+# whose outcome the store refuses leaves the file of the run that won.
+#
+# Fake GPU instances: tools/fake_gpu.py, ports 19760-19769.
+
+use Test::Nginx::Socket 'no_plan';
+use AsyncTaskTest;
+use Time::HiRes ();
+
+master_on();
+workers(1);
+
+run_tests();
+
+
+sub files {
+    my $dir = AsyncTaskTest::servroot() . '/html/store/files';
+    opendir my $dh, $dir or return ();
+    return sort grep { !/^\./ } readdir $dh;
+}
+
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = Time::HiRes::time() + ($timeout // 10);
+    while (Time::HiRes::time() < $deadline) {
+        return 1 if $cond->();
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+__DATA__
+
+=== TEST 1: an image result is <id>.png, mode 0600, and no other file is left
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:19760;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19760, kind => 'image');
+--- init
+my @ids = map { AsyncTaskTest::submit("file $_") } 1 .. 3;
+AsyncTaskTest::wait_task($_, ['DONE']) for @ids;
+my $dir = AsyncTaskTest::servroot() . '/html/store/files';
+Test::More::is_deeply([main::files()], [sort map { "$_.png" } @ids],
+                      'the three results, and nothing else');
+for my $id (@ids) {
+    my $mode = (stat "$dir/$id.png")[2] & 07777;
+    Test::More::is(sprintf('%04o', $mode), '0600', "$id.png is 0600");
+}
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":3
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 2: a run whose outcome is refused leaves the winner's PNG alone
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:19761;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19761, kind => 'image', latency => 1.5);
+--- init
+my $id = AsyncTaskTest::submit('the loser');
+my $t = AsyncTaskTest::wait_task($id, ['RUNNING']);
+Test::More::is($t->{status}, 'RUNNING', 'the run started');
+# meanwhile another run of the task won: its outcome and its file
+my $dir = AsyncTaskTest::servroot() . '/html/store/files';
+open my $fh, '>', "$dir/$id.png" or die "$dir/$id.png: $!";
+print $fh "the winner's PNG";
+close $fh;
+my $now = int(Time::HiRes::time() * 1000);
+AsyncTaskTest::sql(AsyncTaskTest::store_db($block), ".timeout 5000\n"
+    . "UPDATE tasks SET status = 'DONE', lease_owner = NULL, "
+    . "lease_expires = NULL, finished_at = $now, file = '$id.png', "
+    . "result = '{\"content_type\":\"image/png\",\"bytes\":16}' "
+    . "WHERE id = '$id';");
+# the loser's run ends; the store refuses its outcome
+Test::More::ok(main::wait_for(sub {
+    AsyncTaskTest::fake_stats(19761)->{inflight} == 0
+        && AsyncTaskTest::stats()->{tasks}{RUNNING} == 0 }),
+    'the refused run left the zone');
+Time::HiRes::sleep(0.3);
+open $fh, '<', "$dir/$id.png" or die "$dir/$id.png: $!";
+my $png = do { local $/; <$fh> };
+Test::More::is($png, "the winner's PNG", 'the winner\'s file is still there');
+Test::More::is_deeply([main::files()], ["$id.png"], 'no file of the loser');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "RUNNING":0
+--- no_error_log
+[error]
+[alert]
