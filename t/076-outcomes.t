@@ -92,8 +92,7 @@ Test::More::ok(main::wait_for(sub {
         && AsyncTaskTest::stats()->{tasks}{RUNNING} == 0 }),
     'the refused run left the zone');
 Time::HiRes::sleep(0.3);
-open $fh, '<', "$dir/$id.png" or die "$dir/$id.png: $!";
-my $png = do { local $/; <$fh> };
+my $png = open($fh, '<', "$dir/$id.png") ? do { local $/; <$fh> } : "gone: $!";
 Test::More::is($png, "the winner's PNG", 'the winner\'s file is still there');
 Test::More::is_deeply([main::files()], ["$id.png"], 'no file of the loser');
 --- request
