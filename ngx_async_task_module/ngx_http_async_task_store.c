@@ -21,6 +21,7 @@
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
 
 #define NGX_HTTP_ASYNC_TASK_MAINTAIN    1000
+#define NGX_HTTP_ASYNC_TASK_OPS_GUARD   100
 
 
 typedef struct {
@@ -37,6 +38,7 @@ typedef struct {
 } ngx_http_async_task_maintain_t;
 
 
+static void ngx_http_async_task_ops_hold(void);
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
@@ -45,6 +47,7 @@ static void ngx_http_async_task_batch_done(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_timer(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_maintain_done(ngx_event_t *ev);
+static void ngx_http_async_task_ops_guard(ngx_event_t *ev);
 
 
 static ngx_queue_t                   ngx_http_async_task_pending;
@@ -55,6 +58,8 @@ static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
 static ngx_uint_t                    ngx_http_async_task_batches;
 static ngx_uint_t                    ngx_http_async_task_batches_seen;
 static ngx_uint_t                    ngx_http_async_task_wrote;
+static ngx_uint_t                    ngx_http_async_task_ops;
+static ngx_event_t                   ngx_http_async_task_ops_event;
 
 
 static ngx_http_async_task_store_conf_t *
@@ -81,6 +86,19 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batches = 0;
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
+    ngx_http_async_task_ops = 0;
+
+    /*
+     * Not cancelable: a worker that exits (reload, quit) waits until every
+     * operation it posted has come back and its handler has run, so that
+     * a client gets its answer and the zone learns what the store did.
+     */
+
+    ngx_memzero(&ngx_http_async_task_ops_event, sizeof(ngx_event_t));
+
+    ngx_http_async_task_ops_event.handler = ngx_http_async_task_ops_guard;
+    ngx_http_async_task_ops_event.data = conf;
+    ngx_http_async_task_ops_event.log = cycle->log;
 
     ngx_http_async_task_batch_task =
         ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_async_task_batch_t));
@@ -182,6 +200,8 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
             ngx_http_async_task_batch_start();
         }
 
+        ngx_http_async_task_ops_hold();
+
         return NGX_OK;
     }
 
@@ -202,7 +222,30 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
         return NGX_ERROR;
     }
 
+    ngx_http_async_task_ops_hold();
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_ops_hold(void)
+{
+    ngx_http_async_task_ops++;
+
+    if (!ngx_http_async_task_ops_event.timer_set) {
+        ngx_add_timer(&ngx_http_async_task_ops_event,
+                      NGX_HTTP_ASYNC_TASK_OPS_GUARD);
+    }
+}
+
+
+static void
+ngx_http_async_task_ops_guard(ngx_event_t *ev)
+{
+    if (ngx_http_async_task_ops) {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_OPS_GUARD);
+    }
 }
 
 
@@ -250,6 +293,8 @@ static void
 ngx_http_async_task_op_done(ngx_event_t *ev)
 {
     ngx_http_async_task_op_t  *op = ev->data;
+
+    ngx_http_async_task_ops--;
 
     op->handler(op);
 }
@@ -328,6 +373,8 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
     if (!ngx_queue_empty(&ngx_http_async_task_pending)) {
         ngx_http_async_task_batch_start();
     }
+
+    ngx_http_async_task_ops -= n;
 
     for (i = 0; i < n; i++) {
         ops[i]->handler(ops[i]);

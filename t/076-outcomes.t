@@ -7,6 +7,8 @@
 use Test::Nginx::Socket 'no_plan';
 use AsyncTaskTest;
 use Time::HiRes ();
+use IO::Socket::INET;
+use POSIX ();
 
 master_on();
 workers(1);
@@ -28,6 +30,39 @@ sub wait_for {
         Time::HiRes::sleep(0.05);
     }
     return 0;
+}
+
+# sends a request and returns its socket, unread
+sub send_request {
+    my ($req) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => AsyncTaskTest::port(),
+                                     Timeout => 10)
+        or die "cannot connect: $!";
+    print $sock $req;
+    return $sock;
+}
+
+# the status of the answer on a socket, or "none"
+sub status_of {
+    my ($sock) = @_;
+    local $/;
+    my $resp = <$sock> // '';
+    return $resp =~ m{^HTTP/1\.\d (\d+)} ? $1 : 'none';
+}
+
+# another process holds SQLite's write lock for a while
+sub hold_lock {
+    my ($db, $seconds) = @_;
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open my $fh, '|-', 'sqlite3', $db or POSIX::_exit(1);
+        print $fh "BEGIN IMMEDIATE;\n.shell sleep $seconds\nCOMMIT;\n";
+        close $fh;
+        POSIX::_exit(0);
+    }
+    return $pid;
 }
 
 __DATA__
@@ -98,6 +133,46 @@ Test::More::is_deeply([main::files()], ["$id.png"], 'no file of the loser');
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "RUNNING":0
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: a reload while a cancel and a submit wait for the store: both are answered, and the zone agrees
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task lock_timeout=10s;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:9 down;
+    }
+--- init
+my $id = AsyncTaskTest::submit('to cancel');
+my $locker = main::hold_lock(AsyncTaskTest::store_db($block), 1.5);
+Time::HiRes::sleep(0.3);
+my $del = main::send_request("DELETE /api/v1/tasks/$id HTTP/1.0\r\n"
+                             . "Host: localhost\r\n\r\n");
+my $body = '{"prompt": "submitted during the reload"}';
+my $post = main::send_request("POST /api/v1/image/async HTTP/1.0\r\n"
+                              . "Host: localhost\r\n"
+                              . "Content-Type: application/json\r\n"
+                              . "Content-Length: " . length($body)
+                              . "\r\n\r\n$body");
+Time::HiRes::sleep(0.3);
+kill 'HUP', AsyncTaskTest::pid_of_master();
+Test::More::is(main::status_of($del), 200, 'the cancel is answered');
+Test::More::is(main::status_of($post), 202, 'the submit is answered');
+waitpid $locker, 0;
+Time::HiRes::sleep(0.5);
+Test::More::is(AsyncTaskTest::task($id)->{status}, 'CANCELED',
+               'the task reads CANCELED');
+my $stats = AsyncTaskTest::stats();
+Test::More::is($stats->{tasks}{CANCELED}, 1, 'stats: one CANCELED');
+Test::More::is($stats->{tasks}{QUEUED}, 1, 'stats: one QUEUED, the new one');
+Test::More::is($stats->{queue}{depth}, 1, 'queue depth 1');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1
 --- no_error_log
 [error]
 [alert]
