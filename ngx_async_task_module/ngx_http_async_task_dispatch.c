@@ -41,6 +41,7 @@
 #define NGX_HTTP_ASYNC_TASK_RESPONSE_MAX  (64 * 1024 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
+#define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 
 
 typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
@@ -64,6 +65,7 @@ typedef struct {
     ngx_fd_t                           fd;         /* speech input */
     off_t                              size;
     int64_t                            not_before;
+    ngx_msec_t                         backoff;    /* an uncharged requeue */
     ngx_int_t                          rc;
 } ngx_http_async_task_job_t;
 
@@ -123,6 +125,7 @@ static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_uint_t       ngx_http_async_task_reaps;
 static ngx_uint_t       ngx_http_async_task_ticks;
 static ngx_uint_t       ngx_http_async_task_runs;
+static ngx_uint_t       ngx_http_async_task_zone_full;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
@@ -372,10 +375,20 @@ ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
     ngx_http_async_task_threads--;
     ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "async task claim of %ui %V: %ui claimed",
+                   op->filter.limit,
+                   &ngx_http_async_task_kinds[op->filter.kind],
+                   op->rc == NGX_OK ? op->tasks.nelts : 0);
+
     if (op->rc == NGX_OK) {
         tasks = op->tasks.elts;
 
         for (i = 0; i < op->tasks.nelts; i++) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                           "async task %*s claimed",
+                           NGX_HTTP_ASYNC_TASK_ID_LEN, tasks[i].id);
+
             run = ngx_http_async_task_job_create(op->filter.kind);
 
             if (run == NULL
@@ -490,6 +503,7 @@ ngx_http_async_task_job_adopt(ngx_http_async_task_job_t *job,
 static void
 ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 {
+    ngx_int_t                         rc;
     ngx_str_t                        *user;
     ngx_uint_t                        avoid;
     ngx_http_async_task_shm_t        *shm;
@@ -533,6 +547,10 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     if (in == NULL) {
         /* the slot went to another worker meanwhile: queue again */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: no instance slot, requeued",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+
         job->outcome.run = ngx_http_async_task_run_requeue;
         job->outcome.code = "backend_error";
         ngx_str_set(&job->outcome.message, "no instance slot was free");
@@ -540,15 +558,43 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
         return;
     }
 
-    job->instance = in;
-    job->task.backend = in->name;
+    rc = ngx_http_async_task_shm_start(shm, &job->task, in->sh);
 
-    if (ngx_http_async_task_shm_start(shm, &job->task, in->sh) != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         /* another process runs it: this claim is stale, let it go */
         ngx_http_async_task_shm_release_slot(shm, in->sh);
         ngx_http_async_task_job_destroy(job);
         return;
     }
+
+    if (rc == NGX_AGAIN) {
+        /* no room in the zone for its node: queue again, uncharged */
+        ngx_http_async_task_shm_release_slot(shm, in->sh);
+
+        if (!ngx_http_async_task_zone_full) {
+            ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                          "async_task zone is full: task %*s queues again",
+                          NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+            ngx_http_async_task_zone_full = 1;
+        }
+
+        job->outcome.run = ngx_http_async_task_run_requeue;
+        job->outcome.code = "backend_error";
+        job->backoff = NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT;
+        ngx_str_set(&job->outcome.message, "the zone is full");
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    ngx_http_async_task_zone_full = 0;
+
+    job->instance = in;
+    job->task.backend = in->name;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s started on %V, attempts:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id, &in->name,
+                   job->task.attempts);
 
     ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
 
@@ -691,6 +737,11 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
 
     case ngx_http_async_task_run_requeue:
         task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+
+        if (job->backoff) {
+            job->not_before = ngx_http_async_task_now_ms() + job->backoff;
+        }
+
         break;
 
     case ngx_http_async_task_run_error:
@@ -707,6 +758,11 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
 
             task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
             job->not_before = ngx_http_async_task_now_ms() + delay;
+
+            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "async task %*s: retry %ui in %L ms",
+                           NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
+                           task->attempts, delay);
             break;
         }
 
@@ -749,6 +805,13 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
         ngx_http_async_task_complete_apply(job);
         return;
     }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s outcome: %V, attempts:%ui, "
+                   "client result:%d",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
+                   &ngx_http_async_task_statuses[job->task.status],
+                   job->task.attempts, (int) job->outcome.result);
 
     op->task = job->task;
     op->owner = &ngx_http_async_task_owner;
@@ -809,7 +872,19 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     task = &job->task;
     in = job->instance;
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s outcome stored, rc:%i, %V%s",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, job->rc,
+                   &ngx_http_async_task_statuses[task->status],
+                   (job->rc == NGX_OK
+                    && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
+                   || job->rc == NGX_ERROR ? ", requeued" : "");
+
     if (in) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: slot of %V released",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, &in->name);
+
         ngx_shmtx_lock(&shm->shpool->mutex);
 
         ngx_http_async_task_release_locked(in->sh);
@@ -858,7 +933,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */
-        (void) ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+        ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
     } else if (job->rc == NGX_DECLINED) {
         /* canceled, or taken back, while it ran */
@@ -868,8 +943,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_OK) {
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            (void) ngx_http_async_task_shm_requeue(shm, task->id,
-                                                   task->attempts);
+            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
         } else {
             ngx_http_async_task_shm_finish(shm, task->id,
@@ -1010,6 +1084,10 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
                       "async_task: task %*s canceled while it ran on %V",
                       NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
 
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: run dropped, slot of %V released",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
+
         ngx_queue_remove(&job->queue);
         ngx_http_async_task_client_close(&job->client);
 
@@ -1118,10 +1196,9 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
-    ngx_uint_t                          i;
-    ngx_http_async_task_t              *tasks;
-    ngx_http_async_task_shm_t          *shm;
-    ngx_http_async_task_instance_sh_t  *ish;
+    ngx_uint_t                  i;
+    ngx_http_async_task_t      *tasks;
+    ngx_http_async_task_shm_t  *shm;
 
     ngx_http_async_task_threads--;
 
@@ -1135,12 +1212,7 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
                       "it queues again", NGX_HTTP_ASYNC_TASK_ID_LEN,
                       tasks[i].id);
 
-        ish = ngx_http_async_task_shm_requeue(shm, tasks[i].id,
-                                              tasks[i].attempts);
-
-        if (ish) {
-            ngx_http_async_task_shm_release_slot(shm, ish);
-        }
+        ngx_http_async_task_shm_expire(shm, tasks[i].id, tasks[i].attempts);
     }
 
     ngx_http_async_task_job_destroy(job);
@@ -1178,14 +1250,19 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
 
     shm = ngx_http_async_task_shm_ctx;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task %*s of exited process %P taken back, rc:%i, "
+                   "slot released", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
+                   job->orphan_owner, job->rc);
+
     if (job->orphaned) {
         ngx_http_async_task_shm_release_slot(shm, job->orphaned);
     }
 
     if (job->rc == NGX_OK) {
         if (job->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            (void) ngx_http_async_task_shm_requeue(shm, job->task.id,
-                                                   job->task.attempts);
+            ngx_http_async_task_shm_requeue(shm, job->task.id,
+                                            job->task.attempts);
 
         } else if (job->task.status != NGX_HTTP_ASYNC_TASK_RUNNING) {
             ngx_http_async_task_shm_finish(shm, job->task.id,

@@ -176,3 +176,89 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: a lease that runs out under a live runner: its slot is given back once, max_conns holds
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:19762 max_conns=1;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19762, kind => 'image', latency => 0.3,
+                        max_concurrent => 1);
+AsyncTaskTest::fake_control(19762, mode => 'hang', times => 1);
+--- init
+my $first = AsyncTaskTest::submit('hangs');
+Test::More::is(AsyncTaskTest::wait_task($first, ['RUNNING'])->{status},
+               'RUNNING', 'the first run hangs');
+my @ids = ($first, map { AsyncTaskTest::submit("after $_") } 1 .. 4);
+AsyncTaskTest::sql(AsyncTaskTest::store_db($block), ".timeout 5000\n"
+    . "UPDATE tasks SET lease_expires = 1 WHERE id = '$first';");
+my ($over, $samples) = (0, 0);
+main::wait_for(sub {
+    my $s = AsyncTaskTest::stats();
+    $samples++;
+    $over++ if $s->{backends}[0]{inflight} > 1;
+    return $s->{tasks}{DONE} == 5;
+}, 20);
+Test::More::is(AsyncTaskTest::stats()->{tasks}{DONE}, 5, 'all five DONE');
+Test::More::is($over, 0, "stats never show more than max_conns ($samples samples)");
+Test::More::is(AsyncTaskTest::fake_stats(19762)->{violations}, 0,
+               'the instance never ran two at once');
+Test::More::is(AsyncTaskTest::stats()->{backends}[0]{inflight}, 0,
+               'no slot left taken');
+Test::More::like(AsyncTaskTest::error_log(), qr/the lease of task $first expired/,
+                 'the lease ran out');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":5
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 5: a full zone: a claimed task it has no room for queues again, uncharged, and is not taken for canceled
+--- http_config
+    async_task_store @STORE@/tasks.db zone=async_task:32k
+                     thread_pool=async_task max_queued=100000;
+    async_task_backend image gpu timeout=1s retries=100 backoff=100ms;
+    upstream gpu {
+        server 127.0.0.1:19763 max_conns=1;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19763, kind => 'image', mode => 'hang');
+--- init
+my $n = 0;
+$n++ while $n < 5000 && AsyncTaskTest::submit("fill $n");
+Test::More::cmp_ok($n, '<', 5000, "the zone is full after $n tasks");
+my $id = '01900000-0000-7000-8000-000000000001';
+AsyncTaskTest::sql(AsyncTaskTest::store_db($block), ".timeout 5000\n"
+    . "INSERT INTO tasks (id, kind, status, priority, params, created_at) "
+    . "VALUES ('$id', 'image', 'QUEUED', 9, "
+    . "'{\"prompt\":\"not in the zone\",\"width\":64,\"height\":64}', 1);");
+# the hanging run times out (1 s) and gives its slot; the claim takes
+# the task of priority 9, which has no node
+Time::HiRes::sleep(3.5);
+my $log = AsyncTaskTest::error_log();
+Test::More::unlike($log, qr/task $id canceled while it ran/,
+                   'the run was not taken for canceled');
+Test::More::like($log, qr/async_task zone is full: task $id queues again/,
+                 'the full zone is logged');
+my @errors = grep { /\[error\]/ && !/did not answer in time|is full: increase/ }
+             split /\n/, $log;
+Test::More::is_deeply(\@errors, [], 'no [error] but the timeouts and the full zone');
+my $row = `sqlite3 -cmd '.timeout 5000' '@{[AsyncTaskTest::store_db($block)]}' "SELECT status, attempts FROM tasks WHERE id = '$id'"`;
+chomp $row;
+Test::More::like($row, qr/^(QUEUED|RUNNING)\|0$/, "queued again, uncharged ($row)");
+--- request
+GET /api/v1/system/stats
+--- error_code: 200
+--- no_error_log
+[alert]
+[crit]
