@@ -384,9 +384,9 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 
 /*
  * Housekeeping of the store, at most one at a time per worker process.
- * A worker that wrote since the last tick checkpoints without stopping
- * anyone; one that has been idle for a tick since it last wrote cuts the
- * log back to nothing, once.
+ * While the worker writes, its writer checkpoints (before a transaction,
+ * in the batch's thread); once it has been idle for a tick since it last
+ * wrote, this cuts the log back to nothing, once.
  */
 
 static void
@@ -402,19 +402,19 @@ ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 
     maintain = ngx_http_async_task_maintain_task->ctx;
 
-    if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen) {
-        ngx_http_async_task_batches_seen = ngx_http_async_task_batches;
-        ngx_http_async_task_wrote = 1;
-        maintain->idle = 0;
-
-    } else if (ngx_http_async_task_wrote && !ngx_http_async_task_batch_busy)
+    if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen
+        || !ngx_http_async_task_wrote || ngx_http_async_task_batch_busy)
     {
-        maintain->idle = 1;
+        if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen) {
+            ngx_http_async_task_batches_seen = ngx_http_async_task_batches;
+            ngx_http_async_task_wrote = 1;
+        }
 
-    } else {
         ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
         return;
     }
+
+    maintain->idle = 1;
 
     if (ngx_thread_task_post(conf->thread_pool,
                              ngx_http_async_task_maintain_task)

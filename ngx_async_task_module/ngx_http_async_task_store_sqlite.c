@@ -60,7 +60,6 @@ struct ngx_http_async_task_sqlite_s {
     sqlite3_stmt                   *expired;
     sqlite3_stmt                   *remove;
     sqlite3_stmt                   *reclaim;
-    int                             wal;        /* pages, at the last commit */
 };
 
 
@@ -155,6 +154,8 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
 
 static __thread ngx_http_async_task_sqlite_t  *ngx_http_async_task_sqlite;
 static ngx_http_async_task_sqlite_t           *ngx_http_async_task_sqlite_all;
+/* the log's length in pages after the process's last commit, any thread */
+static volatile int     ngx_http_async_task_sqlite_wal_pages;
 static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
 
@@ -397,7 +398,9 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
         goto failed;
     }
 
-    if (sq->wal >= NGX_HTTP_ASYNC_TASK_WAL_PAGES) {
+    if (ngx_http_async_task_sqlite_wal_pages
+        >= NGX_HTTP_ASYNC_TASK_WAL_PAGES)
+    {
         ngx_http_async_task_sqlite_checkpoint(sq, log);
     }
 
@@ -1092,7 +1095,7 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    (void) sqlite3_wal_hook(sq->db, ngx_http_async_task_sqlite_wal, sq);
+    (void) sqlite3_wal_hook(sq->db, ngx_http_async_task_sqlite_wal, NULL);
 
     ngx_http_async_task_sqlite = sq;
 
@@ -1167,9 +1170,7 @@ static int
 ngx_http_async_task_sqlite_wal(void *data, sqlite3 *db, const char *name,
     int pages)
 {
-    ngx_http_async_task_sqlite_t *sq = data;
-
-    sq->wal = pages;
+    ngx_http_async_task_sqlite_wal_pages = pages;
 
     return SQLITE_OK;
 }
@@ -1189,7 +1190,8 @@ ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
 {
     int  rc, mode, wal, done;
 
-    mode = (sq->wal >= 2 * NGX_HTTP_ASYNC_TASK_WAL_PAGES)
+    mode = (ngx_http_async_task_sqlite_wal_pages
+            >= 2 * NGX_HTTP_ASYNC_TASK_WAL_PAGES)
            ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
 
     rc = sqlite3_wal_checkpoint_v2(sq->db, NULL, mode, &wal, &done);
@@ -1203,16 +1205,18 @@ ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
                    mode == SQLITE_CHECKPOINT_RESTART ? " (restart)" : "",
                    done, wal, rc);
 
-    /* the next commit tells how long the log is now */
-    sq->wal = (rc == SQLITE_OK && done == wal) ? 0 : sq->wal;
+    if (rc == SQLITE_OK && done == wal) {
+        /* the next commit tells how long the log is now */
+        ngx_http_async_task_sqlite_wal_pages = 0;
+    }
 }
 
 
 /*
- * The timer's checkpoint.  Automatic checkpoints are off: they ran inside
+ * The timer's checkpoint, once the worker is idle: TRUNCATE, the log goes
+ * back to zero bytes.  Automatic checkpoints are off: they ran inside
  * whichever commit crossed the threshold, and that submission waited for
- * them.  While writes go on: PASSIVE, it does not stop writers.  Once the
- * worker is idle: TRUNCATE, the log goes back to zero bytes.
+ * them.
  */
 
 static ngx_int_t
