@@ -156,6 +156,8 @@ static __thread ngx_http_async_task_sqlite_t  *ngx_http_async_task_sqlite;
 static ngx_http_async_task_sqlite_t           *ngx_http_async_task_sqlite_all;
 /* the log's length in pages after the process's last commit, any thread */
 static volatile int     ngx_http_async_task_sqlite_wal_pages;
+static volatile int     ngx_http_async_task_sqlite_wal_next =
+                                               NGX_HTTP_ASYNC_TASK_WAL_PAGES;
 static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
 
@@ -399,7 +401,7 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     }
 
     if (ngx_http_async_task_sqlite_wal_pages
-        >= NGX_HTTP_ASYNC_TASK_WAL_PAGES)
+        >= ngx_http_async_task_sqlite_wal_next)
     {
         ngx_http_async_task_sqlite_checkpoint(sq, log);
     }
@@ -1178,36 +1180,39 @@ ngx_http_async_task_sqlite_wal(void *data, sqlite3 *db, const char *name,
 
 /*
  * The writer's checkpoint, between two of its transactions, in its pool
- * thread.  PASSIVE never waits for the other workers' writers; when their
- * commits keep the log from starting over and it reached twice the limit,
- * RESTART waits for them (in this thread, up to lock_timeout) so that it
- * does start over.
+ * thread.  RESTART: it waits for the other workers' writers (in this
+ * thread, up to lock_timeout) and holds them off while it copies, so that
+ * the log does start over.  PASSIVE ones, run beside the other workers'
+ * commits, seldom finished and were tried again before most batches.
  */
 
 static void
 ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
     ngx_log_t *log)
 {
-    int  rc, mode, wal, done;
+    int  rc, wal, done;
 
-    mode = (ngx_http_async_task_sqlite_wal_pages
-            >= 2 * NGX_HTTP_ASYNC_TASK_WAL_PAGES)
-           ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
-
-    rc = sqlite3_wal_checkpoint_v2(sq->db, NULL, mode, &wal, &done);
+    rc = sqlite3_wal_checkpoint_v2(sq->db, NULL, SQLITE_CHECKPOINT_RESTART,
+                                   &wal, &done);
 
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         ngx_http_async_task_sqlite_error(sq, log, "checkpoint");
     }
 
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "async task store checkpoint%s: %d of %d pages, rc:%d",
-                   mode == SQLITE_CHECKPOINT_RESTART ? " (restart)" : "",
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async task store checkpoint: %d of %d pages, rc:%d",
                    done, wal, rc);
 
     if (rc == SQLITE_OK && done == wal) {
         /* the next commit tells how long the log is now */
         ngx_http_async_task_sqlite_wal_pages = 0;
+        ngx_http_async_task_sqlite_wal_next = NGX_HTTP_ASYNC_TASK_WAL_PAGES;
+
+    } else {
+        /* readers or writers held it off: a little later, not each time */
+        ngx_http_async_task_sqlite_wal_next =
+                              ngx_http_async_task_sqlite_wal_pages
+                              + NGX_HTTP_ASYNC_TASK_WAL_PAGES / 4;
     }
 }
 
