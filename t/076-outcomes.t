@@ -262,3 +262,48 @@ GET /api/v1/system/stats
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 6: a graceful stop while a cancel and a submit wait for the store: both are answered and stored
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task lock_timeout=10s;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:9 down;
+    }
+--- init
+my $id = AsyncTaskTest::submit('to cancel');
+my $locker = main::hold_lock(AsyncTaskTest::store_db($block), 1.5);
+Time::HiRes::sleep(0.3);
+my $del = main::send_request("DELETE /api/v1/tasks/$id HTTP/1.0\r\n"
+                             . "Host: localhost\r\n\r\n");
+my $body = '{"prompt": "submitted during the stop"}';
+my $post = main::send_request("POST /api/v1/image/async HTTP/1.0\r\n"
+                              . "Host: localhost\r\n"
+                              . "Content-Type: application/json\r\n"
+                              . "Content-Length: " . length($body)
+                              . "\r\n\r\n$body");
+Time::HiRes::sleep(0.3);
+my $master = AsyncTaskTest::pid_of_master();
+kill 'QUIT', $master;
+Test::More::is(main::status_of($del), 200, 'the cancel is answered');
+Test::More::is(main::status_of($post), 202, 'the submit is answered');
+waitpid $locker, 0;
+main::wait_for(sub { !kill 0, $master });
+# start again on the same configuration, for the reads below
+my $binary = $Test::Nginx::Util::NginxBinary || 'nginx';
+my $servroot = AsyncTaskTest::servroot();
+system("$binary -p $servroot/ -c $servroot/conf/nginx.conf") == 0
+    or die "nginx did not start again";
+AsyncTaskTest::wait_port();
+Test::More::is(AsyncTaskTest::task($id)->{status}, 'CANCELED',
+               'the task reads CANCELED');
+my $stats = AsyncTaskTest::stats();
+Test::More::is($stats->{tasks}{QUEUED}, 1, 'one QUEUED, the new one');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1
+--- no_error_log
+[error]
+[alert]
