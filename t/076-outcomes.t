@@ -307,3 +307,57 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 7: a dead runner's task taken back by the reaper, then by its lease: its slot is given back once, max_conns holds
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:19764 max_conns=1;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19764, kind => 'image', latency => 6,
+                        max_concurrent => 1);
+AsyncTaskTest::fake_control(19764, mode => 'hang', times => 1);
+--- init
+my $first = AsyncTaskTest::submit('runner dies');
+Test::More::is(AsyncTaskTest::wait_task($first, ['RUNNING'])->{status},
+               'RUNNING', 'the first run hangs');
+my @ids = ($first, map { AsyncTaskTest::submit("after $_") } 1 .. 2);
+my $master = AsyncTaskTest::pid_of_master();
+my ($worker) = split ' ', `pgrep -P $master`;
+kill 'KILL', $worker;
+# the reaper finds the lease another's (it takes the slot back, the task
+# stays RUNNING); then the lease runs out (the task queues again)
+AsyncTaskTest::sql(AsyncTaskTest::store_db($block), ".timeout 5000\n"
+    . "UPDATE tasks SET lease_owner = 'pid:1', lease_expires = 1 "
+    . "WHERE id = '$first';");
+my ($over, $samples) = (0, 0);
+main::wait_for(sub {
+    my $s = AsyncTaskTest::stats();
+    $samples++;
+    $over++ if $s->{backends}[0]{inflight} > 1;
+    return $s->{tasks}{DONE} == 3;
+}, 40);
+Test::More::is(AsyncTaskTest::stats()->{tasks}{DONE}, 3, 'all three DONE');
+my $log = AsyncTaskTest::error_log();
+Test::More::like($log, qr/task $first of exited process $worker is taken back/,
+                 'the reaper took it back');
+Test::More::like($log, qr/the lease of task $first expired/,
+                 'then its lease ran out');
+Test::More::is(AsyncTaskTest::fake_stats(19764)->{violations}, 0,
+               'the instance never ran two at once');
+Test::More::is(AsyncTaskTest::stats()->{backends}[0]{inflight}, 0,
+               'no slot left taken');
+my @alerts = grep { /\[alert\]/ && !/exited on signal 9/ } split /\n/, $log;
+Test::More::is_deeply(\@alerts, [], 'no [alert] but the killed worker');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":3
+--- timeout: 10
+--- no_error_log
+[error]
+[crit]
