@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Submission and status-read throughput, against a plain `return` on the
 # same nginx in the same run.  Prints req/s, p50, p99 and the ratio to the
-# baseline for each, with 1 worker (wrk -t1) and with 2 workers (wrk -t2).
+# baseline for each, with 1 worker (wrk -t1) and with 2 workers (wrk -t2);
+# and the size of SQLite's write-ahead log: its peak while submissions
+# run, and after 3 s of idle.
 #
 #   ./build.sh bench            or    bench/submit.sh
 #   DURATION=10s CONNECTIONS=64 WAITING=50000 RUNS="1:1 2:2"
@@ -94,6 +96,23 @@ report() {
         "$( [ "$bad" != 0 ] && echo "  ($bad non-2xx!)" )"
 }
 
+# the size of the write-ahead log, in MB
+wal_mb() {
+    local size
+    size=$(stat -c %s "$dir/data/tasks.db-wal" 2>/dev/null || echo 0)
+    echo "$size" | awk '{ printf "%.1f", $1 / 1048576 }'
+}
+
+# samples the log's size every 100 ms into $dir/wal.peak, until killed
+wal_watch() {
+    local peak=0 size
+    while :; do
+        size=$(stat -c %s "$dir/data/tasks.db-wal" 2>/dev/null || echo 0)
+        [ "$size" -gt "$peak" ] && peak=$size && echo "$peak" > "$dir/wal.peak"
+        sleep 0.1
+    done
+}
+
 submit_one() {
     curl -s -H 'Content-Type: application/json' -d "$body" \
         "http://127.0.0.1:$port/api/v1/image/async" \
@@ -101,7 +120,7 @@ submit_one() {
 }
 
 run() {
-    local workers=$1 threads=$2 id base_post base_get r depth
+    local workers=$1 threads=$2 id base_post base_get r depth watcher
 
     start_nginx "$workers"
     echo "nginx: $workers worker(s), wrk -t$threads -c$conns -d$duration"
@@ -119,9 +138,19 @@ run() {
         "http://127.0.0.1:$port/api/v1/tasks/$id")
     report "GET tasks/{id}, 1 waiting" "$base_get" "$r" "$p50" "$p99" "$bad"
 
+    echo 0 > "$dir/wal.peak"
+    wal_watch &
+    watcher=$!
+
     read -r r p50 p99 bad < <(measure "$threads" \
         "http://127.0.0.1:$port/api/v1/image/async" /tmp/async_task_post.lua)
     report "POST image/async (durable)" "$base_post" "$r" "$p50" "$p99" "$bad"
+
+    kill "$watcher"
+    wait "$watcher" 2>/dev/null || true
+    echo "  WAL: peak $(awk '{ printf "%.1f", $1 / 1048576 }' "$dir/wal.peak") MB" \
+         "during the submissions, $(wal_mb) MB at their end," \
+         "$(sleep 3; wal_mb) MB after 3 s idle"
 
     # top the queue up to the waiting target, then read again
     depth=$(curl -s "http://127.0.0.1:$port/api/v1/system/stats" \

@@ -40,6 +40,7 @@
 #define NGX_HTTP_ASYNC_TASK_CONNECT       5000
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
+#define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 
 
 typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
@@ -59,9 +60,11 @@ typedef struct {
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
 
+    ngx_str_t                          temp;       /* the run's file */
     ngx_fd_t                           fd;         /* speech input */
     off_t                              size;
     int64_t                            not_before;
+    ngx_msec_t                         backoff;    /* an uncharged requeue */
     ngx_int_t                          rc;
 } ngx_http_async_task_job_t;
 
@@ -120,6 +123,8 @@ static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_uint_t       ngx_http_async_task_reaps;
 static ngx_uint_t       ngx_http_async_task_ticks;
+static ngx_uint_t       ngx_http_async_task_runs;
+static ngx_uint_t       ngx_http_async_task_zone_full;
 static ngx_str_t        ngx_http_async_task_owner;
 static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
@@ -369,10 +374,20 @@ ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
     ngx_http_async_task_threads--;
     ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                   "async task claim of %ui %V: %ui claimed",
+                   op->filter.limit,
+                   &ngx_http_async_task_kinds[op->filter.kind],
+                   op->rc == NGX_OK ? op->tasks.nelts : 0);
+
     if (op->rc == NGX_OK) {
         tasks = op->tasks.elts;
 
         for (i = 0; i < op->tasks.nelts; i++) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, op->log, 0,
+                           "async task %*s claimed",
+                           NGX_HTTP_ASYNC_TASK_ID_LEN, tasks[i].id);
+
             run = ngx_http_async_task_job_create(op->filter.kind);
 
             if (run == NULL
@@ -491,6 +506,7 @@ ngx_http_async_task_job_adopt(ngx_http_async_task_job_t *job,
 static void
 ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 {
+    ngx_int_t                         rc;
     ngx_str_t                        *user;
     ngx_uint_t                        avoid;
     ngx_http_async_task_shm_t        *shm;
@@ -534,6 +550,10 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     if (in == NULL) {
         /* the slot went to another worker meanwhile: queue again */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: no instance slot, requeued",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+
         job->outcome.run = ngx_http_async_task_run_requeue;
         job->outcome.code = "backend_error";
         ngx_str_set(&job->outcome.message, "no instance slot was free");
@@ -541,15 +561,43 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
         return;
     }
 
-    job->instance = in;
-    job->task.backend = in->name;
+    rc = ngx_http_async_task_shm_start(shm, &job->task, in->sh);
 
-    if (ngx_http_async_task_shm_start(shm, &job->task, in->sh) != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         /* another process runs it: this claim is stale, let it go */
         ngx_http_async_task_shm_release_slot(shm, in->sh);
         ngx_http_async_task_job_destroy(job);
         return;
     }
+
+    if (rc == NGX_AGAIN) {
+        /* no room in the zone for its node: queue again, uncharged */
+        ngx_http_async_task_shm_release_slot(shm, in->sh);
+
+        if (!ngx_http_async_task_zone_full) {
+            ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                          "async_task zone is full: task %*s queues again",
+                          NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+            ngx_http_async_task_zone_full = 1;
+        }
+
+        job->outcome.run = ngx_http_async_task_run_requeue;
+        job->outcome.code = "backend_error";
+        job->backoff = NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT;
+        ngx_str_set(&job->outcome.message, "the zone is full");
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    ngx_http_async_task_zone_full = 0;
+
+    job->instance = in;
+    job->task.backend = in->name;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s started on %V, attempts:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id, &in->name,
+                   job->task.attempts);
 
     ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
 
@@ -625,7 +673,23 @@ ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
 static void
 ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
 {
+    u_char  *p;
+
     job->outcome.files = &ngx_http_async_task_amcf->store->files;
+
+    /*
+     * A result is written under a name of this run's own, and takes the
+     * task's name only when the store takes the outcome: a run that lost
+     * its lease never touches the file of the run that won.
+     */
+
+    p = ngx_pnalloc(job->pool, sizeof(".-.tmp") + 2 * NGX_INT_T_LEN);
+    if (p) {
+        job->outcome.suffix.data = p;
+        job->outcome.suffix.len = ngx_sprintf(p, ".%P-%ui.tmp", ngx_pid,
+                                              ++ngx_http_async_task_runs)
+                                  - p;
+    }
 
     if (ngx_http_async_task_job_post(job,
                                      ngx_http_async_task_complete_thread,
@@ -677,6 +741,11 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
 
     case ngx_http_async_task_run_requeue:
         task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+
+        if (job->backoff) {
+            job->not_before = ngx_http_async_task_now_ms() + job->backoff;
+        }
+
         break;
 
     case ngx_http_async_task_run_error:
@@ -693,6 +762,11 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
 
             task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
             job->not_before = ngx_http_async_task_now_ms() + delay;
+
+            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
+                           "async task %*s: retry %ui in %L ms",
+                           NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
+                           task->attempts, delay);
             break;
         }
 
@@ -723,6 +797,7 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
+    u_char                    *p;
     ngx_http_async_task_op_t  *op;
 
     ngx_http_async_task_threads--;
@@ -735,9 +810,36 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
         return;
     }
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s outcome: %V, attempts:%ui, "
+                   "client result:%d",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
+                   &ngx_http_async_task_statuses[job->task.status],
+                   job->task.attempts, (int) job->outcome.result);
+
     op->task = job->task;
     op->owner = &ngx_http_async_task_owner;
     op->not_before = job->not_before;
+
+    if (job->outcome.run == ngx_http_async_task_run_done
+        && job->outcome.file.len)
+    {
+        p = ngx_pnalloc(job->pool,
+                        job->outcome.file.len + job->outcome.suffix.len);
+        if (p == NULL) {
+            ngx_http_async_task_op_destroy(op);
+            job->rc = NGX_ERROR;
+            ngx_http_async_task_complete_apply(job);
+            return;
+        }
+
+        job->temp.data = p;
+        p = ngx_cpymem(p, job->outcome.file.data, job->outcome.file.len);
+        p = ngx_cpymem(p, job->outcome.suffix.data, job->outcome.suffix.len);
+        job->temp.len = p - job->temp.data;
+
+        op->temp = job->temp;
+    }
     op->handler = ngx_http_async_task_complete_stored;
     op->data = job;
 
@@ -774,7 +876,19 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     task = &job->task;
     in = job->instance;
 
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s outcome stored, rc:%i, %V%s",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, job->rc,
+                   &ngx_http_async_task_statuses[task->status],
+                   (job->rc == NGX_OK
+                    && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
+                   || job->rc == NGX_ERROR ? ", requeued" : "");
+
     if (in) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: slot of %V released",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, &in->name);
+
         ngx_shmtx_lock(&shm->shpool->mutex);
 
         ngx_http_async_task_release_locked(in->sh);
@@ -823,7 +937,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */
-        (void) ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+        ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
     } else if (job->rc == NGX_DECLINED) {
         /* canceled, or taken back, while it ran */
@@ -833,8 +947,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_OK) {
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            (void) ngx_http_async_task_shm_requeue(shm, task->id,
-                                                   task->attempts);
+            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
         } else {
             ngx_http_async_task_shm_finish(shm, task->id,
@@ -852,9 +965,9 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     ngx_http_async_task_dispatch_wake();
 
-    if (job->rc == NGX_DECLINED && job->outcome.file.len) {
+    if (job->rc != NGX_OK && job->temp.len) {
 
-        /* canceled while it ran: its result is of no use */
+        /* canceled or taken back while it ran: its result is of no use */
 
         if (ngx_http_async_task_job_post(job,
                                          ngx_http_async_task_discard_thread,
@@ -875,7 +988,7 @@ ngx_http_async_task_discard_thread(void *data, ngx_log_t *log)
     ngx_http_async_task_job_t *job = data;
 
     ngx_http_async_task_upload_remove(ngx_http_async_task_amcf->store,
-                                      &job->outcome.file, log);
+                                      &job->temp, log);
 }
 
 
@@ -974,6 +1087,10 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
         ngx_log_error(NGX_LOG_INFO, &job->log, 0,
                       "async_task: task %*s canceled while it ran on %V",
                       NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: run dropped, slot of %V released",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
 
         ngx_queue_remove(&job->queue);
         ngx_http_async_task_client_close(&job->client);
@@ -1083,10 +1200,9 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
-    ngx_uint_t                          i;
-    ngx_http_async_task_t              *tasks;
-    ngx_http_async_task_shm_t          *shm;
-    ngx_http_async_task_instance_sh_t  *ish;
+    ngx_uint_t                  i;
+    ngx_http_async_task_t      *tasks;
+    ngx_http_async_task_shm_t  *shm;
 
     ngx_http_async_task_threads--;
 
@@ -1100,12 +1216,7 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
                       "it queues again", NGX_HTTP_ASYNC_TASK_ID_LEN,
                       tasks[i].id);
 
-        ish = ngx_http_async_task_shm_requeue(shm, tasks[i].id,
-                                              tasks[i].attempts);
-
-        if (ish) {
-            ngx_http_async_task_shm_release_slot(shm, ish);
-        }
+        ngx_http_async_task_shm_expire(shm, tasks[i].id, tasks[i].attempts);
     }
 
     ngx_http_async_task_job_destroy(job);
@@ -1143,14 +1254,19 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
 
     shm = ngx_http_async_task_shm_ctx;
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "async task %*s of exited process %P taken back, rc:%i, "
+                   "slot released", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
+                   job->orphan_owner, job->rc);
+
     if (job->orphaned) {
         ngx_http_async_task_shm_release_slot(shm, job->orphaned);
     }
 
     if (job->rc == NGX_OK) {
         if (job->task.status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            (void) ngx_http_async_task_shm_requeue(shm, job->task.id,
-                                                   job->task.attempts);
+            ngx_http_async_task_shm_requeue(shm, job->task.id,
+                                            job->task.attempts);
 
         } else if (job->task.status != NGX_HTTP_ASYNC_TASK_RUNNING) {
             ngx_http_async_task_shm_finish(shm, job->task.id,

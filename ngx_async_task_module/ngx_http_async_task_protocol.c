@@ -917,13 +917,18 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     ngx_sprintf(out->file.data, "%*s.png", NGX_HTTP_ASYNC_TASK_ID_LEN,
                 task->id);
 
-    if (out->files->len + 1 + out->file.len >= NGX_MAX_PATH) {
+    if (out->files->len + 1 + out->file.len + out->suffix.len
+        >= NGX_MAX_PATH)
+    {
         goto failed;
     }
 
-    ngx_sprintf(path, "%V/%V%Z", out->files, &out->file);
+    /* the run's own file: the store renames it once it takes the outcome */
 
-    fd = ngx_open_file(path, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE, 0644);
+    ngx_sprintf(path, "%V/%V%V%Z", out->files, &out->file, &out->suffix);
+
+    fd = ngx_open_file(path, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_HTTP_ASYNC_TASK_FILE_ACCESS);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
@@ -970,6 +975,7 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
                                    sizeof("{\"content_type\":\"image/png\","
                                           "\"bytes\":}") + NGX_SIZE_T_LEN);
     if (out->output.data == NULL) {
+        (void) ngx_delete_file(path);
         goto failed;
     }
 

@@ -51,6 +51,7 @@ typedef struct {
     ngx_uint_t                      status;
     ngx_str_t                       body;
     ngx_str_t                      *files;
+    ngx_str_t                       suffix;     /* of this run's own file */
 
     /* out */
     ngx_http_async_task_run_e       run;

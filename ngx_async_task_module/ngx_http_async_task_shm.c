@@ -27,6 +27,9 @@ static ngx_http_async_task_node_t *ngx_http_async_task_shm_lookup(
 static void ngx_http_async_task_shm_insert_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
     ngx_http_async_task_t *task);
+static void ngx_http_async_task_shm_requeue_locked(
+    ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
+    ngx_uint_t attempts);
 static void ngx_http_async_task_shm_delete_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node);
 
@@ -561,7 +564,8 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
  * A claimed task starts: out of the queue, into the running list.  Its
  * node may be pending still: the worker that accepted it commits to the
  * store first and to the zone just after, and a claim can come between.
- * NGX_DECLINED: another process runs it.
+ * NGX_DECLINED: another process runs it; NGX_AGAIN: it has no node and
+ * the zone has no room for one.
  */
 
 ngx_int_t
@@ -594,8 +598,9 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
         node = ngx_slab_calloc_locked(shm->shpool,
                                       sizeof(ngx_http_async_task_node_t));
         if (node == NULL) {
+            /* a run the zone does not know would be taken for canceled */
             ngx_shmtx_unlock(&shm->shpool->mutex);
-            return NGX_OK;
+            return NGX_AGAIN;
         }
 
         task->status = NGX_HTTP_ASYNC_TASK_RUNNING;
@@ -632,48 +637,87 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
 /*
  * A task that will run again: back into the queue, in its old place.
- * Returns the instance it ran on, if it was running.
+ * Its run's instance slot stays with the run, which gives it back.
  */
 
-ngx_http_async_task_instance_sh_t *
+void
 ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
-    ngx_http_async_task_node_t         *node;
-    ngx_http_async_task_shctx_t        *sh;
-    ngx_http_async_task_instance_sh_t  *instance;
-
-    sh = shm->sh;
-    instance = NULL;
+    ngx_http_async_task_node_t  *node;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    node = ngx_http_async_task_shm_lookup(sh, id);
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
 
     if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
-        ngx_queue_remove(&node->running);
-
-        sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]--;
-        sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]++;
-
-        instance = node->instance;
-
-        node->status = NGX_HTTP_ASYNC_TASK_QUEUED;
-        node->owner = 0;
-        node->instance = NULL;
-        node->started_at = 0;
-        node->attempts = (uint32_t) attempts;
-        node->left = NULL;
-        node->right = NULL;
-        node->size = 1;
-
-        sh->queue[node->kind] =
-                ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
+        ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+}
 
-    return instance;
+
+/*
+ * A lease that ran out: the task queues again.  Each run's slot is given
+ * back exactly once: by its runner while that lives (it sees at its next
+ * tick that the task is no longer its own), by the reaper once it marked
+ * a dead runner's task (owner < 0), and here only for a dead runner that
+ * the reaper has not marked yet: the task leaves the running list, where
+ * the reaper would have found it.
+ */
+
+void
+ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t attempts)
+{
+    ngx_http_async_task_node_t         *node;
+    ngx_http_async_task_instance_sh_t  *instance;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
+
+    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+        instance = node->instance;
+
+        if (instance && node->owner > 0 && node->owner != ngx_pid
+            && kill(node->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_http_async_task_release_locked(instance);
+        }
+
+        ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+static void
+ngx_http_async_task_shm_requeue_locked(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_node_t *node, ngx_uint_t attempts)
+{
+    ngx_http_async_task_shctx_t  *sh;
+
+    sh = shm->sh;
+
+    ngx_queue_remove(&node->running);
+
+    sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]--;
+    sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]++;
+
+    node->status = NGX_HTTP_ASYNC_TASK_QUEUED;
+    node->owner = 0;
+    node->instance = NULL;
+    node->started_at = 0;
+    node->attempts = (uint32_t) attempts;
+    node->left = NULL;
+    node->right = NULL;
+    node->size = 1;
+
+    sh->queue[node->kind] =
+            ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
 }
 
 

@@ -119,8 +119,10 @@ void ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t from, ngx_uint_t to);
 ngx_int_t ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task, ngx_http_async_task_instance_sh_t *instance);
-ngx_http_async_task_instance_sh_t *ngx_http_async_task_shm_requeue(
-    ngx_http_async_task_shm_t *shm, u_char *id, ngx_uint_t attempts);
+void ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t attempts);
+void ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t attempts);
 void ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm,
     u_char *id);
 ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,

@@ -21,6 +21,7 @@
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
 
 #define NGX_HTTP_ASYNC_TASK_MAINTAIN    1000
+#define NGX_HTTP_ASYNC_TASK_OPS_GUARD   100
 
 
 typedef struct {
@@ -30,6 +31,14 @@ typedef struct {
 } ngx_http_async_task_batch_t;
 
 
+typedef struct {
+    ngx_http_async_task_store_conf_t  *conf;
+    ngx_uint_t                         idle;
+    ngx_int_t                          rc;
+} ngx_http_async_task_maintain_t;
+
+
+static void ngx_http_async_task_ops_hold(void);
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
@@ -38,6 +47,7 @@ static void ngx_http_async_task_batch_done(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_timer(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_maintain_done(ngx_event_t *ev);
+static void ngx_http_async_task_ops_guard(ngx_event_t *ev);
 
 
 static ngx_queue_t                   ngx_http_async_task_pending;
@@ -45,6 +55,11 @@ static ngx_thread_task_t            *ngx_http_async_task_batch_task;
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
 static ngx_event_t                   ngx_http_async_task_maintain_event;
 static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
+static ngx_uint_t                    ngx_http_async_task_batches;
+static ngx_uint_t                    ngx_http_async_task_batches_seen;
+static ngx_uint_t                    ngx_http_async_task_wrote;
+static ngx_uint_t                    ngx_http_async_task_ops;
+static ngx_event_t                   ngx_http_async_task_ops_event;
 
 
 static ngx_http_async_task_store_conf_t *
@@ -63,10 +78,27 @@ ngx_int_t
 ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf)
 {
-    ngx_http_async_task_batch_t  *batch;
+    ngx_http_async_task_batch_t     *batch;
+    ngx_http_async_task_maintain_t  *maintain;
 
     ngx_queue_init(&ngx_http_async_task_pending);
     ngx_http_async_task_batch_busy = 0;
+    ngx_http_async_task_batches = 0;
+    ngx_http_async_task_batches_seen = 0;
+    ngx_http_async_task_wrote = 0;
+    ngx_http_async_task_ops = 0;
+
+    /*
+     * Not cancelable: a worker that exits (reload, quit) waits until every
+     * operation it posted has come back and its handler has run, so that
+     * a client gets its answer and the zone learns what the store did.
+     */
+
+    ngx_memzero(&ngx_http_async_task_ops_event, sizeof(ngx_event_t));
+
+    ngx_http_async_task_ops_event.handler = ngx_http_async_task_ops_guard;
+    ngx_http_async_task_ops_event.data = conf;
+    ngx_http_async_task_ops_event.log = cycle->log;
 
     ngx_http_async_task_batch_task =
         ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_async_task_batch_t));
@@ -84,16 +116,19 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batch_task->event.data = batch;
     ngx_http_async_task_batch_task->event.log = cycle->log;
 
-    ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool, 0);
+    ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool,
+                                        sizeof(ngx_http_async_task_maintain_t));
     if (ngx_http_async_task_maintain_task == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_async_task_maintain_task->ctx = conf;
+    maintain = ngx_http_async_task_maintain_task->ctx;
+    maintain->conf = conf;
     ngx_http_async_task_maintain_task->handler =
                                         ngx_http_async_task_maintain_thread;
     ngx_http_async_task_maintain_task->event.handler =
                                         ngx_http_async_task_maintain_done;
+    ngx_http_async_task_maintain_task->event.data = maintain;
     ngx_http_async_task_maintain_task->event.log = cycle->log;
 
     ngx_memzero(&ngx_http_async_task_maintain_event, sizeof(ngx_event_t));
@@ -165,6 +200,8 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
             ngx_http_async_task_batch_start();
         }
 
+        ngx_http_async_task_ops_hold();
+
         return NGX_OK;
     }
 
@@ -185,7 +222,30 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
         return NGX_ERROR;
     }
 
+    ngx_http_async_task_ops_hold();
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_ops_hold(void)
+{
+    ngx_http_async_task_ops++;
+
+    if (!ngx_http_async_task_ops_event.timer_set) {
+        ngx_add_timer(&ngx_http_async_task_ops_event,
+                      NGX_HTTP_ASYNC_TASK_OPS_GUARD);
+    }
+}
+
+
+static void
+ngx_http_async_task_ops_guard(ngx_event_t *ev)
+{
+    if (ngx_http_async_task_ops) {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_OPS_GUARD);
+    }
 }
 
 
@@ -234,6 +294,8 @@ ngx_http_async_task_op_done(ngx_event_t *ev)
 {
     ngx_http_async_task_op_t  *op = ev->data;
 
+    ngx_http_async_task_ops--;
+
     op->handler(op);
 }
 
@@ -262,6 +324,7 @@ ngx_http_async_task_batch_start(void)
     }
 
     ngx_http_async_task_batch_busy = 1;
+    ngx_http_async_task_batches++;
 
     if (ngx_thread_task_post(batch->conf->thread_pool,
                              ngx_http_async_task_batch_task)
@@ -311,22 +374,47 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
         ngx_http_async_task_batch_start();
     }
 
+    ngx_http_async_task_ops -= n;
+
     for (i = 0; i < n; i++) {
         ops[i]->handler(ops[i]);
     }
 }
 
 
-/* housekeeping of the store, at most one at a time per worker process */
+/*
+ * Housekeeping of the store, at most one at a time per worker process.
+ * While the worker writes, its writer checkpoints (before a transaction,
+ * in the batch's thread); once it has been idle for a tick since it last
+ * wrote, this cuts the log back to nothing, once.
+ */
 
 static void
 ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 {
     ngx_http_async_task_store_conf_t *conf = ev->data;
 
+    ngx_http_async_task_maintain_t  *maintain;
+
     if (ngx_exiting || ngx_terminate) {
         return;
     }
+
+    maintain = ngx_http_async_task_maintain_task->ctx;
+
+    if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen
+        || !ngx_http_async_task_wrote || ngx_http_async_task_batch_busy)
+    {
+        if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen) {
+            ngx_http_async_task_batches_seen = ngx_http_async_task_batches;
+            ngx_http_async_task_wrote = 1;
+        }
+
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
+        return;
+    }
+
+    maintain->idle = 1;
 
     if (ngx_thread_task_post(conf->thread_pool,
                              ngx_http_async_task_maintain_task)
@@ -340,15 +428,25 @@ ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 static void
 ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log)
 {
-    ngx_http_async_task_store_conf_t *conf = data;
+    ngx_http_async_task_maintain_t *maintain = data;
 
-    (void) ngx_http_async_task_sqlite_driver.maintain(conf, log);
+    maintain->rc = ngx_http_async_task_sqlite_driver.maintain(maintain->conf,
+                                                          maintain->idle, log);
 }
 
 
 static void
 ngx_http_async_task_maintain_done(ngx_event_t *ev)
 {
+    ngx_http_async_task_maintain_t *maintain = ev->data;
+
+    if (maintain->idle && maintain->rc == NGX_OK
+        && ngx_http_async_task_batches == ngx_http_async_task_batches_seen)
+    {
+        /* the log is empty: nothing to do until the next write */
+        ngx_http_async_task_wrote = 0;
+    }
+
     if (ngx_exiting || ngx_terminate) {
         return;
     }

@@ -87,9 +87,12 @@ typedef struct {
                          int64_t before, ngx_uint_t n, ngx_uint_t *count,
                          ngx_log_t *log);
 
-    /* periodic housekeeping, from a timer */
+    /*
+     * periodic housekeeping, from a timer: "idle" when the worker wrote
+     * nothing since the last time (NGX_BUSY: others were writing)
+     */
     ngx_int_t  (*maintain)(ngx_http_async_task_store_conf_t *conf,
-                           ngx_log_t *log);
+                           ngx_uint_t idle, ngx_log_t *log);
 
     /* at worker exit, in the main thread, once the pool threads are gone */
     void       (*exit)(void);
@@ -119,6 +122,8 @@ struct ngx_http_async_task_op_s {
     ngx_str_t                          *owner;      /* complete, claim */
     int64_t                             not_before; /* complete */
     int64_t                             lease;      /* claim */
+    ngx_str_t                           temp;       /* complete: the run's
+                                                       file, to task.file */
     unsigned                            result:1;   /* get: the result */
 
     /* the thread allocates from this pool only, until the handler runs */

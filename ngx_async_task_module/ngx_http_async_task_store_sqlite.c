@@ -26,6 +26,17 @@
  */
 
 
+/*
+ * The write-ahead log is checkpointed by the writer itself once it holds
+ * this many pages (about 4 MB), before its next transaction: then nothing
+ * is appended between the checkpoint and the next BEGIN, and that BEGIN
+ * starts the log over instead of growing it.  On a restart the file is cut
+ * back to journal_size_limit.
+ */
+#define NGX_HTTP_ASYNC_TASK_WAL_PAGES   1000
+#define NGX_HTTP_ASYNC_TASK_WAL_LIMIT   "4194304"
+
+
 #define NGX_HTTP_ASYNC_TASK_COLUMNS                                           \
     "id, kind, status, user, priority, params, file, created_at, "           \
     "started_at, finished_at, attempts, backend, result, error"
@@ -90,14 +101,21 @@ static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
 static ngx_int_t ngx_http_async_task_sqlite_insert(
     ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
     ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_rename(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t *op,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_complete(
     ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
     ngx_str_t *owner, int64_t not_before, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_exit(void);
 static void ngx_http_async_task_sqlite_close(ngx_http_async_task_sqlite_t *sq);
 static int ngx_http_async_task_sqlite_busy(void *data, int n);
+static int ngx_http_async_task_sqlite_wal(void *data, sqlite3 *db,
+    const char *name, int pages);
+static void ngx_http_async_task_sqlite_checkpoint(
+    ngx_http_async_task_sqlite_t *sq, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_maintain(
-    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
+    ngx_http_async_task_store_conf_t *conf, ngx_uint_t idle, ngx_log_t *log);
 static sqlite3 *ngx_http_async_task_sqlite_open(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
@@ -136,6 +154,10 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
 
 static __thread ngx_http_async_task_sqlite_t  *ngx_http_async_task_sqlite;
 static ngx_http_async_task_sqlite_t           *ngx_http_async_task_sqlite_all;
+/* the log's length in pages after the process's last commit, any thread */
+static volatile int     ngx_http_async_task_sqlite_wal_pages;
+static volatile int     ngx_http_async_task_sqlite_wal_next =
+                                               NGX_HTTP_ASYNC_TASK_WAL_PAGES;
 static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
 
@@ -366,14 +388,25 @@ static void
 ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_uint_t                     i;
+    ngx_fd_t                       fd;
+    ngx_uint_t                     i, renamed;
     ngx_http_async_task_sqlite_t  *sq;
+
+    renamed = 0;
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
 
-    if (sq == NULL
-        || ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK)
+    if (sq == NULL) {
+        goto failed;
+    }
+
+    if (ngx_http_async_task_sqlite_wal_pages
+        >= ngx_http_async_task_sqlite_wal_next)
     {
+        ngx_http_async_task_sqlite_checkpoint(sq, log);
+    }
+
+    if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
         goto failed;
     }
 
@@ -394,11 +427,40 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
             ops[i]->rc = ngx_http_async_task_sqlite_complete(sq,
                                                  &ops[i]->task, ops[i]->owner,
                                                  ops[i]->not_before, log);
+
+            /*
+             * The run's file takes the result's name only now: the lease
+             * is this run's, under the write lock, so no run that won
+             * before is overwritten, and a refused run leaves it alone.
+             */
+
+            if (ops[i]->rc == NGX_OK && ops[i]->temp.len) {
+                ops[i]->rc = ngx_http_async_task_sqlite_rename(conf, ops[i],
+                                                               log);
+                renamed = 1;
+            }
         }
 
         if (ops[i]->rc == NGX_ERROR) {
             (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
             goto failed;
+        }
+    }
+
+    if (renamed) {
+
+        /* the new names are on disk before the tasks say DONE */
+
+        fd = ngx_open_file(conf->files.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
+                           0);
+
+        if (fd == NGX_INVALID_FILE || fsync(fd) == -1) {
+            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                          "fsync() \"%V\" failed", &conf->files);
+        }
+
+        if (fd != NGX_INVALID_FILE) {
+            (void) ngx_close_file(fd);
         }
     }
 
@@ -699,6 +761,32 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_sqlite_t *sq,
     }
 
     return ret;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_rename(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_op_t *op, ngx_log_t *log)
+{
+    u_char  from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+
+    if (conf->files.len + 1 + ngx_max(op->temp.len, op->task.file.len)
+        >= NGX_MAX_PATH)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(from, "%V/%V%Z", &conf->files, &op->temp);
+    ngx_sprintf(to, "%V/%V%Z", &conf->files, &op->task.file);
+
+    if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      from, to);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1009,6 +1097,8 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
+    (void) sqlite3_wal_hook(sq->db, ngx_http_async_task_sqlite_wal, NULL);
+
     ngx_http_async_task_sqlite = sq;
 
     (void) pthread_mutex_lock(&ngx_http_async_task_sqlite_mutex);
@@ -1076,16 +1166,67 @@ ngx_http_async_task_sqlite_busy(void *data, int n)
 }
 
 
+/* after each commit: how long the write-ahead log is */
+
+static int
+ngx_http_async_task_sqlite_wal(void *data, sqlite3 *db, const char *name,
+    int pages)
+{
+    ngx_http_async_task_sqlite_wal_pages = pages;
+
+    return SQLITE_OK;
+}
+
+
 /*
- * Moves the write-ahead log into the database.  Automatic checkpoints are
- * off: they ran inside whichever commit crossed the threshold, and that
- * submission waited for them.  This runs from a timer on its own thread
- * and does not stop writers (PASSIVE).
+ * The writer's checkpoint, between two of its transactions, in its pool
+ * thread.  RESTART: it waits for the other workers' writers (in this
+ * thread, up to lock_timeout) and holds them off while it copies, so that
+ * the log does start over.  PASSIVE ones, run beside the other workers'
+ * commits, seldom finished and were tried again before most batches.
+ */
+
+static void
+ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
+    ngx_log_t *log)
+{
+    int  rc, wal, done;
+
+    rc = sqlite3_wal_checkpoint_v2(sq->db, NULL, SQLITE_CHECKPOINT_RESTART,
+                                   &wal, &done);
+
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        ngx_http_async_task_sqlite_error(sq, log, "checkpoint");
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async task store checkpoint: %d of %d pages, rc:%d",
+                   done, wal, rc);
+
+    if (rc == SQLITE_OK && done == wal) {
+        /* the next commit tells how long the log is now */
+        ngx_http_async_task_sqlite_wal_pages = 0;
+        ngx_http_async_task_sqlite_wal_next = NGX_HTTP_ASYNC_TASK_WAL_PAGES;
+
+    } else {
+        /* readers or writers held it off: a little later, not each time */
+        ngx_http_async_task_sqlite_wal_next =
+                              ngx_http_async_task_sqlite_wal_pages
+                              + NGX_HTTP_ASYNC_TASK_WAL_PAGES / 4;
+    }
+}
+
+
+/*
+ * The timer's checkpoint, once the worker is idle: TRUNCATE, the log goes
+ * back to zero bytes.  Automatic checkpoints are off: they ran inside
+ * whichever commit crossed the threshold, and that submission waited for
+ * them.
  */
 
 static ngx_int_t
 ngx_http_async_task_sqlite_maintain(ngx_http_async_task_store_conf_t *conf,
-    ngx_log_t *log)
+    ngx_uint_t idle, ngx_log_t *log)
 {
     int                            rc, wal, done;
     ngx_http_async_task_sqlite_t  *sq;
@@ -1095,7 +1236,9 @@ ngx_http_async_task_sqlite_maintain(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
-    rc = sqlite3_wal_checkpoint_v2(sq->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+    rc = sqlite3_wal_checkpoint_v2(sq->db, NULL,
+                                   idle ? SQLITE_CHECKPOINT_TRUNCATE
+                                        : SQLITE_CHECKPOINT_PASSIVE,
                                    &wal, &done);
 
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
@@ -1103,10 +1246,11 @@ ngx_http_async_task_sqlite_maintain(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "async task store checkpoint: %d of %d pages", done, wal);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async task store checkpoint%s: %d of %d pages",
+                   idle ? " (truncate)" : "", done, wal);
 
-    return NGX_OK;
+    return (rc == SQLITE_OK) ? NGX_OK : NGX_BUSY;
 }
 
 
@@ -1141,6 +1285,8 @@ ngx_http_async_task_sqlite_open(ngx_http_async_task_store_conf_t *conf,
     if (sqlite3_exec(db, "PRAGMA journal_mode = WAL; "
                          "PRAGMA synchronous = FULL; "
                          "PRAGMA wal_autocheckpoint = 0; "
+                         "PRAGMA journal_size_limit = "
+                         NGX_HTTP_ASYNC_TASK_WAL_LIMIT "; "
                          "PRAGMA cache_size = -16384",
                      NULL, NULL, &err)
         != SQLITE_OK)

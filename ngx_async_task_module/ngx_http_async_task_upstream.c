@@ -314,7 +314,9 @@ ngx_http_async_task_instances_add(ngx_conf_t *cf,
 /*
  * The user_hash ring: points hashed from each instance's name, so that
  * every worker process builds the same ring, and adding or removing one
- * of N instances moves about 1/N of the users.
+ * of N instances moves about 1/N of the users.  MurmurHash2, not CRC32:
+ * the CRC32 of "host:port-N" for N in a row clusters, and gave one of
+ * three equal instances over half of the ring for some ports.
  */
 
 static ngx_int_t
@@ -367,7 +369,7 @@ ngx_http_async_task_ring(ngx_conf_t *cf,
 
         for (j = 0; j < in->weight * NGX_HTTP_ASYNC_TASK_POINTS; j++) {
             n = ngx_sprintf(key, "%V-%ui", &in->server, j) - key;
-            hash = ngx_crc32_long(key, n);
+            hash = ngx_murmur_hash2(key, n);
 
             backend->ring[backend->npoints].hash = hash;
             backend->ring[backend->npoints].instance = in;
@@ -630,7 +632,7 @@ ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
         return NULL;
     }
 
-    hash = ngx_crc32_long(user->data, user->len);
+    hash = ngx_murmur_hash2(user->data, user->len);
 
     lo = 0;
     hi = backend->npoints;
