@@ -235,8 +235,15 @@ my $round = 0;
 my $busy_at_reload = 0;
 for my $reload (1 .. 3) {
     push @ids, map { AsyncTaskTest::submit("reload $round " . $_) } 1 .. 6;
-    Time::HiRes::sleep(0.2);
-    $busy_at_reload++ if AsyncTaskTest::stats()->{workers}{busy} > 0;
+    # reload while runs are in flight: wait for one (a loaded machine
+    # may take longer than the first run's 0.3 s to start it)
+    for (1 .. 250) {
+        if (AsyncTaskTest::stats()->{workers}{busy} > 0) {
+            $busy_at_reload++;
+            last;
+        }
+        Time::HiRes::sleep(0.02);
+    }
     kill 'HUP', $master;
     Time::HiRes::sleep(0.2);
     $round++;
