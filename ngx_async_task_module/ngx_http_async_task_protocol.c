@@ -15,10 +15,11 @@
 
 
 /*
- * The wire protocols of the GPU servers (research/backend-protocols.md):
- * OpenAI's images and audio transcription APIs, as stable-diffusion.cpp's
- * sd-server, LocalAI, speaches and whisper.cpp's server speak them, and
- * sd-server's own way of taking image options inside the prompt.
+ * The wire protocols of the GPU servers: OpenAI's images and audio
+ * transcription APIs, as stable-diffusion.cpp's sd-server, LocalAI,
+ * speaches and whisper.cpp's server speak them, and sd-server's own way
+ * of taking image options inside the prompt (docs/architecture.md, "The
+ * wire protocols").
  */
 
 
