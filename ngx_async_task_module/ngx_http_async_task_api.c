@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upstream.h"
@@ -31,6 +32,11 @@ typedef struct {
     const char                     *allow;
     ngx_http_async_task_route_pt    handler;
 } ngx_http_async_task_route_t;
+
+typedef struct {
+    ngx_http_async_task_filter_t   *filter;
+    ngx_str_t                      *id;         /* tasks?id= */
+} ngx_http_async_task_list_query_t;
 
 
 static ngx_http_async_task_route_t *ngx_http_async_task_find_route(
@@ -58,11 +64,32 @@ static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task);
 static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_list_done(ngx_http_async_task_op_t *op);
+static ngx_int_t ngx_http_async_task_list_status(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_list_kind(ngx_str_t *value, void *data,
+    const char **error);
+static ngx_int_t ngx_http_async_task_list_limit(ngx_str_t *value, void *data,
+    const char **error);
+static ngx_int_t ngx_http_async_task_list_cursor(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_list_id(ngx_str_t *value, void *data,
+    const char **error);
 static ngx_int_t ngx_http_async_task_list_args(ngx_http_request_t *r,
     ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
     const char **field);
 static ngx_int_t ngx_http_async_task_post(ngx_http_request_t *r,
     ngx_http_async_task_op_t *op);
+
+
+/* the query parameters of GET tasks */
+static ngx_http_async_task_request_arg_t  ngx_http_async_task_list_names[] = {
+    { ngx_string("status"), ngx_http_async_task_list_status },
+    { ngx_string("kind"), ngx_http_async_task_list_kind },
+    { ngx_string("limit"), ngx_http_async_task_list_limit },
+    { ngx_string("cursor"), ngx_http_async_task_list_cursor },
+    { ngx_string("id"), ngx_http_async_task_list_id },
+    { ngx_null_string, NULL }
+};
 
 
 static ngx_http_async_task_route_t  ngx_http_async_task_routes[] = {
@@ -111,9 +138,9 @@ ngx_http_async_task_api_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found", "no such endpoint",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "no such endpoint", NULL);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -136,9 +163,10 @@ ngx_http_async_task_api_handler(ngx_http_request_t *r)
         h->value.data = (u_char *) route->allow;
         h->value.len = ngx_strlen(route->allow);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                              "method_not_allowed",
-                                              "method not allowed here", NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                                      "method_not_allowed",
+                                                      "method not allowed here",
+                                                      NULL);
     }
 
     if (r->method != NGX_HTTP_POST) {
@@ -279,27 +307,28 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
     if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_argument",
-                                              "malformed task id", "id");
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                      "invalid_argument",
+                                                      "malformed task id",
+                                                      "id");
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (!result) {
-        rc = ngx_http_async_task_shm_get(ngx_http_async_task_shm(r), id,
+        rc = ngx_http_async_task_shm_get(ngx_http_async_task_request_shm(r), id,
                                          userp, r->pool, &task);
 
         if (rc == NGX_OK) {
-            return ngx_http_async_task_send_task(r, NGX_HTTP_OK, &task);
+            return ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &task);
         }
 
         if (rc == NGX_DONE) {
-            return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                                  "not_found", "no such task",
-                                                  NULL);
+            return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                          "not_found",
+                                                          "no such task", NULL);
         }
 
         if (rc == NGX_ERROR) {
@@ -401,28 +430,28 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 
             rc = ngx_http_async_task_send_result(r, &op->task);
 
-            ngx_http_async_task_finish(r, rc);
+            ngx_http_async_task_request_finish(r, rc);
             return;
         }
 
-        ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
-                                     r->pool);
+        ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
+                                     &op->task, r->pool);
 
-        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        rc = ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &op->task);
         break;
 
     case NGX_DECLINED:
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no such task",
-                                            NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                    "not_found", "no such task",
+                                                    NULL);
         break;
 
     default:
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
     }
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -462,31 +491,33 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
         ngx_sprintf(p, "the task is %V, not DONE%Z",
                     &ngx_http_async_task_statuses[task->status]);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT,
-                                              "conflict", (char *) p, NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_CONFLICT,
+                                                      "conflict", (char *) p,
+                                                      NULL);
     }
 
     if (task->kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
-        return ngx_http_async_task_send_json(r, NGX_HTTP_OK, task->result.data,
-                                             task->result.len);
+        return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK,
+                                                     task->result.data,
+                                                     task->result.len);
     }
 
     /* an image: the PNG file the dispatcher wrote, sent as a static file */
 
     if (task->file.len == 0) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found",
-                                              "the result file is gone",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "the result file is gone",
+                                                      NULL);
     }
 
-    path.len = ngx_http_async_task_files(r)->len + 1 + task->file.len;
+    path.len = ngx_http_async_task_request_files(r)->len + 1 + task->file.len;
     path.data = ngx_pnalloc(r->pool, path.len + 1);
     if (path.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(path.data, "%V/%V%Z", ngx_http_async_task_files(r),
+    ngx_sprintf(path.data, "%V/%V%Z", ngx_http_async_task_request_files(r),
                 &task->file);
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -506,10 +537,10 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, of.err,
                       "%s \"%s\" failed", of.failed, path.data);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found",
-                                              "the result file is gone",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "the result file is gone",
+                                                      NULL);
     }
 
     r->headers_out.status = NGX_HTTP_OK;
@@ -568,12 +599,13 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
     if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_argument",
-                                              "malformed task id", "id");
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                      "invalid_argument",
+                                                      "malformed task id",
+                                                      "id");
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -615,26 +647,26 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         if (op->task.backend.len == 0) {
             /* where it ran, for the answer: the zone has it */
             op->task.status = NGX_HTTP_ASYNC_TASK_RUNNING;
-            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+            ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
                                          &op->task, r->pool);
             op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
             op->task.position = -1;
         }
 
-        ngx_http_async_task_shm_finish(ngx_http_async_task_shm(r),
+        ngx_http_async_task_shm_finish(ngx_http_async_task_request_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
 
         /* a run here stops now; one elsewhere at its worker's next tick */
         ngx_http_async_task_dispatch_cancel(op->task.id);
 
-        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        rc = ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &op->task);
         break;
 
     case NGX_DECLINED:
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no such task",
-                                            NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                    "not_found", "no such task",
+                                                    NULL);
         break;
 
     case NGX_BUSY:
@@ -647,16 +679,17 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         ngx_sprintf(p, "the task is already %V%Z",
                     &ngx_http_async_task_statuses[op->task.status]);
 
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT, "conflict",
-                                            (char *) p, NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_CONFLICT,
+                                                    "conflict", (char *) p,
+                                                    NULL);
         break;
 
     default:
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
     }
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -682,9 +715,10 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
         ngx_http_async_task_op_destroy(op);
 
         if (rc == NGX_DECLINED) {
-            return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid_argument", error,
-                                                  field);
+            return ngx_http_async_task_request_send_error(r,
+                                                          NGX_HTTP_BAD_REQUEST,
+                                                          "invalid_argument",
+                                                          error, field);
         }
 
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -696,7 +730,7 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
         return ngx_http_async_task_get(r, &id);
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         ngx_http_async_task_op_destroy(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -722,167 +756,100 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
     ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
     const char **field)
 {
-    u_char     *p, *last, *msg;
-    ngx_int_t   n, rc;
-    ngx_str_t   name, value;
+    ngx_http_async_task_list_query_t  query;
 
     filter->status = -1;
     filter->kind = -1;
     filter->limit = NGX_HTTP_ASYNC_TASK_LIST_DEFAULT;
 
-    /* no query: args.data may be NULL, where no arithmetic is defined */
+    query.filter = filter;
+    query.id = id;
 
-    if (r->args.len == 0) {
-        return NGX_OK;
-    }
-
-    p = r->args.data;
-    last = p + r->args.len;
-
-    for ( ;; ) {
-
-        rc = ngx_http_async_task_next_arg(r, &p, last, &name, &value);
-
-        if (rc == NGX_DONE) {
-            return NGX_OK;
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0) {
-            filter->status = ngx_http_async_task_status_index(&value);
-
-            if (filter->status == NGX_ERROR) {
-                *error = "status must be one of QUEUED, RUNNING, DONE, "
-                         "FAILED, CANCELED";
-                *field = "status";
-                return NGX_DECLINED;
-            }
-
-            continue;
-        }
-
-        if (name.len == 4 && ngx_strncmp(name.data, "kind", 4) == 0) {
-            filter->kind = ngx_http_async_task_kind_index(&value);
-
-            if (filter->kind == NGX_ERROR) {
-                *error = "kind must be image or speech";
-                *field = "kind";
-                return NGX_DECLINED;
-            }
-
-            continue;
-        }
-
-        if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
-            n = ngx_atoi(value.data, value.len);
-
-            if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
-                *error = "limit must be between 1 and 100";
-                *field = "limit";
-                return NGX_DECLINED;
-            }
-
-            filter->limit = n;
-            continue;
-        }
-
-        if (name.len == 6 && ngx_strncmp(name.data, "cursor", 6) == 0) {
-            if (ngx_http_async_task_parse_id(&value, filter->cursor)
-                != NGX_OK)
-            {
-                *error = "malformed cursor";
-                *field = "cursor";
-                return NGX_DECLINED;
-            }
-
-            filter->has_cursor = 1;
-            continue;
-        }
-
-        if (name.len == 2 && ngx_strncmp(name.data, "id", 2) == 0) {
-            *id = value;
-            continue;
-        }
-
-        msg = ngx_pnalloc(r->pool, sizeof("unknown query parameter \"\"")
-                                   + name.len);
-        if (msg == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_sprintf(msg, "unknown query parameter \"%V\"%Z", &name);
-
-        *error = (char *) msg;
-
-        *field = (char *) name.data;
-
-        return NGX_DECLINED;
-    }
+    return ngx_http_async_task_request_args(r, ngx_http_async_task_list_names,
+                                            &query, error, field);
 }
 
 
-/*
- * The next name=value of a query string, both copied and unescaped; both
- * end with a NUL that the length does not count.
- */
-
-ngx_int_t
-ngx_http_async_task_next_arg(ngx_http_request_t *r, u_char **pos,
-    u_char *last, ngx_str_t *name, ngx_str_t *value)
+static ngx_int_t
+ngx_http_async_task_list_status(ngx_str_t *value, void *data,
+    const char **error)
 {
-    u_char  *p, *amp, *eq, *dst, *src;
+    ngx_http_async_task_list_query_t  *query = data;
 
-    p = *pos;
+    query->filter->status = ngx_http_async_task_status_index(value);
 
-    while (p < last && *p == '&') {
-        p++;
+    if (query->filter->status == NGX_ERROR) {
+        *error = "status must be one of QUEUED, RUNNING, DONE, FAILED, "
+                 "CANCELED";
+        return NGX_DECLINED;
     }
 
-    if (p >= last) {
-        *pos = last;
-        return NGX_DONE;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list_kind(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    query->filter->kind = ngx_http_async_task_kind_index(value);
+
+    if (query->filter->kind == NGX_ERROR) {
+        *error = "kind must be image or speech";
+        return NGX_DECLINED;
     }
 
-    amp = ngx_strlchr(p, last, '&');
-    if (amp == NULL) {
-        amp = last;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list_limit(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    ngx_int_t  n;
+
+    n = ngx_atoi(value->data, value->len);
+
+    if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
+        *error = "limit must be between 1 and "
+                 ngx_value(NGX_HTTP_ASYNC_TASK_LIST_MAX);
+        return NGX_DECLINED;
     }
 
-    *pos = amp;
+    query->filter->limit = n;
 
-    eq = ngx_strlchr(p, amp, '=');
+    return NGX_OK;
+}
 
-    name->len = (eq ? eq : amp) - p;
-    name->data = ngx_pnalloc(r->pool, name->len + 1);
-    if (name->data == NULL) {
-        return NGX_ERROR;
+
+static ngx_int_t
+ngx_http_async_task_list_cursor(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    if (ngx_http_async_task_parse_id(value, query->filter->cursor) != NGX_OK) {
+        *error = "malformed cursor";
+        return NGX_DECLINED;
     }
 
-    dst = name->data;
-    src = p;
-    ngx_unescape_uri(&dst, &src, name->len, NGX_UNESCAPE_URI);
+    query->filter->has_cursor = 1;
 
-    name->len = dst - name->data;
-    *dst = '\0';
+    return NGX_OK;
+}
 
-    value->len = eq ? (size_t) (amp - eq - 1) : 0;
-    value->data = ngx_pnalloc(r->pool, value->len + 1);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
 
-    dst = value->data;
+static ngx_int_t
+ngx_http_async_task_list_id(ngx_str_t *value, void *data, const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
 
-    if (eq) {
-        src = eq + 1;
-        ngx_unescape_uri(&dst, &src, value->len, NGX_UNESCAPE_URI);
-    }
-
-    value->len = dst - value->data;
-    *dst = '\0';
+    *query->id = *value;
 
     return NGX_OK;
 }
@@ -903,11 +870,11 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
     r->main->blocked--;
 
     if (op->rc != NGX_OK) {
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
         goto done;
     }
 
-    ngx_http_async_task_prefix(r, &prefix);
+    ngx_http_async_task_api_prefix(r, &prefix);
 
     tasks = op->tasks.elts;
     n = ngx_min(op->tasks.nelts, op->filter.limit);
@@ -919,7 +886,7 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
         if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED
             || tasks[i].status == NGX_HTTP_ASYNC_TASK_RUNNING)
         {
-            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+            ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
                                          &tasks[i], r->pool);
         }
 
@@ -964,12 +931,12 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
 
     *p++ = '}';
 
-    rc = ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+    rc = ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, p - data);
 
 done:
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -987,7 +954,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     ngx_uint_t                         count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-    shm = ngx_http_async_task_shm(r);
+    shm = ngx_http_async_task_request_shm(r);
     now = ngx_http_async_task_cached_ms();
 
     ngx_http_async_task_shm_counts(shm, count, &started_at);
@@ -1083,7 +1050,8 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     *p++ = ']';
     *p++ = '}';
 
-    return ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+    return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data,
+                                                 p - data);
 }
 
 
@@ -1099,7 +1067,7 @@ ngx_http_async_task_post(ngx_http_request_t *r, ngx_http_async_task_op_t *op)
 
     if (ngx_http_async_task_op_post(op) != NGX_OK) {
         ngx_http_async_task_op_destroy(op);
-        return ngx_http_async_task_send_unavailable(r);
+        return ngx_http_async_task_request_send_unavailable(r);
     }
 
     r->main->count++;
@@ -1109,72 +1077,13 @@ ngx_http_async_task_post(ngx_http_request_t *r, ngx_http_async_task_op_t *op)
 }
 
 
-ngx_int_t
-ngx_http_async_task_user(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t **userp)
-{
-    ngx_http_async_task_loc_conf_t  *alcf;
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_async_task_module);
-
-    *userp = NULL;
-
-    if (alcf->user == NULL) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_complex_value(r, alcf->user, user) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (user->len) {
-        *userp = user;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_http_async_task_shm_t *
-ngx_http_async_task_shm(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return amcf->store->shm_zone->data;
-}
-
-
-ngx_thread_pool_t *
-ngx_http_async_task_thread_pool(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return amcf->store->thread_pool;
-}
-
-
-ngx_str_t *
-ngx_http_async_task_files(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return &amcf->store->files;
-}
-
-
 /*
  * The API's base, for Location headers and result URLs: the request URI
  * before the endpoint, escaped as a URI again (it was decoded).
  */
 
 void
-ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
+ngx_http_async_task_api_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
 {
     u_char     *p;
     ngx_str_t   id, base;
@@ -1206,13 +1115,13 @@ ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
 
 
 ngx_int_t
-ngx_http_async_task_send_task(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_async_task_api_send_task(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_async_task_t *task)
 {
     u_char     *data, *p;
     ngx_str_t   prefix;
 
-    ngx_http_async_task_prefix(r, &prefix);
+    ngx_http_async_task_api_prefix(r, &prefix);
 
     data = ngx_pnalloc(r->pool,
                        ngx_http_async_task_json_task_len(task, &prefix));
@@ -1222,108 +1131,6 @@ ngx_http_async_task_send_task(ngx_http_request_t *r, ngx_uint_t status,
 
     p = ngx_http_async_task_json_task(data, task, &prefix);
 
-    return ngx_http_async_task_send_json(r, status, data, p - data);
+    return ngx_http_async_task_request_send_json(r, status, data, p - data);
 }
 
-
-ngx_int_t
-ngx_http_async_task_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *data, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "async task api: %ui, %uz bytes of JSON", status, len);
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = data;
-    b->last = data + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-ngx_int_t
-ngx_http_async_task_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message, const char *field)
-{
-    ngx_str_t  body, text;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "async task api: error %s: %s", code, message);
-
-    text.data = (u_char *) message;
-    text.len = ngx_strlen(message);
-
-    if (ngx_http_async_task_json_error(r->pool, &body, code, &text, field)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_async_task_send_json(r, status, body.data, body.len);
-}
-
-
-ngx_int_t
-ngx_http_async_task_send_unavailable(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
-
-    return ngx_http_async_task_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the task store is unavailable, "
-                                          "try again later", NULL);
-}
-
-
-/*
- * Ends a request that waited for the thread pool, unless it goes on
- * waiting (NGX_DONE): then the next completion ends it.
- */
-
-void
-ngx_http_async_task_finish(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
-
-    ngx_http_run_posted_requests(c);
-}
