@@ -385,10 +385,9 @@ ngx_http_async_task_owned(ngx_http_async_task_op_t *op)
         return op->rc;
     }
 
-    if (op->task.has_user != (user != NULL)
-        || (user && (user->len != op->task.user.len
-                     || ngx_memcmp(user->data, op->task.user.data, user->len)
-                        != 0)))
+    if (!ngx_http_async_task_util_owner(user, op->task.has_user,
+                                        op->task.user.data,
+                                        op->task.user.len))
     {
         return NGX_DECLINED;
     }
@@ -860,7 +859,7 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
-    u_char                 *data, *p;
+    u_char                 *data, *next;
     size_t                  len;
     ngx_int_t               rc;
     ngx_str_t               prefix;
@@ -879,9 +878,6 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
     tasks = op->tasks.elts;
     n = ngx_min(op->tasks.nelts, op->filter.limit);
 
-    len = sizeof("{\"tasks\":[],\"next_cursor\":\"\"}")
-          + NGX_HTTP_ASYNC_TASK_ID_LEN;
-
     for (i = 0; i < n; i++) {
         if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED
             || tasks[i].status == NGX_HTTP_ASYNC_TASK_RUNNING)
@@ -896,9 +892,13 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto done;
         }
-
-        len += ngx_http_async_task_json_task_len(&tasks[i], &prefix) + 1;
     }
+
+    /* one more row than asked for means there is a next page */
+
+    next = (op->tasks.nelts > op->filter.limit) ? tasks[n - 1].id : NULL;
+
+    len = ngx_http_async_task_json_list(NULL, tasks, n, next, &prefix);
 
     data = ngx_pnalloc(r->pool, len);
     if (data == NULL) {
@@ -906,32 +906,9 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
         goto done;
     }
 
-    p = ngx_cpymem(data, "{\"tasks\":[", sizeof("{\"tasks\":[") - 1);
+    ngx_http_async_task_json_list(data, tasks, n, next, &prefix);
 
-    for (i = 0; i < n; i++) {
-        if (i) {
-            *p++ = ',';
-        }
-
-        p = ngx_http_async_task_json_task(p, &tasks[i], &prefix);
-    }
-
-    p = ngx_cpymem(p, "],\"next_cursor\":", sizeof("],\"next_cursor\":") - 1);
-
-    /* one more row than asked for means there is a next page */
-
-    if (op->tasks.nelts > op->filter.limit) {
-        *p++ = '"';
-        p = ngx_cpymem(p, tasks[n - 1].id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-        *p++ = '"';
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    *p++ = '}';
-
-    rc = ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, p - data);
+    rc = ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, len);
 
 done:
 
@@ -943,61 +920,29 @@ done:
 static ngx_int_t
 ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 {
-    u_char                            *data, *p;
-    size_t                             len;
-    int64_t                            started_at, now;
-    ngx_uint_t                         i, s, total, healthy, free, slots;
-    ngx_http_async_task_shm_t         *shm;
-    ngx_http_async_task_instance_t    *in;
-    ngx_http_async_task_main_conf_t   *amcf;
-    ngx_http_async_task_instance_sh_t  ish;
-    ngx_uint_t                         count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+    u_char                              *data;
+    size_t                               len;
+    int64_t                              started_at, now;
+    ngx_uint_t                           i, free, slots;
+    ngx_http_async_task_shm_t           *shm;
+    ngx_http_async_task_instance_t      *in;
+    ngx_http_async_task_json_stats_t     stats;
+    ngx_http_async_task_main_conf_t     *amcf;
+    ngx_http_async_task_instance_sh_t    ish;
+    ngx_http_async_task_json_backend_t  *b;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
     shm = ngx_http_async_task_request_shm(r);
     now = ngx_http_async_task_cached_ms();
 
-    ngx_http_async_task_shm_counts(shm, count, &started_at);
+    ngx_http_async_task_shm_counts(shm, stats.count, &started_at);
 
-    in = amcf->instances.elts;
-
-    len = sizeof("{\"uptime_seconds\":,\"tasks\":{},\"queue\":{\"depth\":,"
-                 "\"capacity\":},\"workers\":{\"busy\":,\"total\":},"
-                 "\"backends\":[]}")
-          + NGX_INT_T_LEN * 5
-          + NGX_HTTP_ASYNC_TASK_NSTATUSES * (sizeof("\"CANCELED\":,")
-                                             + NGX_INT_T_LEN);
-
-    for (i = 0; i < amcf->instances.nelts; i++) {
-        len += sizeof("{\"kind\":\"speech\",\"upstream\":\"\","
-                      "\"server\":\"\",\"healthy\":false,"
-                      "\"inflight\":,\"max_conns\":,"
-                      "\"requests\":,\"failures\":,"
-                      "\"last_check\":\"\"},")
-               + in[i].name.len + in[i].server.len + NGX_INT_T_LEN * 4
-               + NGX_HTTP_ASYNC_TASK_TIME_LEN;
-    }
-
-    data = ngx_pnalloc(r->pool, len);
-    if (data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(data, "{\"uptime_seconds\":%T,\"tasks\":{",
-                    (time_t) ((now - started_at) / 1000));
-
-    for (s = 0; s < NGX_HTTP_ASYNC_TASK_NSTATUSES; s++) {
-        p = ngx_sprintf(p, "%s\"%V\":%ui", s ? "," : "",
-                        &ngx_http_async_task_statuses[s], count[s]);
-    }
-
-    p = ngx_sprintf(p, "},\"queue\":{\"depth\":%ui,\"capacity\":%ui},",
-                    count[NGX_HTTP_ASYNC_TASK_QUEUED],
-                    amcf->store->max_queued);
+    stats.uptime = (now - started_at) / 1000;
+    stats.capacity = amcf->store->max_queued;
 
     /* workers.total: the slots of the instances that can take tasks now */
 
-    total = 0;
+    stats.workers = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -1005,53 +950,53 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
         if (amcf->backends[i].upstream) {
             ngx_http_async_task_slots_locked(&amcf->backends[i], &free,
                                              &slots);
-            total += slots;
+            stats.workers += slots;
         }
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
-    p = ngx_sprintf(p, "\"workers\":{\"busy\":%ui,\"total\":%ui},"
-                    "\"backends\":[", count[NGX_HTTP_ASYNC_TASK_RUNNING],
-                    total);
+    in = amcf->instances.elts;
 
-    for (i = 0; i < amcf->instances.nelts; i++) {
+    stats.nbackends = amcf->instances.nelts;
+    stats.backends = ngx_palloc(r->pool, stats.nbackends
+                                  * sizeof(ngx_http_async_task_json_backend_t));
+    if (stats.backends == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < stats.nbackends; i++) {
 
         ngx_shmtx_lock(&shm->shpool->mutex);
         ish = *in[i].sh;
         ngx_shmtx_unlock(&shm->shpool->mutex);
 
-        healthy = !in[i].down && ish.healthy && ish.down_until <= now;
+        /* the name is "upstream/server" */
 
-        p = ngx_sprintf(p, "%s{\"kind\":\"%V\",\"upstream\":\"%*s\","
-                        "\"server\":\"%V\",\"healthy\":%s,"
-                        "\"inflight\":%ui,\"max_conns\":%ui,"
-                        "\"requests\":%ui,\"failures\":%ui,\"last_check\":",
-                        i ? "," : "",
-                        &ngx_http_async_task_kinds[in[i].kind],
-                        in[i].name.len - in[i].server.len - 1,
-                        in[i].name.data, &in[i].server,
-                        healthy ? "true" : "false",
-                        ish.inflight, in[i].max_conns, ish.requests,
-                        ish.failures);
+        b = &stats.backends[i];
 
-        if (ish.last_check) {
-            *p++ = '"';
-            p = ngx_http_async_task_format_time(p, ish.last_check);
-            *p++ = '"';
-
-        } else {
-            p = ngx_cpymem(p, "null", 4);
-        }
-
-        *p++ = '}';
+        b->kind = &ngx_http_async_task_kinds[in[i].kind];
+        b->upstream.data = in[i].name.data;
+        b->upstream.len = in[i].name.len - in[i].server.len - 1;
+        b->server = &in[i].server;
+        b->healthy = !in[i].down && ish.healthy && ish.down_until <= now;
+        b->inflight = ish.inflight;
+        b->max_conns = in[i].max_conns;
+        b->requests = ish.requests;
+        b->failures = ish.failures;
+        b->last_check = ish.last_check;
     }
 
-    *p++ = ']';
-    *p++ = '}';
+    len = ngx_http_async_task_json_stats(NULL, &stats);
 
-    return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data,
-                                                 p - data);
+    data = ngx_pnalloc(r->pool, len);
+    if (data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_async_task_json_stats(data, &stats);
+
+    return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, len);
 }
 
 
@@ -1118,19 +1063,21 @@ ngx_int_t
 ngx_http_async_task_api_send_task(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_async_task_t *task)
 {
-    u_char     *data, *p;
+    u_char     *data;
+    size_t      len;
     ngx_str_t   prefix;
 
     ngx_http_async_task_api_prefix(r, &prefix);
 
-    data = ngx_pnalloc(r->pool,
-                       ngx_http_async_task_json_task_len(task, &prefix));
+    len = ngx_http_async_task_json_task(NULL, task, &prefix);
+
+    data = ngx_pnalloc(r->pool, len);
     if (data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_http_async_task_json_task(data, task, &prefix);
+    ngx_http_async_task_json_task(data, task, &prefix);
 
-    return ngx_http_async_task_request_send_json(r, status, data, p - data);
+    return ngx_http_async_task_request_send_json(r, status, data, len);
 }
 

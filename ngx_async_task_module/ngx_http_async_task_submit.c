@@ -20,21 +20,21 @@
 
 
 /* a JSON submission is small: its fields are limited to FIELD_MAX */
-#define NGX_HTTP_ASYNC_TASK_JSON_KIB        64
-#define NGX_HTTP_ASYNC_TASK_JSON_MAX        (NGX_HTTP_ASYNC_TASK_JSON_KIB * 1024)
+#define NGX_HTTP_ASYNC_TASK_JSON_KIB       64
+#define NGX_HTTP_ASYNC_TASK_JSON_MAX       (NGX_HTTP_ASYNC_TASK_JSON_KIB * 1024)
 
-#define NGX_HTTP_ASYNC_TASK_PRIORITY        5
-#define NGX_HTTP_ASYNC_TASK_PRIORITY_MAX    9
-#define NGX_HTTP_ASYNC_TASK_CFG_SCALE_MAX   30
+#define NGX_HTTP_ASYNC_TASK_PRIORITY       5
+#define NGX_HTTP_ASYNC_TASK_PRIORITY_MAX   9
+#define NGX_HTTP_ASYNC_TASK_CFG_SCALE_MAX  30
 
 /* raw PCM: the sample rates taken, and the default with its channels */
-#define NGX_HTTP_ASYNC_TASK_RATE_MIN        8000
-#define NGX_HTTP_ASYNC_TASK_RATE_MAX        48000
-#define NGX_HTTP_ASYNC_TASK_RATE            16000
-#define NGX_HTTP_ASYNC_TASK_CHANNELS        1
+#define NGX_HTTP_ASYNC_TASK_RATE_MIN       8000
+#define NGX_HTTP_ASYNC_TASK_RATE_MAX       48000
+#define NGX_HTTP_ASYNC_TASK_RATE           16000
+#define NGX_HTTP_ASYNC_TASK_CHANNELS       1
 
-#define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX    35
-#define NGX_HTTP_ASYNC_TASK_NAME_MAX        255
+#define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX   35
+#define NGX_HTTP_ASYNC_TASK_NAME_MAX       255
 
 /* 2^53: every double at or past it is a whole number */
 #define NGX_HTTP_ASYNC_TASK_INT_EXACT     9007199254740992.0
@@ -1416,17 +1416,10 @@ ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
             return NGX_HTTP_ASYNC_TASK_TEXT_CONTROL;
         }
 
-        if (*p < 0x80) {
-            p++;
+        c = ngx_http_async_task_util_utf8(&p, last);
 
-        } else {
-            /* surrogates are not characters: JSON of them is invalid */
-
-            c = ngx_utf8_decode(&p, last - p);
-
-            if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-                return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
-            }
+        if (c == NGX_HTTP_ASYNC_TASK_UTF8_INVALID) {
+            return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
         }
 
         (*n)++;
