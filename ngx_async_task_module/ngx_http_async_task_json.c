@@ -37,12 +37,17 @@ static void ngx_http_async_task_json_task_out(
 static void ngx_http_async_task_json_backend(
     ngx_http_async_task_json_out_t *out,
     ngx_http_async_task_json_backend_t *b);
+static void ngx_http_async_task_json_error_out(
+    ngx_http_async_task_json_out_t *out, const char *code,
+    ngx_str_t *message, ngx_str_t *field);
 static void ngx_http_async_task_json_put(ngx_http_async_task_json_out_t *out,
     u_char *data, size_t len);
 static void ngx_http_async_task_json_uint(ngx_http_async_task_json_out_t *out,
     ngx_uint_t n);
 static void ngx_http_async_task_json_escaped(
     ngx_http_async_task_json_out_t *out, ngx_str_t *s);
+static void ngx_http_async_task_json_text(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s, size_t max);
 static void ngx_http_async_task_json_string(
     ngx_http_async_task_json_out_t *out, ngx_str_t *s);
 static void ngx_http_async_task_json_time(ngx_http_async_task_json_out_t *out,
@@ -324,6 +329,24 @@ ngx_http_async_task_json_escaped(ngx_http_async_task_json_out_t *out,
 }
 
 
+/* text from a client: see ngx_http_async_task_json_escape() */
+
+static void
+ngx_http_async_task_json_text(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s, size_t max)
+{
+    size_t  n;
+
+    n = ngx_http_async_task_json_escape(out->pos, s->data, s->len, max);
+
+    if (out->pos) {
+        out->pos += n;
+    }
+
+    out->len += n;
+}
+
+
 static void
 ngx_http_async_task_json_string(ngx_http_async_task_json_out_t *out,
     ngx_str_t *s)
@@ -381,45 +404,54 @@ ngx_int_t
 ngx_http_async_task_json_error(ngx_pool_t *pool, ngx_str_t *out,
     const char *code, ngx_str_t *message, const char *field)
 {
-    size_t   len, flen;
-    u_char  *p;
+    ngx_str_t                       name;
+    ngx_http_async_task_json_out_t  body;
 
-    flen = field ? ngx_strlen(field) : 0;
+    name.data = (u_char *) field;
+    name.len = field ? ngx_strlen(field) : 0;
 
-    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\","
-                 "\"field\":\"\"}}")
-          + ngx_strlen(code)
-          + ngx_http_async_task_json_escape(NULL, message->data, message->len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX)
-          + ngx_http_async_task_json_escape(NULL, (u_char *) field, flen,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+    body.pos = NULL;
+    body.len = 0;
 
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
+    ngx_http_async_task_json_error_out(&body, code, message,
+                                       field ? &name : NULL);
+
+    out->data = ngx_pnalloc(pool, body.len);
+    if (out->data == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = p;
+    body.pos = out->data;
+    body.len = 0;
 
-    p = ngx_sprintf(p, "{\"error\":{\"code\":\"%s\",\"message\":\"",
-                    code);
-    p += ngx_http_async_task_json_escape(p, message->data, message->len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX);
-    *p++ = '"';
+    ngx_http_async_task_json_error_out(&body, code, message,
+                                       field ? &name : NULL);
 
-    if (field) {
-        p = ngx_cpymem(p, ",\"field\":\"", sizeof(",\"field\":\"") - 1);
-        p += ngx_http_async_task_json_escape(p, (u_char *) field, flen,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
-        *p++ = '"';
-    }
-
-    *p++ = '}';
-    *p++ = '}';
-
-    out->len = p - out->data;
+    out->len = body.len;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_json_error_out(ngx_http_async_task_json_out_t *out,
+    const char *code, ngx_str_t *message, ngx_str_t *field)
+{
+    ngx_http_async_task_json_literal(out, "{\"error\":{\"code\":\"");
+    ngx_http_async_task_json_put(out, (u_char *) code, ngx_strlen(code));
+    ngx_http_async_task_json_literal(out, "\",\"message\":\"");
+    ngx_http_async_task_json_text(out, message,
+                                  NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX);
+    ngx_http_async_task_json_literal(out, "\"");
+
+    if (field) {
+        ngx_http_async_task_json_literal(out, ",\"field\":\"");
+        ngx_http_async_task_json_text(out, field,
+                                      NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+        ngx_http_async_task_json_literal(out, "\"");
+    }
+
+    ngx_http_async_task_json_literal(out, "}}");
 }
 
 
