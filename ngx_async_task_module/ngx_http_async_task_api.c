@@ -812,9 +812,10 @@ ngx_http_async_task_list_limit(ngx_str_t *value, void *data,
 
     ngx_int_t  n;
 
-    n = ngx_atoi(value->data, value->len);
+    n = ngx_http_async_task_request_int(value, 1,
+                                        NGX_HTTP_ASYNC_TASK_LIST_MAX);
 
-    if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
+    if (n == NGX_ERROR) {
         *error = "limit must be between 1 and "
                  ngx_value(NGX_HTTP_ASYNC_TASK_LIST_MAX);
         return NGX_DECLINED;

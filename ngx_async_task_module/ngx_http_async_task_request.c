@@ -92,6 +92,24 @@ ngx_http_async_task_request_args(ngx_http_request_t *r,
 }
 
 
+/* a parameter's whole number in min..max, or NGX_ERROR */
+
+ngx_int_t
+ngx_http_async_task_request_int(ngx_str_t *value, ngx_int_t min,
+    ngx_int_t max)
+{
+    ngx_int_t  n;
+
+    n = ngx_atoi(value->data, value->len);
+
+    if (n == NGX_ERROR || n < min || n > max) {
+        return NGX_ERROR;
+    }
+
+    return n;
+}
+
+
 /*
  * The next name=value of a query string, both copied and unescaped; both
  * end with a NUL that the length does not count.

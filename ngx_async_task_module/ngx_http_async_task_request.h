@@ -37,6 +37,8 @@ ngx_int_t ngx_http_async_task_request_next_arg(ngx_http_request_t *r,
 ngx_int_t ngx_http_async_task_request_args(ngx_http_request_t *r,
     ngx_http_async_task_request_arg_t *args, void *data, const char **error,
     const char **field);
+ngx_int_t ngx_http_async_task_request_int(ngx_str_t *value, ngx_int_t min,
+    ngx_int_t max);
 
 ngx_int_t ngx_http_async_task_request_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *data, size_t len);

@@ -979,9 +979,10 @@ ngx_http_async_task_speech_sample_rate(ngx_str_t *value, void *data,
 
     ngx_int_t  n;
 
-    n = ngx_atoi(value->data, value->len);
+    n = ngx_http_async_task_request_int(value, NGX_HTTP_ASYNC_TASK_RATE_MIN,
+                                        NGX_HTTP_ASYNC_TASK_RATE_MAX);
 
-    if (n < NGX_HTTP_ASYNC_TASK_RATE_MIN || n > NGX_HTTP_ASYNC_TASK_RATE_MAX) {
+    if (n == NGX_ERROR) {
         *error = "sample_rate must be between "
                  ngx_value(NGX_HTTP_ASYNC_TASK_RATE_MIN) " and "
                  ngx_value(NGX_HTTP_ASYNC_TASK_RATE_MAX);
@@ -1002,9 +1003,9 @@ ngx_http_async_task_speech_channels(ngx_str_t *value, void *data,
 
     ngx_int_t  n;
 
-    n = ngx_atoi(value->data, value->len);
+    n = ngx_http_async_task_request_int(value, 1, 2);
 
-    if (n != 1 && n != 2) {
+    if (n == NGX_ERROR) {
         *error = "channels must be 1 or 2";
         return NGX_DECLINED;
     }
@@ -1355,7 +1356,8 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     }
 
     if (n > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
-        return "filename is longer than 255 characters";
+        return "filename is longer than "
+               ngx_value(NGX_HTTP_ASYNC_TASK_NAME_MAX) " characters";
     }
 
     *field = "content_type";
@@ -1370,15 +1372,17 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     }
 
     if (up->content_type.len > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
-        return "content_type is longer than 255 characters";
+        return "content_type is longer than "
+               ngx_value(NGX_HTTP_ASYNC_TASK_NAME_MAX) " characters";
     }
 
     if (up->has_priority) {
         *field = "priority";
 
-        value = ngx_atoi(up->priority.data, up->priority.len);
+        value = ngx_http_async_task_request_int(&up->priority, 0,
+                                           NGX_HTTP_ASYNC_TASK_PRIORITY_MAX);
 
-        if (value == NGX_ERROR || value > NGX_HTTP_ASYNC_TASK_PRIORITY_MAX) {
+        if (value == NGX_ERROR) {
             return "priority must be an integer between 0 and "
                    ngx_value(NGX_HTTP_ASYNC_TASK_PRIORITY_MAX);
         }

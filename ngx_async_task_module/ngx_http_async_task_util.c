@@ -271,3 +271,39 @@ ngx_http_async_task_util_owner(ngx_str_t *user, ngx_uint_t has_owner,
     return has_owner && user->len == len
            && ngx_memcmp(user->data, owner, len) == 0;
 }
+
+
+/*
+ * A directory's fsync(), which makes the entries made in it durable: a
+ * new file is not on disk until its name is.
+ */
+
+ngx_int_t
+ngx_http_async_task_util_sync_dir(u_char *name, ngx_log_t *log)
+{
+    ngx_fd_t   fd;
+    ngx_int_t  rc;
+
+    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "fsync() \"%s\" failed", name);
+        rc = NGX_ERROR;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", name);
+    }
+
+    return rc;
+}

@@ -27,6 +27,7 @@ ngx_int_t ngx_http_async_task_status_index(ngx_str_t *name);
 uint32_t ngx_http_async_task_util_utf8(u_char **p, u_char *last);
 ngx_uint_t ngx_http_async_task_util_owner(ngx_str_t *user,
     ngx_uint_t has_owner, u_char *owner, size_t len);
+ngx_int_t ngx_http_async_task_util_sync_dir(u_char *name, ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_UTIL_H_INCLUDED_ */
