@@ -20,6 +20,17 @@
  * nested values (params, result, error) are stored as JSON already.
  */
 
+/* a speech result as a listing shows it */
+typedef struct {
+    ngx_str_t                       text;       /* data NULL: none */
+    ngx_str_t                       language;   /* data NULL: none */
+    cJSON                          *duration;   /* a number, or NULL */
+    ngx_uint_t                      truncated;
+    u_char                         *id;
+    ngx_str_t                      *prefix;
+} ngx_http_async_task_json_listed_t;
+
+
 /* a body being written, or with pos NULL only counted */
 typedef struct {
     u_char                         *pos;
@@ -37,6 +48,9 @@ static void ngx_http_async_task_json_task_out(
 static void ngx_http_async_task_json_backend(
     ngx_http_async_task_json_out_t *out,
     ngx_http_async_task_json_backend_t *b);
+static void ngx_http_async_task_json_listed_out(
+    ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_listed_t *listed);
 static void ngx_http_async_task_json_error_out(
     ngx_http_async_task_json_out_t *out, const char *code,
     ngx_str_t *message, ngx_str_t *field);
@@ -551,10 +565,10 @@ ngx_int_t
 ngx_http_async_task_json_list_result(ngx_pool_t *pool,
     ngx_http_async_task_t *task, ngx_str_t *prefix)
 {
-    cJSON       *root, *item, *t, *l, *d;
-    u_char      *p, *text, *language;
-    size_t       len, text_len, language_len;
-    ngx_uint_t   truncated;
+    cJSON                                *root, *item, *t, *l, *d;
+    size_t                                len;
+    ngx_http_async_task_json_out_t        out;
+    ngx_http_async_task_json_listed_t     listed;
 
     if (task->kind != NGX_HTTP_ASYNC_TASK_SPEECH
         || task->result.len <= NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX)
@@ -562,117 +576,145 @@ ngx_http_async_task_json_list_result(ngx_pool_t *pool,
         return NGX_OK;
     }
 
+    ngx_memzero(&listed, sizeof(ngx_http_async_task_json_listed_t));
+
+    listed.id = task->id;
+    listed.prefix = prefix;
+
     root = cJSON_ParseWithLength((char *) task->result.data,
                                  task->result.len);
 
     if (root == NULL || !cJSON_IsObject(root)) {
         /* not the dispatcher's JSON: left out as a whole */
-        cJSON_Delete(root);
-        ngx_str_set(&task->result, "{\"truncated\":true}");
-        goto url;
-    }
+        listed.truncated = 1;
 
-    t = cJSON_GetObjectItemCaseSensitive(root, "text");
-    l = cJSON_GetObjectItemCaseSensitive(root, "language");
-    d = cJSON_GetObjectItemCaseSensitive(root, "duration");
+    } else {
+        t = cJSON_GetObjectItemCaseSensitive(root, "text");
+        l = cJSON_GetObjectItemCaseSensitive(root, "language");
+        d = cJSON_GetObjectItemCaseSensitive(root, "duration");
 
-    text = (u_char *) cJSON_GetStringValue(t);
-    text_len = text ? ngx_strlen(text) : 0;
-    language = (u_char *) cJSON_GetStringValue(l);
-    language_len = language ? ngx_strlen(language) : 0;
+        listed.text.data = (u_char *) cJSON_GetStringValue(t);
+        listed.language.data = (u_char *) cJSON_GetStringValue(l);
+        listed.duration = cJSON_IsNumber(d) ? d : NULL;
 
-    truncated = 0;
+        for (item = root->child; item; item = item->next) {
+            if (item != t && item != l && item != d) {
+                listed.truncated = 1;
+            }
+        }
 
-    for (item = root->child; item; item = item->next) {
-        if (item != t && item != l && item != d) {
-            truncated = 1;
+        if (listed.text.data) {
+            listed.text.len = ngx_strlen(listed.text.data);
+
+            len = ngx_http_async_task_json_cut(listed.text.data,
+                                       listed.text.len,
+                                       NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX);
+
+            if (len < listed.text.len) {
+                listed.text.len = len;
+                listed.truncated = 1;
+            }
+        }
+
+        if (listed.language.data) {
+            listed.language.len = ngx_strlen(listed.language.data);
+
+            if (listed.language.len > NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX) {
+                listed.truncated = 1;
+            }
+        }
+
+        if (d && listed.duration == NULL) {
+            listed.truncated = 1;
         }
     }
 
-    len = ngx_http_async_task_json_cut(text, text_len,
-                                       NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX);
+    out.pos = NULL;
+    out.len = 0;
 
-    if (len < text_len || language_len > NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX
-        || (d && !cJSON_IsNumber(d)))
-    {
-        truncated = 1;
-    }
+    ngx_http_async_task_json_listed_out(&out, &listed);
 
-    p = ngx_pnalloc(pool, sizeof("{\"text\":\"\",\"language\":\"\","
-                                 "\"duration\":,\"truncated\":true}")
-                          + ngx_http_async_task_json_escape(NULL, text, len, 0)
-                          + ngx_http_async_task_json_escape(NULL, language,
-                                    language_len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX)
-                          + NGX_INT64_LEN + 16);
-    if (p == NULL) {
+    out.pos = ngx_pnalloc(pool, out.len);
+    if (out.pos == NULL) {
         cJSON_Delete(root);
         return NGX_ERROR;
     }
 
-    task->result.data = p;
+    task->result.data = out.pos;
+    out.len = 0;
 
-    *p++ = '{';
+    ngx_http_async_task_json_listed_out(&out, &listed);
 
-    if (text) {
-        p = ngx_cpymem(p, "\"text\":\"", sizeof("\"text\":\"") - 1);
-        p += ngx_http_async_task_json_escape(p, text, len, 0);
-        *p++ = '"';
-    }
-
-    if (language) {
-        p = ngx_sprintf(p, "%s\"language\":\"", text ? "," : "");
-        p += ngx_http_async_task_json_escape(p, language, language_len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
-        *p++ = '"';
-    }
-
-    if (cJSON_IsNumber(d)) {
-        p = ngx_sprintf(p, "%s\"duration\":%.3f",
-                        (text || language) ? "," : "", d->valuedouble);
-    }
-
-    if (truncated) {
-        p = ngx_sprintf(p, "%s\"truncated\":true",
-                        (p - task->result.data > 1) ? "," : "");
-    }
-
-    *p++ = '}';
-
-    task->result.len = p - task->result.data;
+    task->result.len = out.len;
 
     cJSON_Delete(root);
 
-    if (!truncated) {
-        return NGX_OK;
-    }
-
-url:
-
-    /* ,"url":"<prefix>tasks/<id>/result"} in place of the closing brace */
-
-    len = task->result.len - 1;
-
-    p = ngx_pnalloc(pool, len + sizeof(",\"url\":\"tasks//result\"}")
-                          + NGX_HTTP_ASYNC_TASK_ID_LEN + prefix->len
-                          + ngx_escape_json(NULL, prefix->data, prefix->len));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    text = p;
-
-    p = ngx_cpymem(p, task->result.data, len);
-    p = ngx_cpymem(p, ",\"url\":\"", sizeof(",\"url\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, prefix->data, prefix->len);
-    p = ngx_cpymem(p, "tasks/", sizeof("tasks/") - 1);
-    p = ngx_cpymem(p, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-    p = ngx_cpymem(p, "/result\"}", sizeof("/result\"}") - 1);
-
-    task->result.data = text;
-    task->result.len = p - text;
-
     return NGX_OK;
+}
+
+
+/*
+ * {"text":..,"language":..,"duration":..,"truncated":true,"url":..}, of
+ * what there is; the url of the full result when something was left out
+ */
+
+static void
+ngx_http_async_task_json_listed_out(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_listed_t *listed)
+{
+    u_char      buf[NGX_INT64_LEN + sizeof(".000")];
+    ngx_uint_t  more;
+
+    more = 0;
+
+    ngx_http_async_task_json_literal(out, "{");
+
+    if (listed->text.data) {
+        ngx_http_async_task_json_literal(out, "\"text\":\"");
+        ngx_http_async_task_json_text(out, &listed->text, 0);
+        ngx_http_async_task_json_literal(out, "\"");
+        more = 1;
+    }
+
+    if (listed->language.data) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"language\":\"");
+        ngx_http_async_task_json_text(out, &listed->language,
+                                      NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+        ngx_http_async_task_json_literal(out, "\"");
+        more = 1;
+    }
+
+    if (listed->duration) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"duration\":");
+        ngx_http_async_task_json_put(out, buf,
+                                     ngx_snprintf(buf, sizeof(buf), "%.3f",
+                                                 listed->duration->valuedouble)
+                                     - buf);
+        more = 1;
+    }
+
+    if (listed->truncated) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"truncated\":true,\"url\":\"");
+        ngx_http_async_task_json_escaped(out, listed->prefix);
+        ngx_http_async_task_json_literal(out, "tasks/");
+        ngx_http_async_task_json_put(out, listed->id,
+                                     NGX_HTTP_ASYNC_TASK_ID_LEN);
+        ngx_http_async_task_json_literal(out, "/result\"");
+    }
+
+    ngx_http_async_task_json_literal(out, "}");
 }
 
 
