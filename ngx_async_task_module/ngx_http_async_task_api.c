@@ -55,6 +55,9 @@ static ngx_int_t ngx_http_async_task_stats(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_async_task_lookup(ngx_http_request_t *r,
     ngx_str_t *id, ngx_uint_t result);
+static ngx_http_async_task_op_t *ngx_http_async_task_task_op(
+    ngx_http_request_t *r, ngx_http_async_task_op_e type, u_char *id,
+    ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_op_user(ngx_http_async_task_op_t *op,
     ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
@@ -336,16 +339,9 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
         }
     }
 
-    op = ngx_http_async_task_op_create(r->connection->log,
-                                       ngx_http_async_task_op_get);
+    op = ngx_http_async_task_task_op(r, ngx_http_async_task_op_get, id,
+                                     userp);
     if (op == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-
-    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
-        ngx_http_async_task_op_destroy(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -353,6 +349,30 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
     op->handler = ngx_http_async_task_lookup_done;
 
     return ngx_http_async_task_post(r, op);
+}
+
+
+/* a store operation on one task, for a requester (NULL: anyone) */
+
+static ngx_http_async_task_op_t *
+ngx_http_async_task_task_op(ngx_http_request_t *r,
+    ngx_http_async_task_op_e type, u_char *id, ngx_str_t *user)
+{
+    ngx_http_async_task_op_t  *op;
+
+    op = ngx_http_async_task_op_create(r->connection->log, type);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    if (user && ngx_http_async_task_op_user(op, user) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NULL;
+    }
+
+    return op;
 }
 
 
@@ -608,21 +628,15 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    op = ngx_http_async_task_op_create(r->connection->log,
-                                       ngx_http_async_task_op_finish);
+    op = ngx_http_async_task_task_op(r, ngx_http_async_task_op_finish, id,
+                                     userp);
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
     op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED)
                | (1 << NGX_HTTP_ASYNC_TASK_RUNNING);
-
-    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
-        ngx_http_async_task_op_destroy(op);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     op->handler = ngx_http_async_task_cancel_done;
 
