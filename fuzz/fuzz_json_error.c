@@ -15,12 +15,14 @@
 #include "fuzz_common.h"
 
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_util.h"
 
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     u_char      *p, *nul;
+    ngx_uint_t   utf8;
     cJSON       *json, *error, *item;
     ngx_str_t    message, out;
     ngx_pool_t  *pool;
@@ -61,7 +63,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (*p < 0x80) {
             p++;
 
-        } else if (ngx_utf8_decode(&p, out.data + out.len - p) > 0x10ffff) {
+        } else if (ngx_http_async_task_util_utf8(&p, out.data + out.len)
+                   == NGX_HTTP_ASYNC_TASK_UTF8_INVALID)
+        {
             fprintf(stderr, "FAULT: the error body is not UTF-8: "
                     "\"%.*s\"\n", (int) out.len, out.data);
             abort();
@@ -85,11 +89,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     item = cJSON_GetObjectItemCaseSensitive(error, "message");
     fuzz_assert(cJSON_IsString(item));
 
-    /* the message reads back as sent, up to a NUL (cJSON's strings) */
+    /*
+     * the message reads back as sent, up to a NUL (cJSON's strings), if
+     * it is UTF-8: U+FFFD stands for each byte that is not
+     */
+
+    utf8 = 1;
+
+    for (p = message.data; p < message.data + message.len; /* void */) {
+        if (ngx_http_async_task_util_utf8(&p, message.data + message.len)
+            == NGX_HTTP_ASYNC_TASK_UTF8_INVALID)
+        {
+            utf8 = 0;
+            break;
+        }
+    }
 
     fuzz_assert(strncmp(item->valuestring, (char *) message.data,
                         message.len) == 0
-                || memchr(message.data, '\0', message.len) != NULL);
+                || memchr(message.data, '\0', message.len) != NULL
+                || !utf8);
 
     item = cJSON_GetObjectItemCaseSensitive(error, "field");
 

@@ -5,8 +5,9 @@
 
 
 /*
- * The query string: ngx_http_async_task_next_arg() splits and unescapes
- * it, ngx_http_async_task_list_args() reads the filters of GET tasks.
+ * The query string: ngx_http_async_task_request_next_arg() splits and
+ * unescapes it, ngx_http_async_task_list_args() reads the filters of GET
+ * tasks.
  *
  * Input: the query string (r->args, without the "?"), with no NUL byte.
  */
@@ -49,7 +50,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     last = p + size;
 
     for ( ;; ) {
-        rc = ngx_http_async_task_next_arg(&r, &p, last, &name, &value);
+        rc = ngx_http_async_task_request_next_arg(&r, &p, last, &name, &value);
 
         if (rc == NGX_DONE) {
             break;

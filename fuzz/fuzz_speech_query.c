@@ -46,8 +46,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the defaults, as ngx_http_async_task_submit_pcm() sets them */
 
-    ctx.upload.sample_rate = 16000;
-    ctx.upload.channels = 1;
+    ctx.upload.sample_rate = NGX_HTTP_ASYNC_TASK_RATE;
+    ctx.upload.channels = NGX_HTTP_ASYNC_TASK_CHANNELS;
 
     r.args.len = size - 1;
     r.args.data = ngx_pnalloc(pool, size - 1);

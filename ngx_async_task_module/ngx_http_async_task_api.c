@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upstream.h"
@@ -32,6 +33,11 @@ typedef struct {
     ngx_http_async_task_route_pt    handler;
 } ngx_http_async_task_route_t;
 
+typedef struct {
+    ngx_http_async_task_filter_t   *filter;
+    ngx_str_t                      *id;         /* tasks?id= */
+} ngx_http_async_task_list_query_t;
+
 
 static ngx_http_async_task_route_t *ngx_http_async_task_find_route(
     ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *base);
@@ -49,6 +55,9 @@ static ngx_int_t ngx_http_async_task_stats(ngx_http_request_t *r,
     ngx_str_t *id);
 static ngx_int_t ngx_http_async_task_lookup(ngx_http_request_t *r,
     ngx_str_t *id, ngx_uint_t result);
+static ngx_http_async_task_op_t *ngx_http_async_task_task_op(
+    ngx_http_request_t *r, ngx_http_async_task_op_e type, u_char *id,
+    ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_op_user(ngx_http_async_task_op_t *op,
     ngx_str_t *user);
 static ngx_int_t ngx_http_async_task_owned(ngx_http_async_task_op_t *op);
@@ -58,11 +67,32 @@ static ngx_int_t ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task);
 static void ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op);
 static void ngx_http_async_task_list_done(ngx_http_async_task_op_t *op);
+static ngx_int_t ngx_http_async_task_list_status(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_list_kind(ngx_str_t *value, void *data,
+    const char **error);
+static ngx_int_t ngx_http_async_task_list_limit(ngx_str_t *value, void *data,
+    const char **error);
+static ngx_int_t ngx_http_async_task_list_cursor(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_list_id(ngx_str_t *value, void *data,
+    const char **error);
 static ngx_int_t ngx_http_async_task_list_args(ngx_http_request_t *r,
     ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
     const char **field);
 static ngx_int_t ngx_http_async_task_post(ngx_http_request_t *r,
     ngx_http_async_task_op_t *op);
+
+
+/* the query parameters of GET tasks */
+static ngx_http_async_task_request_arg_t  ngx_http_async_task_list_names[] = {
+    { ngx_string("status"), ngx_http_async_task_list_status },
+    { ngx_string("kind"), ngx_http_async_task_list_kind },
+    { ngx_string("limit"), ngx_http_async_task_list_limit },
+    { ngx_string("cursor"), ngx_http_async_task_list_cursor },
+    { ngx_string("id"), ngx_http_async_task_list_id },
+    { ngx_null_string, NULL }
+};
 
 
 static ngx_http_async_task_route_t  ngx_http_async_task_routes[] = {
@@ -111,9 +141,9 @@ ngx_http_async_task_api_handler(ngx_http_request_t *r)
             return rc;
         }
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found", "no such endpoint",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "no such endpoint", NULL);
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -136,9 +166,10 @@ ngx_http_async_task_api_handler(ngx_http_request_t *r)
         h->value.data = (u_char *) route->allow;
         h->value.len = ngx_strlen(route->allow);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                              "method_not_allowed",
-                                              "method not allowed here", NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                                      "method_not_allowed",
+                                                      "method not allowed here",
+                                                      NULL);
     }
 
     if (r->method != NGX_HTTP_POST) {
@@ -279,27 +310,28 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
     if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_argument",
-                                              "malformed task id", "id");
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                      "invalid_argument",
+                                                      "malformed task id",
+                                                      "id");
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (!result) {
-        rc = ngx_http_async_task_shm_get(ngx_http_async_task_shm(r), id,
+        rc = ngx_http_async_task_shm_get(ngx_http_async_task_request_shm(r), id,
                                          userp, r->pool, &task);
 
         if (rc == NGX_OK) {
-            return ngx_http_async_task_send_task(r, NGX_HTTP_OK, &task);
+            return ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &task);
         }
 
         if (rc == NGX_DONE) {
-            return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                                  "not_found", "no such task",
-                                                  NULL);
+            return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                          "not_found",
+                                                          "no such task", NULL);
         }
 
         if (rc == NGX_ERROR) {
@@ -307,16 +339,9 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
         }
     }
 
-    op = ngx_http_async_task_op_create(r->connection->log,
-                                       ngx_http_async_task_op_get);
+    op = ngx_http_async_task_task_op(r, ngx_http_async_task_op_get, id,
+                                     userp);
     if (op == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-
-    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
-        ngx_http_async_task_op_destroy(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -324,6 +349,30 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
     op->handler = ngx_http_async_task_lookup_done;
 
     return ngx_http_async_task_post(r, op);
+}
+
+
+/* a store operation on one task, for a requester (NULL: anyone) */
+
+static ngx_http_async_task_op_t *
+ngx_http_async_task_task_op(ngx_http_request_t *r,
+    ngx_http_async_task_op_e type, u_char *id, ngx_str_t *user)
+{
+    ngx_http_async_task_op_t  *op;
+
+    op = ngx_http_async_task_op_create(r->connection->log, type);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    if (user && ngx_http_async_task_op_user(op, user) != NGX_OK) {
+        ngx_http_async_task_op_destroy(op);
+        return NULL;
+    }
+
+    return op;
 }
 
 
@@ -356,10 +405,9 @@ ngx_http_async_task_owned(ngx_http_async_task_op_t *op)
         return op->rc;
     }
 
-    if (op->task.has_user != (user != NULL)
-        || (user && (user->len != op->task.user.len
-                     || ngx_memcmp(user->data, op->task.user.data, user->len)
-                        != 0)))
+    if (!ngx_http_async_task_util_owner(user, op->task.has_user,
+                                        op->task.user.data,
+                                        op->task.user.len))
     {
         return NGX_DECLINED;
     }
@@ -401,28 +449,28 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
 
             rc = ngx_http_async_task_send_result(r, &op->task);
 
-            ngx_http_async_task_finish(r, rc);
+            ngx_http_async_task_request_finish(r, rc);
             return;
         }
 
-        ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
-                                     r->pool);
+        ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
+                                     &op->task, r->pool);
 
-        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        rc = ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &op->task);
         break;
 
     case NGX_DECLINED:
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no such task",
-                                            NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                    "not_found", "no such task",
+                                                    NULL);
         break;
 
     default:
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
     }
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -462,31 +510,33 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
         ngx_sprintf(p, "the task is %V, not DONE%Z",
                     &ngx_http_async_task_statuses[task->status]);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT,
-                                              "conflict", (char *) p, NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_CONFLICT,
+                                                      "conflict", (char *) p,
+                                                      NULL);
     }
 
     if (task->kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
-        return ngx_http_async_task_send_json(r, NGX_HTTP_OK, task->result.data,
-                                             task->result.len);
+        return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK,
+                                                     task->result.data,
+                                                     task->result.len);
     }
 
     /* an image: the PNG file the dispatcher wrote, sent as a static file */
 
     if (task->file.len == 0) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found",
-                                              "the result file is gone",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "the result file is gone",
+                                                      NULL);
     }
 
-    path.len = ngx_http_async_task_files(r)->len + 1 + task->file.len;
+    path.len = ngx_http_async_task_request_files(r)->len + 1 + task->file.len;
     path.data = ngx_pnalloc(r->pool, path.len + 1);
     if (path.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(path.data, "%V/%V%Z", ngx_http_async_task_files(r),
+    ngx_sprintf(path.data, "%V/%V%Z", ngx_http_async_task_request_files(r),
                 &task->file);
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -506,10 +556,10 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, of.err,
                       "%s \"%s\" failed", of.failed, path.data);
 
-        return ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                              "not_found",
-                                              "the result file is gone",
-                                              NULL);
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                      "not_found",
+                                                      "the result file is gone",
+                                                      NULL);
     }
 
     r->headers_out.status = NGX_HTTP_OK;
@@ -568,30 +618,25 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
     if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
-        return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "invalid_argument",
-                                              "malformed task id", "id");
+        return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                      "invalid_argument",
+                                                      "malformed task id",
+                                                      "id");
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    op = ngx_http_async_task_op_create(r->connection->log,
-                                       ngx_http_async_task_op_finish);
+    op = ngx_http_async_task_task_op(r, ngx_http_async_task_op_finish, id,
+                                     userp);
     if (op == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(op->task.id, id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
     op->from = (1 << NGX_HTTP_ASYNC_TASK_QUEUED)
                | (1 << NGX_HTTP_ASYNC_TASK_RUNNING);
-
-    if (userp && ngx_http_async_task_op_user(op, userp) != NGX_OK) {
-        ngx_http_async_task_op_destroy(op);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     op->handler = ngx_http_async_task_cancel_done;
 
@@ -615,26 +660,26 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         if (op->task.backend.len == 0) {
             /* where it ran, for the answer: the zone has it */
             op->task.status = NGX_HTTP_ASYNC_TASK_RUNNING;
-            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+            ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
                                          &op->task, r->pool);
             op->task.status = NGX_HTTP_ASYNC_TASK_CANCELED;
             op->task.position = -1;
         }
 
-        ngx_http_async_task_shm_finish(ngx_http_async_task_shm(r),
+        ngx_http_async_task_shm_finish(ngx_http_async_task_request_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
 
         /* a run here stops now; one elsewhere at its worker's next tick */
         ngx_http_async_task_dispatch_cancel(op->task.id);
 
-        rc = ngx_http_async_task_send_task(r, NGX_HTTP_OK, &op->task);
+        rc = ngx_http_async_task_api_send_task(r, NGX_HTTP_OK, &op->task);
         break;
 
     case NGX_DECLINED:
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_NOT_FOUND,
-                                            "not_found", "no such task",
-                                            NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
+                                                    "not_found", "no such task",
+                                                    NULL);
         break;
 
     case NGX_BUSY:
@@ -647,16 +692,17 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         ngx_sprintf(p, "the task is already %V%Z",
                     &ngx_http_async_task_statuses[op->task.status]);
 
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_CONFLICT, "conflict",
-                                            (char *) p, NULL);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_CONFLICT,
+                                                    "conflict", (char *) p,
+                                                    NULL);
         break;
 
     default:
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
     }
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -682,9 +728,10 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
         ngx_http_async_task_op_destroy(op);
 
         if (rc == NGX_DECLINED) {
-            return ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                  "invalid_argument", error,
-                                                  field);
+            return ngx_http_async_task_request_send_error(r,
+                                                          NGX_HTTP_BAD_REQUEST,
+                                                          "invalid_argument",
+                                                          error, field);
         }
 
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -696,7 +743,7 @@ ngx_http_async_task_list(ngx_http_request_t *r, ngx_str_t *unused)
         return ngx_http_async_task_get(r, &id);
     }
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         ngx_http_async_task_op_destroy(op);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -722,167 +769,101 @@ ngx_http_async_task_list_args(ngx_http_request_t *r,
     ngx_http_async_task_filter_t *filter, ngx_str_t *id, const char **error,
     const char **field)
 {
-    u_char     *p, *last, *msg;
-    ngx_int_t   n, rc;
-    ngx_str_t   name, value;
+    ngx_http_async_task_list_query_t  query;
 
     filter->status = -1;
     filter->kind = -1;
     filter->limit = NGX_HTTP_ASYNC_TASK_LIST_DEFAULT;
 
-    /* no query: args.data may be NULL, where no arithmetic is defined */
+    query.filter = filter;
+    query.id = id;
 
-    if (r->args.len == 0) {
-        return NGX_OK;
-    }
-
-    p = r->args.data;
-    last = p + r->args.len;
-
-    for ( ;; ) {
-
-        rc = ngx_http_async_task_next_arg(r, &p, last, &name, &value);
-
-        if (rc == NGX_DONE) {
-            return NGX_OK;
-        }
-
-        if (rc == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (name.len == 6 && ngx_strncmp(name.data, "status", 6) == 0) {
-            filter->status = ngx_http_async_task_status_index(&value);
-
-            if (filter->status == NGX_ERROR) {
-                *error = "status must be one of QUEUED, RUNNING, DONE, "
-                         "FAILED, CANCELED";
-                *field = "status";
-                return NGX_DECLINED;
-            }
-
-            continue;
-        }
-
-        if (name.len == 4 && ngx_strncmp(name.data, "kind", 4) == 0) {
-            filter->kind = ngx_http_async_task_kind_index(&value);
-
-            if (filter->kind == NGX_ERROR) {
-                *error = "kind must be image or speech";
-                *field = "kind";
-                return NGX_DECLINED;
-            }
-
-            continue;
-        }
-
-        if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
-            n = ngx_atoi(value.data, value.len);
-
-            if (n < 1 || n > NGX_HTTP_ASYNC_TASK_LIST_MAX) {
-                *error = "limit must be between 1 and 100";
-                *field = "limit";
-                return NGX_DECLINED;
-            }
-
-            filter->limit = n;
-            continue;
-        }
-
-        if (name.len == 6 && ngx_strncmp(name.data, "cursor", 6) == 0) {
-            if (ngx_http_async_task_parse_id(&value, filter->cursor)
-                != NGX_OK)
-            {
-                *error = "malformed cursor";
-                *field = "cursor";
-                return NGX_DECLINED;
-            }
-
-            filter->has_cursor = 1;
-            continue;
-        }
-
-        if (name.len == 2 && ngx_strncmp(name.data, "id", 2) == 0) {
-            *id = value;
-            continue;
-        }
-
-        msg = ngx_pnalloc(r->pool, sizeof("unknown query parameter \"\"")
-                                   + name.len);
-        if (msg == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_sprintf(msg, "unknown query parameter \"%V\"%Z", &name);
-
-        *error = (char *) msg;
-
-        *field = (char *) name.data;
-
-        return NGX_DECLINED;
-    }
+    return ngx_http_async_task_request_args(r, ngx_http_async_task_list_names,
+                                            &query, error, field);
 }
 
 
-/*
- * The next name=value of a query string, both copied and unescaped; both
- * end with a NUL that the length does not count.
- */
-
-ngx_int_t
-ngx_http_async_task_next_arg(ngx_http_request_t *r, u_char **pos,
-    u_char *last, ngx_str_t *name, ngx_str_t *value)
+static ngx_int_t
+ngx_http_async_task_list_status(ngx_str_t *value, void *data,
+    const char **error)
 {
-    u_char  *p, *amp, *eq, *dst, *src;
+    ngx_http_async_task_list_query_t  *query = data;
 
-    p = *pos;
+    query->filter->status = ngx_http_async_task_status_index(value);
 
-    while (p < last && *p == '&') {
-        p++;
+    if (query->filter->status == NGX_ERROR) {
+        *error = "status must be one of QUEUED, RUNNING, DONE, FAILED, "
+                 "CANCELED";
+        return NGX_DECLINED;
     }
 
-    if (p >= last) {
-        *pos = last;
-        return NGX_DONE;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list_kind(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    query->filter->kind = ngx_http_async_task_kind_index(value);
+
+    if (query->filter->kind == NGX_ERROR) {
+        *error = "kind must be image or speech";
+        return NGX_DECLINED;
     }
 
-    amp = ngx_strlchr(p, last, '&');
-    if (amp == NULL) {
-        amp = last;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_list_limit(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    ngx_int_t  n;
+
+    n = ngx_http_async_task_request_int(value, 1,
+                                        NGX_HTTP_ASYNC_TASK_LIST_MAX);
+
+    if (n == NGX_ERROR) {
+        *error = "limit must be between 1 and "
+                 ngx_value(NGX_HTTP_ASYNC_TASK_LIST_MAX);
+        return NGX_DECLINED;
     }
 
-    *pos = amp;
+    query->filter->limit = n;
 
-    eq = ngx_strlchr(p, amp, '=');
+    return NGX_OK;
+}
 
-    name->len = (eq ? eq : amp) - p;
-    name->data = ngx_pnalloc(r->pool, name->len + 1);
-    if (name->data == NULL) {
-        return NGX_ERROR;
+
+static ngx_int_t
+ngx_http_async_task_list_cursor(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
+
+    if (ngx_http_async_task_parse_id(value, query->filter->cursor) != NGX_OK) {
+        *error = "malformed cursor";
+        return NGX_DECLINED;
     }
 
-    dst = name->data;
-    src = p;
-    ngx_unescape_uri(&dst, &src, name->len, NGX_UNESCAPE_URI);
+    query->filter->has_cursor = 1;
 
-    name->len = dst - name->data;
-    *dst = '\0';
+    return NGX_OK;
+}
 
-    value->len = eq ? (size_t) (amp - eq - 1) : 0;
-    value->data = ngx_pnalloc(r->pool, value->len + 1);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
 
-    dst = value->data;
+static ngx_int_t
+ngx_http_async_task_list_id(ngx_str_t *value, void *data, const char **error)
+{
+    ngx_http_async_task_list_query_t  *query = data;
 
-    if (eq) {
-        src = eq + 1;
-        ngx_unescape_uri(&dst, &src, value->len, NGX_UNESCAPE_URI);
-    }
-
-    value->len = dst - value->data;
-    *dst = '\0';
+    *query->id = *value;
 
     return NGX_OK;
 }
@@ -893,7 +874,7 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
-    u_char                 *data, *p;
+    u_char                 *data, *next;
     size_t                  len;
     ngx_int_t               rc;
     ngx_str_t               prefix;
@@ -903,23 +884,20 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
     r->main->blocked--;
 
     if (op->rc != NGX_OK) {
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
         goto done;
     }
 
-    ngx_http_async_task_prefix(r, &prefix);
+    ngx_http_async_task_api_prefix(r, &prefix);
 
     tasks = op->tasks.elts;
     n = ngx_min(op->tasks.nelts, op->filter.limit);
-
-    len = sizeof("{\"tasks\":[],\"next_cursor\":\"\"}")
-          + NGX_HTTP_ASYNC_TASK_ID_LEN;
 
     for (i = 0; i < n; i++) {
         if (tasks[i].status == NGX_HTTP_ASYNC_TASK_QUEUED
             || tasks[i].status == NGX_HTTP_ASYNC_TASK_RUNNING)
         {
-            ngx_http_async_task_shm_live(ngx_http_async_task_shm(r),
+            ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r),
                                          &tasks[i], r->pool);
         }
 
@@ -929,9 +907,13 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto done;
         }
-
-        len += ngx_http_async_task_json_task_len(&tasks[i], &prefix) + 1;
     }
+
+    /* one more row than asked for means there is a next page */
+
+    next = (op->tasks.nelts > op->filter.limit) ? tasks[n - 1].id : NULL;
+
+    len = ngx_http_async_task_json_list(NULL, tasks, n, next, &prefix);
 
     data = ngx_pnalloc(r->pool, len);
     if (data == NULL) {
@@ -939,98 +921,43 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
         goto done;
     }
 
-    p = ngx_cpymem(data, "{\"tasks\":[", sizeof("{\"tasks\":[") - 1);
+    ngx_http_async_task_json_list(data, tasks, n, next, &prefix);
 
-    for (i = 0; i < n; i++) {
-        if (i) {
-            *p++ = ',';
-        }
-
-        p = ngx_http_async_task_json_task(p, &tasks[i], &prefix);
-    }
-
-    p = ngx_cpymem(p, "],\"next_cursor\":", sizeof("],\"next_cursor\":") - 1);
-
-    /* one more row than asked for means there is a next page */
-
-    if (op->tasks.nelts > op->filter.limit) {
-        *p++ = '"';
-        p = ngx_cpymem(p, tasks[n - 1].id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-        *p++ = '"';
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    *p++ = '}';
-
-    rc = ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+    rc = ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, len);
 
 done:
 
     ngx_http_async_task_op_destroy(op);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
 static ngx_int_t
 ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 {
-    u_char                            *data, *p;
-    size_t                             len;
-    int64_t                            started_at, now;
-    ngx_uint_t                         i, s, total, healthy, free, slots;
-    ngx_http_async_task_shm_t         *shm;
-    ngx_http_async_task_instance_t    *in;
-    ngx_http_async_task_main_conf_t   *amcf;
-    ngx_http_async_task_instance_sh_t  ish;
-    ngx_uint_t                         count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+    u_char                              *data;
+    size_t                               len;
+    int64_t                              started_at, now;
+    ngx_uint_t                           i, free, slots;
+    ngx_http_async_task_shm_t           *shm;
+    ngx_http_async_task_instance_t      *in;
+    ngx_http_async_task_json_stats_t     stats;
+    ngx_http_async_task_main_conf_t     *amcf;
+    ngx_http_async_task_instance_sh_t    ish;
+    ngx_http_async_task_json_backend_t  *b;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-    shm = ngx_http_async_task_shm(r);
+    shm = ngx_http_async_task_request_shm(r);
     now = ngx_http_async_task_cached_ms();
 
-    ngx_http_async_task_shm_counts(shm, count, &started_at);
+    ngx_http_async_task_shm_counts(shm, stats.count, &started_at);
 
-    in = amcf->instances.elts;
-
-    len = sizeof("{\"uptime_seconds\":,\"tasks\":{},\"queue\":{\"depth\":,"
-                 "\"capacity\":},\"workers\":{\"busy\":,\"total\":},"
-                 "\"backends\":[]}")
-          + NGX_INT_T_LEN * 5
-          + NGX_HTTP_ASYNC_TASK_NSTATUSES * (sizeof("\"CANCELED\":,")
-                                             + NGX_INT_T_LEN);
-
-    for (i = 0; i < amcf->instances.nelts; i++) {
-        len += sizeof("{\"kind\":\"speech\",\"upstream\":\"\","
-                      "\"server\":\"\",\"healthy\":false,"
-                      "\"inflight\":,\"max_conns\":,"
-                      "\"requests\":,\"failures\":,"
-                      "\"last_check\":\"\"},")
-               + in[i].name.len + in[i].server.len + NGX_INT_T_LEN * 4
-               + NGX_HTTP_ASYNC_TASK_TIME_LEN;
-    }
-
-    data = ngx_pnalloc(r->pool, len);
-    if (data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(data, "{\"uptime_seconds\":%T,\"tasks\":{",
-                    (time_t) ((now - started_at) / 1000));
-
-    for (s = 0; s < NGX_HTTP_ASYNC_TASK_NSTATUSES; s++) {
-        p = ngx_sprintf(p, "%s\"%V\":%ui", s ? "," : "",
-                        &ngx_http_async_task_statuses[s], count[s]);
-    }
-
-    p = ngx_sprintf(p, "},\"queue\":{\"depth\":%ui,\"capacity\":%ui},",
-                    count[NGX_HTTP_ASYNC_TASK_QUEUED],
-                    amcf->store->max_queued);
+    stats.uptime = (now - started_at) / 1000;
+    stats.capacity = amcf->store->max_queued;
 
     /* workers.total: the slots of the instances that can take tasks now */
 
-    total = 0;
+    stats.workers = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -1038,52 +965,53 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
         if (amcf->backends[i].upstream) {
             ngx_http_async_task_slots_locked(&amcf->backends[i], &free,
                                              &slots);
-            total += slots;
+            stats.workers += slots;
         }
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
-    p = ngx_sprintf(p, "\"workers\":{\"busy\":%ui,\"total\":%ui},"
-                    "\"backends\":[", count[NGX_HTTP_ASYNC_TASK_RUNNING],
-                    total);
+    in = amcf->instances.elts;
 
-    for (i = 0; i < amcf->instances.nelts; i++) {
+    stats.nbackends = amcf->instances.nelts;
+    stats.backends = ngx_palloc(r->pool, stats.nbackends
+                                  * sizeof(ngx_http_async_task_json_backend_t));
+    if (stats.backends == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < stats.nbackends; i++) {
 
         ngx_shmtx_lock(&shm->shpool->mutex);
         ish = *in[i].sh;
         ngx_shmtx_unlock(&shm->shpool->mutex);
 
-        healthy = !in[i].down && ish.healthy && ish.down_until <= now;
+        /* the name is "upstream/server" */
 
-        p = ngx_sprintf(p, "%s{\"kind\":\"%V\",\"upstream\":\"%*s\","
-                        "\"server\":\"%V\",\"healthy\":%s,"
-                        "\"inflight\":%ui,\"max_conns\":%ui,"
-                        "\"requests\":%ui,\"failures\":%ui,\"last_check\":",
-                        i ? "," : "",
-                        &ngx_http_async_task_kinds[in[i].kind],
-                        in[i].name.len - in[i].server.len - 1,
-                        in[i].name.data, &in[i].server,
-                        healthy ? "true" : "false",
-                        ish.inflight, in[i].max_conns, ish.requests,
-                        ish.failures);
+        b = &stats.backends[i];
 
-        if (ish.last_check) {
-            *p++ = '"';
-            p = ngx_http_async_task_format_time(p, ish.last_check);
-            *p++ = '"';
-
-        } else {
-            p = ngx_cpymem(p, "null", 4);
-        }
-
-        *p++ = '}';
+        b->kind = &ngx_http_async_task_kinds[in[i].kind];
+        b->upstream.data = in[i].name.data;
+        b->upstream.len = in[i].name.len - in[i].server.len - 1;
+        b->server = &in[i].server;
+        b->healthy = !in[i].down && ish.healthy && ish.down_until <= now;
+        b->inflight = ish.inflight;
+        b->max_conns = in[i].max_conns;
+        b->requests = ish.requests;
+        b->failures = ish.failures;
+        b->last_check = ish.last_check;
     }
 
-    *p++ = ']';
-    *p++ = '}';
+    len = ngx_http_async_task_json_stats(NULL, &stats);
 
-    return ngx_http_async_task_send_json(r, NGX_HTTP_OK, data, p - data);
+    data = ngx_pnalloc(r->pool, len);
+    if (data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_async_task_json_stats(data, &stats);
+
+    return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK, data, len);
 }
 
 
@@ -1099,7 +1027,7 @@ ngx_http_async_task_post(ngx_http_request_t *r, ngx_http_async_task_op_t *op)
 
     if (ngx_http_async_task_op_post(op) != NGX_OK) {
         ngx_http_async_task_op_destroy(op);
-        return ngx_http_async_task_send_unavailable(r);
+        return ngx_http_async_task_request_send_unavailable(r);
     }
 
     r->main->count++;
@@ -1109,72 +1037,13 @@ ngx_http_async_task_post(ngx_http_request_t *r, ngx_http_async_task_op_t *op)
 }
 
 
-ngx_int_t
-ngx_http_async_task_user(ngx_http_request_t *r, ngx_str_t *user,
-    ngx_str_t **userp)
-{
-    ngx_http_async_task_loc_conf_t  *alcf;
-
-    alcf = ngx_http_get_module_loc_conf(r, ngx_http_async_task_module);
-
-    *userp = NULL;
-
-    if (alcf->user == NULL) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_complex_value(r, alcf->user, user) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (user->len) {
-        *userp = user;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_http_async_task_shm_t *
-ngx_http_async_task_shm(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return amcf->store->shm_zone->data;
-}
-
-
-ngx_thread_pool_t *
-ngx_http_async_task_thread_pool(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return amcf->store->thread_pool;
-}
-
-
-ngx_str_t *
-ngx_http_async_task_files(ngx_http_request_t *r)
-{
-    ngx_http_async_task_main_conf_t  *amcf;
-
-    amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-
-    return &amcf->store->files;
-}
-
-
 /*
  * The API's base, for Location headers and result URLs: the request URI
  * before the endpoint, escaped as a URI again (it was decoded).
  */
 
 void
-ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
+ngx_http_async_task_api_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
 {
     u_char     *p;
     ngx_str_t   id, base;
@@ -1206,124 +1075,24 @@ ngx_http_async_task_prefix(ngx_http_request_t *r, ngx_str_t *prefix)
 
 
 ngx_int_t
-ngx_http_async_task_send_task(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_async_task_api_send_task(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_async_task_t *task)
 {
-    u_char     *data, *p;
+    u_char     *data;
+    size_t      len;
     ngx_str_t   prefix;
 
-    ngx_http_async_task_prefix(r, &prefix);
+    ngx_http_async_task_api_prefix(r, &prefix);
 
-    data = ngx_pnalloc(r->pool,
-                       ngx_http_async_task_json_task_len(task, &prefix));
+    len = ngx_http_async_task_json_task(NULL, task, &prefix);
+
+    data = ngx_pnalloc(r->pool, len);
     if (data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_http_async_task_json_task(data, task, &prefix);
+    ngx_http_async_task_json_task(data, task, &prefix);
 
-    return ngx_http_async_task_send_json(r, status, data, p - data);
+    return ngx_http_async_task_request_send_json(r, status, data, len);
 }
 
-
-ngx_int_t
-ngx_http_async_task_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *data, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "async task api: %ui, %uz bytes of JSON", status, len);
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = data;
-    b->last = data + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-ngx_int_t
-ngx_http_async_task_send_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *code, const char *message, const char *field)
-{
-    ngx_str_t  body, text;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "async task api: error %s: %s", code, message);
-
-    text.data = (u_char *) message;
-    text.len = ngx_strlen(message);
-
-    if (ngx_http_async_task_json_error(r->pool, &body, code, &text, field)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_async_task_send_json(r, status, body.data, body.len);
-}
-
-
-ngx_int_t
-ngx_http_async_task_send_unavailable(ngx_http_request_t *r)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
-
-    return ngx_http_async_task_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the task store is unavailable, "
-                                          "try again later", NULL);
-}
-
-
-/*
- * Ends a request that waited for the thread pool, unless it goes on
- * waiting (NGX_DONE): then the next completion ends it.
- */
-
-void
-ngx_http_async_task_finish(ngx_http_request_t *r, ngx_int_t rc)
-{
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    if (rc != NGX_DONE) {
-        ngx_http_finalize_request(r, rc);
-    }
-
-    ngx_http_run_posted_requests(c);
-}

@@ -20,84 +20,256 @@
  * nested values (params, result, error) are stored as JSON already.
  */
 
-#define ngx_http_async_task_json_null_len(s)                                  \
-    ((s)->len ? (s)->len : sizeof("null") - 1)
+/* a speech result as a listing shows it */
+typedef struct {
+    ngx_str_t                       text;       /* data NULL: none */
+    ngx_str_t                       language;   /* data NULL: none */
+    cJSON                          *duration;   /* a number, or NULL */
+    ngx_uint_t                      truncated;
+    u_char                         *id;
+    ngx_str_t                      *prefix;
+} ngx_http_async_task_json_listed_t;
 
 
-static u_char *ngx_http_async_task_json_raw(u_char *p, ngx_str_t *value);
-static u_char *ngx_http_async_task_json_time(u_char *p, int64_t ms);
-static uint32_t ngx_http_async_task_json_utf8(u_char **p, u_char *last);
+/* a body being written, or with pos NULL only counted */
+typedef struct {
+    u_char                         *pos;
+    size_t                          len;
+} ngx_http_async_task_json_out_t;
+
+
+#define ngx_http_async_task_json_literal(out, s)                             \
+    ngx_http_async_task_json_put(out, (u_char *) s, sizeof(s) - 1)
+
+
+static void ngx_http_async_task_json_task_out(
+    ngx_http_async_task_json_out_t *out, ngx_http_async_task_t *task,
+    ngx_str_t *prefix);
+static void ngx_http_async_task_json_backend(
+    ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_backend_t *b);
+static void ngx_http_async_task_json_listed_out(
+    ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_listed_t *listed);
+static void ngx_http_async_task_json_error_out(
+    ngx_http_async_task_json_out_t *out, const char *code,
+    ngx_str_t *message, ngx_str_t *field);
+static void ngx_http_async_task_json_put(ngx_http_async_task_json_out_t *out,
+    u_char *data, size_t len);
+static void ngx_http_async_task_json_uint(ngx_http_async_task_json_out_t *out,
+    ngx_uint_t n);
+static void ngx_http_async_task_json_escaped(
+    ngx_http_async_task_json_out_t *out, ngx_str_t *s);
+static void ngx_http_async_task_json_text(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s, size_t max);
+static void ngx_http_async_task_json_string(
+    ngx_http_async_task_json_out_t *out, ngx_str_t *s);
+static void ngx_http_async_task_json_time(ngx_http_async_task_json_out_t *out,
+    int64_t ms);
+static void ngx_http_async_task_json_raw(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *value);
 static size_t ngx_http_async_task_json_cut(u_char *text, size_t len,
     size_t max);
 
 
+/*
+ * Each body is written by one function in two passes: given a NULL
+ * buffer it returns the length, given a buffer of that length it writes
+ * the body there.  A format so exists once, and is sized from itself.
+ */
+
 size_t
-ngx_http_async_task_json_task_len(ngx_http_async_task_t *task,
+ngx_http_async_task_json_task(u_char *buf, ngx_http_async_task_t *task,
     ngx_str_t *prefix)
 {
-    size_t  len;
+    ngx_http_async_task_json_out_t  out;
 
-    len = sizeof("{\"id\":\"\",\"kind\":\"\",\"status\":\"\",\"user\":null,"
-                 "\"priority\":9,\"position\":,\"params\":,"
-                 "\"created_at\":\"\",\"started_at\":\"\","
-                 "\"finished_at\":\"\",\"attempts\":,\"backend\":\"\","
-                 "\"result\":{\"url\":\"tasks//result\",},\"error\":}")
-          + NGX_HTTP_ASYNC_TASK_ID_LEN * 2
-          + sizeof("speech") + sizeof("CANCELED")
-          + NGX_INT_T_LEN * 2
-          + NGX_HTTP_ASYNC_TASK_TIME_LEN * 3
-          + prefix->len + ngx_escape_json(NULL, prefix->data, prefix->len);
+    out.pos = buf;
+    out.len = 0;
 
-    len += task->user.len + ngx_escape_json(NULL, task->user.data,
-                                            task->user.len);
-    len += task->backend.len + ngx_escape_json(NULL, task->backend.data,
-                                               task->backend.len);
+    ngx_http_async_task_json_task_out(&out, task, prefix);
 
-    len += ngx_http_async_task_json_null_len(&task->params);
-    len += ngx_http_async_task_json_null_len(&task->result);
-    len += ngx_http_async_task_json_null_len(&task->error);
-
-    return len;
+    return out.len;
 }
 
 
-u_char *
-ngx_http_async_task_json_task(u_char *p, ngx_http_async_task_t *task,
-    ngx_str_t *prefix)
+/* GET tasks: a page of tasks, and the cursor of the next page or null */
+
+size_t
+ngx_http_async_task_json_list(u_char *buf, ngx_http_async_task_t *tasks,
+    ngx_uint_t n, u_char *next, ngx_str_t *prefix)
 {
-    p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
-    p = ngx_cpymem(p, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    ngx_uint_t                      i;
+    ngx_http_async_task_json_out_t  out;
 
-    p = ngx_sprintf(p, "\",\"kind\":\"%V\",\"status\":\"%V\",\"user\":",
-                    &ngx_http_async_task_kinds[task->kind],
-                    &ngx_http_async_task_statuses[task->status]);
+    out.pos = buf;
+    out.len = 0;
 
-    if (task->has_user) {
-        *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, task->user.data, task->user.len);
-        *p++ = '"';
+    ngx_http_async_task_json_literal(&out, "{\"tasks\":[");
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            ngx_http_async_task_json_literal(&out, ",");
+        }
+
+        ngx_http_async_task_json_task_out(&out, &tasks[i], prefix);
+    }
+
+    ngx_http_async_task_json_literal(&out, "],\"next_cursor\":");
+
+    if (next) {
+        ngx_http_async_task_json_literal(&out, "\"");
+        ngx_http_async_task_json_put(&out, next, NGX_HTTP_ASYNC_TASK_ID_LEN);
+        ngx_http_async_task_json_literal(&out, "\"");
 
     } else {
-        p = ngx_cpymem(p, "null", 4);
+        ngx_http_async_task_json_literal(&out, "null");
     }
 
-    p = ngx_sprintf(p, ",\"priority\":%ui", task->priority);
+    ngx_http_async_task_json_literal(&out, "}");
+
+    return out.len;
+}
+
+
+size_t
+ngx_http_async_task_json_stats(u_char *buf,
+    ngx_http_async_task_json_stats_t *stats)
+{
+    u_char                          tmp[NGX_INT64_LEN];
+    ngx_uint_t                      i;
+    ngx_http_async_task_json_out_t  out;
+
+    out.pos = buf;
+    out.len = 0;
+
+    ngx_http_async_task_json_literal(&out, "{\"uptime_seconds\":");
+    ngx_http_async_task_json_put(&out, tmp,
+                                 ngx_sprintf(tmp, "%L", stats->uptime) - tmp);
+    ngx_http_async_task_json_literal(&out, ",\"tasks\":{");
+
+    for (i = 0; i < NGX_HTTP_ASYNC_TASK_NSTATUSES; i++) {
+        if (i) {
+            ngx_http_async_task_json_literal(&out, ",");
+        }
+
+        ngx_http_async_task_json_literal(&out, "\"");
+        ngx_http_async_task_json_put(&out, ngx_http_async_task_statuses[i].data,
+                                     ngx_http_async_task_statuses[i].len);
+        ngx_http_async_task_json_literal(&out, "\":");
+        ngx_http_async_task_json_uint(&out, stats->count[i]);
+    }
+
+    ngx_http_async_task_json_literal(&out, "},\"queue\":{\"depth\":");
+    ngx_http_async_task_json_uint(&out,
+                                  stats->count[NGX_HTTP_ASYNC_TASK_QUEUED]);
+    ngx_http_async_task_json_literal(&out, ",\"capacity\":");
+    ngx_http_async_task_json_uint(&out, stats->capacity);
+
+    ngx_http_async_task_json_literal(&out, "},\"workers\":{\"busy\":");
+    ngx_http_async_task_json_uint(&out,
+                                  stats->count[NGX_HTTP_ASYNC_TASK_RUNNING]);
+    ngx_http_async_task_json_literal(&out, ",\"total\":");
+    ngx_http_async_task_json_uint(&out, stats->workers);
+
+    ngx_http_async_task_json_literal(&out, "},\"backends\":[");
+
+    for (i = 0; i < stats->nbackends; i++) {
+        if (i) {
+            ngx_http_async_task_json_literal(&out, ",");
+        }
+
+        ngx_http_async_task_json_backend(&out, &stats->backends[i]);
+    }
+
+    ngx_http_async_task_json_literal(&out, "]}");
+
+    return out.len;
+}
+
+
+/* the names of upstreams and servers are the configuration's, as they are */
+
+static void
+ngx_http_async_task_json_backend(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_backend_t *b)
+{
+    ngx_http_async_task_json_literal(out, "{\"kind\":\"");
+    ngx_http_async_task_json_put(out, b->kind->data, b->kind->len);
+    ngx_http_async_task_json_literal(out, "\",\"upstream\":\"");
+    ngx_http_async_task_json_put(out, b->upstream.data, b->upstream.len);
+    ngx_http_async_task_json_literal(out, "\",\"server\":\"");
+    ngx_http_async_task_json_put(out, b->server->data, b->server->len);
+    ngx_http_async_task_json_literal(out, "\",\"healthy\":");
+
+    if (b->healthy) {
+        ngx_http_async_task_json_literal(out, "true");
+
+    } else {
+        ngx_http_async_task_json_literal(out, "false");
+    }
+
+    ngx_http_async_task_json_literal(out, ",\"inflight\":");
+    ngx_http_async_task_json_uint(out, b->inflight);
+    ngx_http_async_task_json_literal(out, ",\"max_conns\":");
+    ngx_http_async_task_json_uint(out, b->max_conns);
+    ngx_http_async_task_json_literal(out, ",\"requests\":");
+    ngx_http_async_task_json_uint(out, b->requests);
+    ngx_http_async_task_json_literal(out, ",\"failures\":");
+    ngx_http_async_task_json_uint(out, b->failures);
+    ngx_http_async_task_json_literal(out, ",\"last_check\":");
+    ngx_http_async_task_json_time(out, b->last_check);
+    ngx_http_async_task_json_literal(out, "}");
+}
+
+
+static void
+ngx_http_async_task_json_task_out(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_t *task, ngx_str_t *prefix)
+{
+    ngx_str_t  *name;
+
+    ngx_http_async_task_json_literal(out, "{\"id\":\"");
+    ngx_http_async_task_json_put(out, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+
+    name = &ngx_http_async_task_kinds[task->kind];
+    ngx_http_async_task_json_literal(out, "\",\"kind\":\"");
+    ngx_http_async_task_json_put(out, name->data, name->len);
+
+    name = &ngx_http_async_task_statuses[task->status];
+    ngx_http_async_task_json_literal(out, "\",\"status\":\"");
+    ngx_http_async_task_json_put(out, name->data, name->len);
+
+    ngx_http_async_task_json_literal(out, "\",\"user\":");
+
+    if (task->has_user) {
+        ngx_http_async_task_json_string(out, &task->user);
+
+    } else {
+        ngx_http_async_task_json_literal(out, "null");
+    }
+
+    ngx_http_async_task_json_literal(out, ",\"priority\":");
+    ngx_http_async_task_json_uint(out, task->priority);
 
     if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED && task->position >= 0) {
-        p = ngx_sprintf(p, ",\"position\":%i", task->position);
+        ngx_http_async_task_json_literal(out, ",\"position\":");
+        ngx_http_async_task_json_uint(out, (ngx_uint_t) task->position);
     }
 
-    p = ngx_cpymem(p, ",\"params\":", sizeof(",\"params\":") - 1);
-    p = ngx_http_async_task_json_raw(p, &task->params);
+    ngx_http_async_task_json_literal(out, ",\"params\":");
+    ngx_http_async_task_json_raw(out, &task->params);
 
-    p = ngx_cpymem(p, ",\"created_at\":", sizeof(",\"created_at\":") - 1);
-    p = ngx_http_async_task_json_time(p, task->created_at);
-    p = ngx_cpymem(p, ",\"started_at\":", sizeof(",\"started_at\":") - 1);
-    p = ngx_http_async_task_json_time(p, task->started_at);
-    p = ngx_cpymem(p, ",\"finished_at\":", sizeof(",\"finished_at\":") - 1);
-    p = ngx_http_async_task_json_time(p, task->finished_at);
+    ngx_http_async_task_json_literal(out, ",\"created_at\":");
+    ngx_http_async_task_json_time(out, task->created_at);
+    ngx_http_async_task_json_literal(out, ",\"started_at\":");
+    ngx_http_async_task_json_time(out, task->started_at);
+    ngx_http_async_task_json_literal(out, ",\"finished_at\":");
+    ngx_http_async_task_json_time(out, task->finished_at);
 
-    p = ngx_sprintf(p, ",\"attempts\":%ui,\"backend\":", task->attempts);
+    ngx_http_async_task_json_literal(out, ",\"attempts\":");
+    ngx_http_async_task_json_uint(out, task->attempts);
+    ngx_http_async_task_json_literal(out, ",\"backend\":");
 
     /*
      * A QUEUED task runs nowhere, even when the store still names the
@@ -105,40 +277,134 @@ ngx_http_async_task_json_task(u_char *p, ngx_http_async_task_t *task,
      */
 
     if (task->backend.len && task->status != NGX_HTTP_ASYNC_TASK_QUEUED) {
-        *p++ = '"';
-        p = (u_char *) ngx_escape_json(p, task->backend.data,
-                                       task->backend.len);
-        *p++ = '"';
+        ngx_http_async_task_json_string(out, &task->backend);
 
     } else {
-        p = ngx_cpymem(p, "null", 4);
+        ngx_http_async_task_json_literal(out, "null");
     }
 
-    p = ngx_cpymem(p, ",\"result\":", sizeof(",\"result\":") - 1);
+    ngx_http_async_task_json_literal(out, ",\"result\":");
 
     if (task->result.len > 2 && task->result.data[0] == '{'
         && task->kind == NGX_HTTP_ASYNC_TASK_IMAGE)
     {
-
         /* the result's address depends on the location that serves it */
 
-        p = ngx_cpymem(p, "{\"url\":\"", sizeof("{\"url\":\"") - 1);
-        p = (u_char *) ngx_escape_json(p, prefix->data, prefix->len);
-        p = ngx_cpymem(p, "tasks/", sizeof("tasks/") - 1);
-        p = ngx_cpymem(p, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-        p = ngx_cpymem(p, "/result\",", sizeof("/result\",") - 1);
-        p = ngx_cpymem(p, task->result.data + 1, task->result.len - 1);
+        ngx_http_async_task_json_literal(out, "{\"url\":\"");
+        ngx_http_async_task_json_escaped(out, prefix);
+        ngx_http_async_task_json_literal(out, "tasks/");
+        ngx_http_async_task_json_put(out, task->id,
+                                     NGX_HTTP_ASYNC_TASK_ID_LEN);
+        ngx_http_async_task_json_literal(out, "/result\",");
+        ngx_http_async_task_json_put(out, task->result.data + 1,
+                                     task->result.len - 1);
 
     } else {
-        p = ngx_http_async_task_json_raw(p, &task->result);
+        ngx_http_async_task_json_raw(out, &task->result);
     }
 
-    p = ngx_cpymem(p, ",\"error\":", sizeof(",\"error\":") - 1);
-    p = ngx_http_async_task_json_raw(p, &task->error);
+    ngx_http_async_task_json_literal(out, ",\"error\":");
+    ngx_http_async_task_json_raw(out, &task->error);
+    ngx_http_async_task_json_literal(out, "}");
+}
 
-    *p++ = '}';
 
-    return p;
+static void
+ngx_http_async_task_json_put(ngx_http_async_task_json_out_t *out,
+    u_char *data, size_t len)
+{
+    if (out->pos) {
+        out->pos = ngx_cpymem(out->pos, data, len);
+    }
+
+    out->len += len;
+}
+
+
+static void
+ngx_http_async_task_json_uint(ngx_http_async_task_json_out_t *out,
+    ngx_uint_t n)
+{
+    u_char  buf[NGX_INT_T_LEN];
+
+    ngx_http_async_task_json_put(out, buf, ngx_sprintf(buf, "%ui", n) - buf);
+}
+
+
+static void
+ngx_http_async_task_json_escaped(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s)
+{
+    if (out->pos) {
+        out->pos = (u_char *) ngx_escape_json(out->pos, s->data, s->len);
+    }
+
+    out->len += s->len + ngx_escape_json(NULL, s->data, s->len);
+}
+
+
+/* text from a client: see ngx_http_async_task_json_escape() */
+
+static void
+ngx_http_async_task_json_text(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s, size_t max)
+{
+    size_t  n;
+
+    n = ngx_http_async_task_json_escape(out->pos, s->data, s->len, max);
+
+    if (out->pos) {
+        out->pos += n;
+    }
+
+    out->len += n;
+}
+
+
+static void
+ngx_http_async_task_json_string(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *s)
+{
+    ngx_http_async_task_json_literal(out, "\"");
+    ngx_http_async_task_json_escaped(out, s);
+    ngx_http_async_task_json_literal(out, "\"");
+}
+
+
+/* a time, or null for none */
+
+static void
+ngx_http_async_task_json_time(ngx_http_async_task_json_out_t *out,
+    int64_t ms)
+{
+    u_char  buf[NGX_HTTP_ASYNC_TASK_TIME_LEN + 2], *p;
+
+    if (ms == 0) {
+        ngx_http_async_task_json_literal(out, "null");
+        return;
+    }
+
+    p = buf;
+    *p++ = '"';
+    p = ngx_http_async_task_format_time(p, ms);
+    *p++ = '"';
+
+    ngx_http_async_task_json_put(out, buf, p - buf);
+}
+
+
+/* JSON kept as it is, or null for none */
+
+static void
+ngx_http_async_task_json_raw(ngx_http_async_task_json_out_t *out,
+    ngx_str_t *value)
+{
+    if (value->len == 0) {
+        ngx_http_async_task_json_literal(out, "null");
+        return;
+    }
+
+    ngx_http_async_task_json_put(out, value->data, value->len);
 }
 
 
@@ -152,45 +418,54 @@ ngx_int_t
 ngx_http_async_task_json_error(ngx_pool_t *pool, ngx_str_t *out,
     const char *code, ngx_str_t *message, const char *field)
 {
-    size_t   len, flen;
-    u_char  *p;
+    ngx_str_t                       name;
+    ngx_http_async_task_json_out_t  body;
 
-    flen = field ? ngx_strlen(field) : 0;
+    name.data = (u_char *) field;
+    name.len = field ? ngx_strlen(field) : 0;
 
-    len = sizeof("{\"error\":{\"code\":\"\",\"message\":\"\","
-                 "\"field\":\"\"}}")
-          + ngx_strlen(code)
-          + ngx_http_async_task_json_escape(NULL, message->data, message->len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX)
-          + ngx_http_async_task_json_escape(NULL, (u_char *) field, flen,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+    body.pos = NULL;
+    body.len = 0;
 
-    p = ngx_pnalloc(pool, len);
-    if (p == NULL) {
+    ngx_http_async_task_json_error_out(&body, code, message,
+                                       field ? &name : NULL);
+
+    out->data = ngx_pnalloc(pool, body.len);
+    if (out->data == NULL) {
         return NGX_ERROR;
     }
 
-    out->data = p;
+    body.pos = out->data;
+    body.len = 0;
 
-    p = ngx_sprintf(p, "{\"error\":{\"code\":\"%s\",\"message\":\"",
-                    code);
-    p += ngx_http_async_task_json_escape(p, message->data, message->len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX);
-    *p++ = '"';
+    ngx_http_async_task_json_error_out(&body, code, message,
+                                       field ? &name : NULL);
 
-    if (field) {
-        p = ngx_cpymem(p, ",\"field\":\"", sizeof(",\"field\":\"") - 1);
-        p += ngx_http_async_task_json_escape(p, (u_char *) field, flen,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
-        *p++ = '"';
-    }
-
-    *p++ = '}';
-    *p++ = '}';
-
-    out->len = p - out->data;
+    out->len = body.len;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_json_error_out(ngx_http_async_task_json_out_t *out,
+    const char *code, ngx_str_t *message, ngx_str_t *field)
+{
+    ngx_http_async_task_json_literal(out, "{\"error\":{\"code\":\"");
+    ngx_http_async_task_json_put(out, (u_char *) code, ngx_strlen(code));
+    ngx_http_async_task_json_literal(out, "\",\"message\":\"");
+    ngx_http_async_task_json_text(out, message,
+                                  NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX);
+    ngx_http_async_task_json_literal(out, "\"");
+
+    if (field) {
+        ngx_http_async_task_json_literal(out, ",\"field\":\"");
+        ngx_http_async_task_json_text(out, field,
+                                      NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+        ngx_http_async_task_json_literal(out, "\"");
+    }
+
+    ngx_http_async_task_json_literal(out, "}}");
 }
 
 
@@ -211,7 +486,7 @@ ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
 
     static u_char  hex[] = "0123456789abcdef";
 
-    /* an empty string may have no data, where no arithmetic is defined */
+    /* no text: src may be NULL, where no arithmetic is defined */
 
     if (size == 0) {
         return 0;
@@ -233,9 +508,9 @@ ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
         }
 
         start = p;
-        c = ngx_http_async_task_json_utf8(&p, last);
+        c = ngx_http_async_task_util_utf8(&p, last);
 
-        if (c == 0xfffd && p - start == 1) {
+        if (c == NGX_HTTP_ASYNC_TASK_UTF8_INVALID) {
             /* an invalid byte */
 
             if (dst) {
@@ -279,74 +554,6 @@ ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
 
 
 /*
- * One character: its code point, or U+FFFD for a byte that does not
- * start a well-formed sequence (overlong forms, surrogates and code
- * points above U+10FFFF included); then only that byte is consumed.
- */
-
-static uint32_t
-ngx_http_async_task_json_utf8(u_char **p, u_char *last)
-{
-    u_char      *s;
-    uint32_t     c, min;
-    ngx_uint_t   i, n;
-
-    s = *p;
-    c = *s;
-
-    if (c < 0x80) {
-        *p = s + 1;
-        return c;
-    }
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        c &= 0x1f;
-        min = 0x80;
-
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        c &= 0x0f;
-        min = 0x800;
-
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        c &= 0x07;
-        min = 0x10000;
-
-    } else {
-        goto invalid;
-    }
-
-    if ((size_t) (last - s) <= n) {
-        goto invalid;
-    }
-
-    for (i = 1; i <= n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            goto invalid;
-        }
-
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-        goto invalid;
-    }
-
-    *p = s + n + 1;
-
-    return c;
-
-invalid:
-
-    *p = s + 1;
-
-    return 0xfffd;
-}
-
-
-/*
  * A speech result as a listing shows it, so that a page of 100 tasks
  * stays small whatever the transcripts: "text" cut to a number of
  * characters, "language" and "duration" kept, anything else (segments)
@@ -358,10 +565,10 @@ ngx_int_t
 ngx_http_async_task_json_list_result(ngx_pool_t *pool,
     ngx_http_async_task_t *task, ngx_str_t *prefix)
 {
-    cJSON       *root, *item, *t, *l, *d;
-    u_char      *p, *text, *language;
-    size_t       len, text_len, language_len;
-    ngx_uint_t   truncated;
+    cJSON                                *root, *item, *t, *l, *d;
+    size_t                                len;
+    ngx_http_async_task_json_out_t        out;
+    ngx_http_async_task_json_listed_t     listed;
 
     if (task->kind != NGX_HTTP_ASYNC_TASK_SPEECH
         || task->result.len <= NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX)
@@ -369,117 +576,145 @@ ngx_http_async_task_json_list_result(ngx_pool_t *pool,
         return NGX_OK;
     }
 
+    ngx_memzero(&listed, sizeof(ngx_http_async_task_json_listed_t));
+
+    listed.id = task->id;
+    listed.prefix = prefix;
+
     root = cJSON_ParseWithLength((char *) task->result.data,
                                  task->result.len);
 
     if (root == NULL || !cJSON_IsObject(root)) {
         /* not the dispatcher's JSON: left out as a whole */
-        cJSON_Delete(root);
-        ngx_str_set(&task->result, "{\"truncated\":true}");
-        goto url;
-    }
+        listed.truncated = 1;
 
-    t = cJSON_GetObjectItemCaseSensitive(root, "text");
-    l = cJSON_GetObjectItemCaseSensitive(root, "language");
-    d = cJSON_GetObjectItemCaseSensitive(root, "duration");
+    } else {
+        t = cJSON_GetObjectItemCaseSensitive(root, "text");
+        l = cJSON_GetObjectItemCaseSensitive(root, "language");
+        d = cJSON_GetObjectItemCaseSensitive(root, "duration");
 
-    text = (u_char *) cJSON_GetStringValue(t);
-    text_len = text ? ngx_strlen(text) : 0;
-    language = (u_char *) cJSON_GetStringValue(l);
-    language_len = language ? ngx_strlen(language) : 0;
+        listed.text.data = (u_char *) cJSON_GetStringValue(t);
+        listed.language.data = (u_char *) cJSON_GetStringValue(l);
+        listed.duration = cJSON_IsNumber(d) ? d : NULL;
 
-    truncated = 0;
+        for (item = root->child; item; item = item->next) {
+            if (item != t && item != l && item != d) {
+                listed.truncated = 1;
+            }
+        }
 
-    for (item = root->child; item; item = item->next) {
-        if (item != t && item != l && item != d) {
-            truncated = 1;
+        if (listed.text.data) {
+            listed.text.len = ngx_strlen(listed.text.data);
+
+            len = ngx_http_async_task_json_cut(listed.text.data,
+                                       listed.text.len,
+                                       NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX);
+
+            if (len < listed.text.len) {
+                listed.text.len = len;
+                listed.truncated = 1;
+            }
+        }
+
+        if (listed.language.data) {
+            listed.language.len = ngx_strlen(listed.language.data);
+
+            if (listed.language.len > NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX) {
+                listed.truncated = 1;
+            }
+        }
+
+        if (d && listed.duration == NULL) {
+            listed.truncated = 1;
         }
     }
 
-    len = ngx_http_async_task_json_cut(text, text_len,
-                                       NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX);
+    out.pos = NULL;
+    out.len = 0;
 
-    if (len < text_len || language_len > NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX
-        || (d && !cJSON_IsNumber(d)))
-    {
-        truncated = 1;
-    }
+    ngx_http_async_task_json_listed_out(&out, &listed);
 
-    p = ngx_pnalloc(pool, sizeof("{\"text\":\"\",\"language\":\"\","
-                                 "\"duration\":,\"truncated\":true}")
-                          + ngx_http_async_task_json_escape(NULL, text, len, 0)
-                          + ngx_http_async_task_json_escape(NULL, language,
-                                    language_len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX)
-                          + NGX_INT64_LEN + 16);
-    if (p == NULL) {
+    out.pos = ngx_pnalloc(pool, out.len);
+    if (out.pos == NULL) {
         cJSON_Delete(root);
         return NGX_ERROR;
     }
 
-    task->result.data = p;
+    task->result.data = out.pos;
+    out.len = 0;
 
-    *p++ = '{';
+    ngx_http_async_task_json_listed_out(&out, &listed);
 
-    if (text) {
-        p = ngx_cpymem(p, "\"text\":\"", sizeof("\"text\":\"") - 1);
-        p += ngx_http_async_task_json_escape(p, text, len, 0);
-        *p++ = '"';
-    }
-
-    if (language) {
-        p = ngx_sprintf(p, "%s\"language\":\"", text ? "," : "");
-        p += ngx_http_async_task_json_escape(p, language, language_len,
-                                    NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
-        *p++ = '"';
-    }
-
-    if (cJSON_IsNumber(d)) {
-        p = ngx_sprintf(p, "%s\"duration\":%.3f",
-                        (text || language) ? "," : "", d->valuedouble);
-    }
-
-    if (truncated) {
-        p = ngx_sprintf(p, "%s\"truncated\":true",
-                        (p - task->result.data > 1) ? "," : "");
-    }
-
-    *p++ = '}';
-
-    task->result.len = p - task->result.data;
+    task->result.len = out.len;
 
     cJSON_Delete(root);
 
-    if (!truncated) {
-        return NGX_OK;
-    }
-
-url:
-
-    /* ,"url":"<prefix>tasks/<id>/result"} in place of the closing brace */
-
-    len = task->result.len - 1;
-
-    p = ngx_pnalloc(pool, len + sizeof(",\"url\":\"tasks//result\"}")
-                          + NGX_HTTP_ASYNC_TASK_ID_LEN + prefix->len
-                          + ngx_escape_json(NULL, prefix->data, prefix->len));
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    text = p;
-
-    p = ngx_cpymem(p, task->result.data, len);
-    p = ngx_cpymem(p, ",\"url\":\"", sizeof(",\"url\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, prefix->data, prefix->len);
-    p = ngx_cpymem(p, "tasks/", sizeof("tasks/") - 1);
-    p = ngx_cpymem(p, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
-    p = ngx_cpymem(p, "/result\"}", sizeof("/result\"}") - 1);
-
-    task->result.data = text;
-    task->result.len = p - text;
-
     return NGX_OK;
+}
+
+
+/*
+ * {"text":..,"language":..,"duration":..,"truncated":true,"url":..}, of
+ * what there is; the url of the full result when something was left out
+ */
+
+static void
+ngx_http_async_task_json_listed_out(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_json_listed_t *listed)
+{
+    u_char      buf[NGX_INT64_LEN + sizeof(".000")];
+    ngx_uint_t  more;
+
+    more = 0;
+
+    ngx_http_async_task_json_literal(out, "{");
+
+    if (listed->text.data) {
+        ngx_http_async_task_json_literal(out, "\"text\":\"");
+        ngx_http_async_task_json_text(out, &listed->text, 0);
+        ngx_http_async_task_json_literal(out, "\"");
+        more = 1;
+    }
+
+    if (listed->language.data) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"language\":\"");
+        ngx_http_async_task_json_text(out, &listed->language,
+                                      NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
+        ngx_http_async_task_json_literal(out, "\"");
+        more = 1;
+    }
+
+    if (listed->duration) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"duration\":");
+        ngx_http_async_task_json_put(out, buf,
+                                     ngx_snprintf(buf, sizeof(buf), "%.3f",
+                                                 listed->duration->valuedouble)
+                                     - buf);
+        more = 1;
+    }
+
+    if (listed->truncated) {
+        if (more) {
+            ngx_http_async_task_json_literal(out, ",");
+        }
+
+        ngx_http_async_task_json_literal(out, "\"truncated\":true,\"url\":\"");
+        ngx_http_async_task_json_escaped(out, listed->prefix);
+        ngx_http_async_task_json_literal(out, "tasks/");
+        ngx_http_async_task_json_put(out, listed->id,
+                                     NGX_HTTP_ASYNC_TASK_ID_LEN);
+        ngx_http_async_task_json_literal(out, "/result\"");
+    }
+
+    ngx_http_async_task_json_literal(out, "}");
 }
 
 
@@ -495,34 +730,8 @@ ngx_http_async_task_json_cut(u_char *text, size_t len, size_t max)
     last = text + len;
 
     for (n = 0; p < last && n < max; n++) {
-        ngx_http_async_task_json_utf8(&p, last);
+        ngx_http_async_task_util_utf8(&p, last);
     }
 
     return p - text;
-}
-
-
-static u_char *
-ngx_http_async_task_json_raw(u_char *p, ngx_str_t *value)
-{
-    if (value->len == 0) {
-        return ngx_cpymem(p, "null", 4);
-    }
-
-    return ngx_cpymem(p, value->data, value->len);
-}
-
-
-static u_char *
-ngx_http_async_task_json_time(u_char *p, int64_t ms)
-{
-    if (ms == 0) {
-        return ngx_cpymem(p, "null", 4);
-    }
-
-    *p++ = '"';
-    p = ngx_http_async_task_format_time(p, ms);
-    *p++ = '"';
-
-    return p;
 }

@@ -19,10 +19,38 @@
 #define NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX  1000
 
 
-size_t ngx_http_async_task_json_task_len(ngx_http_async_task_t *task,
+/* what GET system/stats shows of a GPU instance */
+typedef struct {
+    ngx_str_t                      *kind;
+    ngx_str_t                       upstream;
+    ngx_str_t                      *server;
+    ngx_uint_t                      healthy;
+    ngx_uint_t                      inflight;
+    ngx_uint_t                      max_conns;
+    ngx_uint_t                      requests;
+    ngx_uint_t                      failures;
+    int64_t                         last_check;
+} ngx_http_async_task_json_backend_t;
+
+
+/* what GET system/stats shows */
+typedef struct {
+    int64_t                              uptime;     /* seconds */
+    ngx_uint_t                           count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
+    ngx_uint_t                           capacity;   /* queue */
+    ngx_uint_t                           workers;    /* slots */
+    ngx_uint_t                           nbackends;
+    ngx_http_async_task_json_backend_t  *backends;
+} ngx_http_async_task_json_stats_t;
+
+
+size_t ngx_http_async_task_json_task(u_char *buf,
+    ngx_http_async_task_t *task, ngx_str_t *prefix);
+size_t ngx_http_async_task_json_list(u_char *buf,
+    ngx_http_async_task_t *tasks, ngx_uint_t n, u_char *next,
     ngx_str_t *prefix);
-u_char *ngx_http_async_task_json_task(u_char *p, ngx_http_async_task_t *task,
-    ngx_str_t *prefix);
+size_t ngx_http_async_task_json_stats(u_char *buf,
+    ngx_http_async_task_json_stats_t *stats);
 ngx_int_t ngx_http_async_task_json_error(ngx_pool_t *pool, ngx_str_t *out,
     const char *code, ngx_str_t *message, const char *field);
 ngx_int_t ngx_http_async_task_json_list_result(ngx_pool_t *pool,

@@ -12,18 +12,29 @@
 
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upload.h"
 #include "ngx_http_async_task_util.h"
 
 
-/* a JSON submission is small: its fields are limited to 4000 characters */
-#define NGX_HTTP_ASYNC_TASK_JSON_MAX      65536
+/* a JSON submission is small: its fields are limited to FIELD_MAX */
+#define NGX_HTTP_ASYNC_TASK_JSON_KIB       64
+#define NGX_HTTP_ASYNC_TASK_JSON_MAX       (NGX_HTTP_ASYNC_TASK_JSON_KIB * 1024)
 
-#define NGX_HTTP_ASYNC_TASK_PRIORITY      5
-#define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX  35
-#define NGX_HTTP_ASYNC_TASK_NAME_MAX      255
+#define NGX_HTTP_ASYNC_TASK_PRIORITY       5
+#define NGX_HTTP_ASYNC_TASK_PRIORITY_MAX   9
+#define NGX_HTTP_ASYNC_TASK_CFG_SCALE_MAX  30
+
+/* raw PCM: the sample rates taken, and the default with its channels */
+#define NGX_HTTP_ASYNC_TASK_RATE_MIN       8000
+#define NGX_HTTP_ASYNC_TASK_RATE_MAX       48000
+#define NGX_HTTP_ASYNC_TASK_RATE           16000
+#define NGX_HTTP_ASYNC_TASK_CHANNELS       1
+
+#define NGX_HTTP_ASYNC_TASK_LANGUAGE_MAX   35
+#define NGX_HTTP_ASYNC_TASK_NAME_MAX       255
 
 /* 2^53: every double at or past it is a whole number */
 #define NGX_HTTP_ASYNC_TASK_INT_EXACT     9007199254740992.0
@@ -86,10 +97,20 @@ static const char *ngx_http_async_task_speech_fields(
     const char **field);
 static ngx_uint_t ngx_http_async_task_text(u_char *p, u_char *last,
     size_t *n);
-static ngx_int_t ngx_http_async_task_speech_params(ngx_http_request_t *r,
+static ngx_int_t ngx_http_async_task_speech_query(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx);
 static ngx_int_t ngx_http_async_task_speech_args(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, ngx_uint_t pcm);
+static ngx_int_t ngx_http_async_task_speech_language(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_speech_prompt(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_speech_priority(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_speech_sample_rate(ngx_str_t *value,
+    void *data, const char **error);
+static ngx_int_t ngx_http_async_task_speech_channels(ngx_str_t *value,
+    void *data, const char **error);
 
 static ngx_int_t ngx_http_async_task_content_type(ngx_http_request_t *r,
     const char *type);
@@ -102,6 +123,25 @@ static const char *ngx_http_async_task_message(ngx_http_request_t *r,
     const char *fmt, const char *name);
 static ngx_int_t ngx_http_async_task_add_string(cJSON *object,
     const char *name, ngx_str_t *value);
+
+
+/* the query parameters of speech/transcribe and of speech/pcm */
+
+static ngx_http_async_task_request_arg_t  ngx_http_async_task_speech_names[] = {
+    { ngx_string("language"), ngx_http_async_task_speech_language },
+    { ngx_string("prompt"), ngx_http_async_task_speech_prompt },
+    { ngx_string("priority"), ngx_http_async_task_speech_priority },
+    { ngx_null_string, NULL }
+};
+
+
+static ngx_http_async_task_request_arg_t  ngx_http_async_task_pcm_names[] = {
+    { ngx_string("language"), ngx_http_async_task_speech_language },
+    { ngx_string("priority"), ngx_http_async_task_speech_priority },
+    { ngx_string("sample_rate"), ngx_http_async_task_speech_sample_rate },
+    { ngx_string("channels"), ngx_http_async_task_speech_channels },
+    { ngx_null_string, NULL }
+};
 
 
 ngx_int_t
@@ -125,7 +165,9 @@ ngx_http_async_task_submit_image(ngx_http_request_t *r, ngx_str_t *unused)
     if (r->headers_in.content_length_n > NGX_HTTP_ASYNC_TASK_JSON_MAX) {
         return ngx_http_async_task_reject(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                           "payload_too_large",
-                                          "the body is over 64 KiB", NULL);
+                                          "the body is over "
+                                ngx_value(NGX_HTTP_ASYNC_TASK_JSON_KIB)
+                                          " KiB", NULL);
     }
 
     r->request_body_in_single_buf = 1;
@@ -164,7 +206,7 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
 
     *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
-    if (ngx_http_async_task_user(r, &user, &userp) != NGX_OK) {
+    if (ngx_http_async_task_request_user(r, &user, &userp) != NGX_OK) {
         return NULL;
     }
 
@@ -241,7 +283,9 @@ ngx_http_async_task_image_body(ngx_http_request_t *r)
         ngx_http_finalize_request(r, ngx_http_async_task_reject(r,
                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                       "payload_too_large",
-                                      "the body is over 64 KiB", NULL));
+                                      "the body is over "
+                                ngx_value(NGX_HTTP_ASYNC_TASK_JSON_KIB)
+                                      " KiB", NULL));
         return;
     }
 
@@ -271,12 +315,13 @@ ngx_http_async_task_image_body(ngx_http_request_t *r)
         task->event.data = ctx;
         task->event.log = r->connection->log;
 
-        if (ngx_thread_task_post(ngx_http_async_task_thread_pool(r), task)
+        if (ngx_thread_task_post(ngx_http_async_task_request_thread_pool(r),
+                                 task)
             != NGX_OK)
         {
             ngx_http_async_task_submit_abort(ctx);
             ngx_http_finalize_request(r,
-                                   ngx_http_async_task_send_unavailable(r));
+                             ngx_http_async_task_request_send_unavailable(r));
             return;
         }
 
@@ -341,7 +386,7 @@ ngx_http_async_task_image_read_done(ngx_event_t *ev)
         rc = ngx_http_async_task_image_parse(r, ctx);
     }
 
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -606,8 +651,11 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
             goto invalid;
         }
 
-        if (!(item->valuedouble >= 0 && item->valuedouble <= 30)) {
-            error = "cfg_scale must be between 0 and 30";
+        if (!(item->valuedouble >= 0
+              && item->valuedouble <= NGX_HTTP_ASYNC_TASK_CFG_SCALE_MAX))
+        {
+            error = "cfg_scale must be between 0 and "
+                    ngx_value(NGX_HTTP_ASYNC_TASK_CFG_SCALE_MAX);
             goto invalid;
         }
 
@@ -617,7 +665,9 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     item = cJSON_GetObjectItemCaseSensitive(body, "priority");
 
     if (item) {
-        error = ngx_http_async_task_json_int(r, item, 0, 9, &value);
+        error = ngx_http_async_task_json_int(r, item, 0,
+                                             NGX_HTTP_ASYNC_TASK_PRIORITY_MAX,
+                                             &value);
         if (error) {
             goto invalid;
         }
@@ -728,7 +778,9 @@ ngx_http_async_task_json_text(ngx_http_request_t *r, cJSON *item, size_t min,
 
     if (n > max) {
         return ngx_http_async_task_message(r,
-                                          "%s is longer than 4000 characters",
+                                          "%s is longer than "
+                                    ngx_value(NGX_HTTP_ASYNC_TASK_FIELD_MAX)
+                                          " characters",
                                           item->string);
     }
 
@@ -840,8 +892,8 @@ ngx_http_async_task_submit_pcm(ngx_http_request_t *r, ngx_str_t *unused)
     }
 
     ctx->upload.type = NGX_HTTP_ASYNC_TASK_UPLOAD_PCM;
-    ctx->upload.sample_rate = 16000;
-    ctx->upload.channels = 1;
+    ctx->upload.sample_rate = NGX_HTTP_ASYNC_TASK_RATE;
+    ctx->upload.channels = NGX_HTTP_ASYNC_TASK_CHANNELS;
     ngx_str_set(&ctx->upload.filename, "audio.wav");
     ngx_str_set(&ctx->upload.content_type, "audio/wav");
 
@@ -867,93 +919,100 @@ static ngx_int_t
 ngx_http_async_task_speech_args(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, ngx_uint_t pcm)
 {
-    u_char                        *p, *last;
-    ngx_int_t                      n, rc;
-    ngx_str_t                      name, value;
-    ngx_http_async_task_upload_t  *up;
+    ngx_int_t                           rc;
+    ngx_http_async_task_request_arg_t  *params;
 
-    up = &ctx->upload;
+    params = pcm ? ngx_http_async_task_pcm_names
+                 : ngx_http_async_task_speech_names;
 
-    /* no query: args.data may be NULL, where no arithmetic is defined */
+    rc = ngx_http_async_task_request_args(r, params, &ctx->upload,
+                                          &ctx->error, &ctx->field);
 
-    if (r->args.len == 0) {
-        return NGX_OK;
-    }
+    return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+}
 
-    p = r->args.data;
-    last = p + r->args.len;
 
-    for ( ;; ) {
+static ngx_int_t
+ngx_http_async_task_speech_language(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_upload_t  *up = data;
 
-        rc = ngx_http_async_task_next_arg(r, &p, last, &name, &value);
+    up->language = *value;
+    up->has_language = 1;
 
-        if (rc == NGX_DONE) {
-            return NGX_OK;
-        }
+    return NGX_OK;
+}
 
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
 
-        if (name.len == 8 && ngx_strncmp(name.data, "language", 8) == 0) {
-            up->language = value;
-            up->has_language = 1;
-            continue;
-        }
+static ngx_int_t
+ngx_http_async_task_speech_prompt(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_upload_t  *up = data;
 
-        if (name.len == 6 && ngx_strncmp(name.data, "prompt", 6) == 0
-            && !pcm)
-        {
-            up->prompt = value;
-            up->has_prompt = 1;
-            continue;
-        }
+    up->prompt = *value;
+    up->has_prompt = 1;
 
-        if (name.len == 8 && ngx_strncmp(name.data, "priority", 8) == 0) {
-            up->priority = value;
-            up->has_priority = 1;
-            continue;
-        }
+    return NGX_OK;
+}
 
-        if (name.len == 11 && ngx_strncmp(name.data, "sample_rate", 11) == 0
-            && pcm)
-        {
-            n = ngx_atoi(value.data, value.len);
 
-            if (n < 8000 || n > 48000) {
-                ctx->error = "sample_rate must be between 8000 "
-                                    "and 48000";
-                ctx->field = "sample_rate";
-                return NGX_DECLINED;
-            }
+static ngx_int_t
+ngx_http_async_task_speech_priority(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_upload_t  *up = data;
 
-            up->sample_rate = n;
-            continue;
-        }
+    up->priority = *value;
+    up->has_priority = 1;
 
-        if (name.len == 8 && ngx_strncmp(name.data, "channels", 8) == 0
-            && pcm)
-        {
-            n = ngx_atoi(value.data, value.len);
+    return NGX_OK;
+}
 
-            if (n != 1 && n != 2) {
-                ctx->error = "channels must be 1 or 2";
-                ctx->field = "channels";
-                return NGX_DECLINED;
-            }
 
-            up->channels = n;
-            continue;
-        }
+static ngx_int_t
+ngx_http_async_task_speech_sample_rate(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_upload_t  *up = data;
 
-        ctx->error = ngx_http_async_task_message(r,
-                                          "unknown query parameter \"%s\"",
-                                          (char *) name.data);
+    ngx_int_t  n;
 
-        ctx->field = (char *) name.data;
+    n = ngx_http_async_task_request_int(value, NGX_HTTP_ASYNC_TASK_RATE_MIN,
+                                        NGX_HTTP_ASYNC_TASK_RATE_MAX);
 
+    if (n == NGX_ERROR) {
+        *error = "sample_rate must be between "
+                 ngx_value(NGX_HTTP_ASYNC_TASK_RATE_MIN) " and "
+                 ngx_value(NGX_HTTP_ASYNC_TASK_RATE_MAX);
         return NGX_DECLINED;
     }
+
+    up->sample_rate = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_speech_channels(ngx_str_t *value, void *data,
+    const char **error)
+{
+    ngx_http_async_task_upload_t  *up = data;
+
+    ngx_int_t  n;
+
+    n = ngx_http_async_task_request_int(value, 1, 2);
+
+    if (n == NGX_ERROR) {
+        *error = "channels must be 1 or 2";
+        return NGX_DECLINED;
+    }
+
+    up->channels = n;
+
+    return NGX_OK;
 }
 
 
@@ -1012,7 +1071,7 @@ ngx_http_async_task_submit_full(ngx_http_request_t *r)
     ngx_http_async_task_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-    shm = ngx_http_async_task_shm(r);
+    shm = ngx_http_async_task_request_shm(r);
     sh = shm->sh;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
@@ -1049,7 +1108,7 @@ ngx_http_async_task_upload_body(ngx_http_request_t *r)
         || rb->temp_file->file.offset == 0)
     {
         ngx_http_async_task_submit_abort(ctx);
-        ngx_http_finalize_request(r, ngx_http_async_task_send_error(r,
+        ngx_http_finalize_request(r, ngx_http_async_task_request_send_error(r,
                                         NGX_HTTP_BAD_REQUEST,
                                         "invalid_argument",
                                         "the body is empty", NULL));
@@ -1069,7 +1128,7 @@ ngx_http_async_task_upload_body(ngx_http_request_t *r)
 
     up->source = rb->temp_file->file.name;
 
-    files = ngx_http_async_task_files(r);
+    files = ngx_http_async_task_request_files(r);
     len = files->len + sizeof("/.in") + NGX_HTTP_ASYNC_TASK_ID_LEN;
 
     up->target.data = ngx_pnalloc(r->pool, len);
@@ -1096,11 +1155,12 @@ ngx_http_async_task_upload_body(ngx_http_request_t *r)
     task->event.data = ctx;
     task->event.log = r->connection->log;
 
-    if (ngx_thread_task_post(ngx_http_async_task_thread_pool(r), task)
+    if (ngx_thread_task_post(ngx_http_async_task_request_thread_pool(r), task)
         != NGX_OK)
     {
         ngx_http_async_task_submit_abort(ctx);
-        ngx_http_finalize_request(r, ngx_http_async_task_send_unavailable(r));
+        ngx_http_finalize_request(r,
+                             ngx_http_async_task_request_send_unavailable(r));
         return;
     }
 
@@ -1178,7 +1238,7 @@ ngx_http_async_task_upload_done(ngx_event_t *ev)
     case NGX_OK:
         ctx->stored = 1;
 
-        rc = ngx_http_async_task_speech_params(r, ctx);
+        rc = ngx_http_async_task_speech_query(r, ctx);
 
         if (rc == NGX_OK) {
             rc = ngx_http_async_task_submit_commit(r, ctx);
@@ -1194,18 +1254,18 @@ ngx_http_async_task_upload_done(ngx_event_t *ev)
                        "async_task upload: refused: %s", up->error);
 
         /* the message may live in the insert's pool: answer, then free */
-        rc = ngx_http_async_task_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "invalid_argument", up->error,
-                                            up->field);
+        rc = ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                    "invalid_argument",
+                                                    up->error, up->field);
         ngx_http_async_task_submit_abort(ctx);
         break;
 
     default:
         ngx_http_async_task_submit_abort(ctx);
-        rc = ngx_http_async_task_send_unavailable(r);
+        rc = ngx_http_async_task_request_send_unavailable(r);
     }
 
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -1262,7 +1322,8 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
         }
 
         if (n > NGX_HTTP_ASYNC_TASK_FIELD_MAX) {
-            return "prompt is longer than 4000 characters";
+            return "prompt is longer than "
+                   ngx_value(NGX_HTTP_ASYNC_TASK_FIELD_MAX) " characters";
         }
     }
 
@@ -1295,7 +1356,8 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     }
 
     if (n > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
-        return "filename is longer than 255 characters";
+        return "filename is longer than "
+               ngx_value(NGX_HTTP_ASYNC_TASK_NAME_MAX) " characters";
     }
 
     *field = "content_type";
@@ -1310,16 +1372,19 @@ ngx_http_async_task_speech_fields(ngx_http_async_task_upload_t *up,
     }
 
     if (up->content_type.len > NGX_HTTP_ASYNC_TASK_NAME_MAX) {
-        return "content_type is longer than 255 characters";
+        return "content_type is longer than "
+               ngx_value(NGX_HTTP_ASYNC_TASK_NAME_MAX) " characters";
     }
 
     if (up->has_priority) {
         *field = "priority";
 
-        value = ngx_atoi(up->priority.data, up->priority.len);
+        value = ngx_http_async_task_request_int(&up->priority, 0,
+                                           NGX_HTTP_ASYNC_TASK_PRIORITY_MAX);
 
-        if (value == NGX_ERROR || value > 9) {
-            return "priority must be an integer between 0 and 9";
+        if (value == NGX_ERROR) {
+            return "priority must be an integer between 0 and "
+                   ngx_value(NGX_HTTP_ASYNC_TASK_PRIORITY_MAX);
         }
 
         *priority = value;
@@ -1355,17 +1420,10 @@ ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
             return NGX_HTTP_ASYNC_TASK_TEXT_CONTROL;
         }
 
-        if (*p < 0x80) {
-            p++;
+        c = ngx_http_async_task_util_utf8(&p, last);
 
-        } else {
-            /* surrogates are not characters: JSON of them is invalid */
-
-            c = ngx_utf8_decode(&p, last - p);
-
-            if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-                return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
-            }
+        if (c == NGX_HTTP_ASYNC_TASK_UTF8_INVALID) {
+            return NGX_HTTP_ASYNC_TASK_TEXT_UTF8;
         }
 
         (*n)++;
@@ -1376,7 +1434,7 @@ ngx_http_async_task_text(u_char *p, u_char *last, size_t *n)
 
 
 static ngx_int_t
-ngx_http_async_task_speech_params(ngx_http_request_t *r,
+ngx_http_async_task_speech_query(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx)
 {
     cJSON                         *params;
@@ -1474,7 +1532,7 @@ ngx_http_async_task_submit_reserve(ngx_http_request_t *r,
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
 
-    rc = ngx_http_async_task_shm_reserve(ngx_http_async_task_shm(r),
+    rc = ngx_http_async_task_shm_reserve(ngx_http_async_task_request_shm(r),
                                          ctx->op->task.id,
                                          amcf->store->max_queued);
 
@@ -1507,7 +1565,7 @@ ngx_http_async_task_submit_refuse(ngx_http_request_t *r, ngx_int_t rc)
             return rc;
         }
 
-        return ngx_http_async_task_send_unavailable(r);
+        return ngx_http_async_task_request_send_unavailable(r);
     }
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -1580,8 +1638,9 @@ ngx_http_async_task_submit_abort(ngx_http_async_task_submit_t *ctx)
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
                        "async_task submit: queue slot given back");
 
-        ngx_http_async_task_shm_release(ngx_http_async_task_shm(ctx->request),
-                                        ctx->op->task.id);
+        ngx_http_async_task_shm_release(
+                             ngx_http_async_task_request_shm(ctx->request),
+                             ctx->op->task.id);
         ctx->reserved = 0;
     }
 
@@ -1630,7 +1689,8 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
                        "async_task submit: insert failed");
 
         ngx_http_async_task_submit_abort(ctx);
-        ngx_http_async_task_finish(r, ngx_http_async_task_send_unavailable(r));
+        ngx_http_async_task_request_finish(r,
+                             ngx_http_async_task_request_send_unavailable(r));
         return;
     }
 
@@ -1638,17 +1698,18 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
                    "async_task submit: task %*s committed",
                    (size_t) NGX_HTTP_ASYNC_TASK_ID_LEN, op->task.id);
 
-    ngx_http_async_task_shm_commit(ngx_http_async_task_shm(r), &op->task);
+    ngx_http_async_task_shm_commit(ngx_http_async_task_request_shm(r),
+                                   &op->task);
     ctx->reserved = 0;
     ctx->stored = 0;
 
     /* a free slot starts it within milliseconds */
     ngx_http_async_task_dispatch_wake();
 
-    ngx_http_async_task_shm_live(ngx_http_async_task_shm(r), &op->task,
+    ngx_http_async_task_shm_live(ngx_http_async_task_request_shm(r), &op->task,
                                  r->pool);
 
-    ngx_http_async_task_prefix(r, &prefix);
+    ngx_http_async_task_api_prefix(r, &prefix);
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -1670,12 +1731,12 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
     p = ngx_cpymem(p, op->task.id, NGX_HTTP_ASYNC_TASK_ID_LEN);
     h->value.len = p - h->value.data;
 
-    rc = ngx_http_async_task_send_task(r, NGX_HTTP_ACCEPTED, &op->task);
+    rc = ngx_http_async_task_api_send_task(r, NGX_HTTP_ACCEPTED, &op->task);
 
 done:
 
     ngx_http_async_task_submit_abort(ctx);
-    ngx_http_async_task_finish(r, rc);
+    ngx_http_async_task_request_finish(r, rc);
 }
 
 
@@ -1727,7 +1788,8 @@ ngx_http_async_task_reject(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
-    return ngx_http_async_task_send_error(r, status, code, message, field);
+    return ngx_http_async_task_request_send_error(r, status, code, message,
+                                                  field);
 }
 
 

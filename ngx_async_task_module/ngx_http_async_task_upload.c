@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "ngx_http_async_task_upload.h"
+#include "ngx_http_async_task_util.h"
 
 
 #define NGX_HTTP_ASYNC_TASK_BOUNDARY_MAX    70
@@ -1255,10 +1256,8 @@ ngx_http_async_task_upload_finish(ngx_http_async_task_upload_ctx_t *ctx)
 static ngx_int_t
 ngx_http_async_task_upload_sync_dir(ngx_http_async_task_upload_ctx_t *ctx)
 {
-    u_char     *name, *slash;
-    size_t      len;
-    ngx_fd_t    fd;
-    ngx_int_t   rc;
+    u_char  *name, *slash;
+    size_t   len;
 
     name = ctx->up->target.data;
     slash = (u_char *) strrchr((char *) name, '/');
@@ -1277,28 +1276,7 @@ ngx_http_async_task_upload_sync_dir(ngx_http_async_task_upload_ctx_t *ctx)
         *ngx_cpymem(name, ctx->up->target.data, len) = '\0';
     }
 
-    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
-                      ngx_open_file_n " \"%s\" failed", name);
-        return NGX_ERROR;
-    }
-
-    rc = NGX_OK;
-
-    if (fsync(fd) == -1) {
-        ngx_log_error(NGX_LOG_CRIT, ctx->log, ngx_errno,
-                      "fsync() \"%s\" failed", name);
-        rc = NGX_ERROR;
-    }
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, ctx->log, ngx_errno,
-                      ngx_close_file_n " \"%s\" failed", name);
-    }
-
-    return rc;
+    return ngx_http_async_task_util_sync_dir(name, ctx->log);
 }
 
 

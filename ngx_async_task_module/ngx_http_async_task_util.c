@@ -184,3 +184,126 @@ ngx_http_async_task_status_index(ngx_str_t *name)
 
     return NGX_ERROR;
 }
+
+
+/*
+ * The one UTF-8 decoder of the module: the next character's code point,
+ * or NGX_HTTP_ASYNC_TASK_UTF8_INVALID for a byte that does not start a
+ * well-formed sequence (overlong forms, surrogates and code points above
+ * U+10FFFF included); then only that byte is consumed.
+ */
+
+uint32_t
+ngx_http_async_task_util_utf8(u_char **p, u_char *last)
+{
+    u_char      *s;
+    uint32_t     c, min;
+    ngx_uint_t   i, n;
+
+    s = *p;
+    c = *s;
+
+    if (c < 0x80) {
+        *p = s + 1;
+        return c;
+    }
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+        c &= 0x1f;
+        min = 0x80;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        c &= 0x0f;
+        min = 0x800;
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        c &= 0x07;
+        min = 0x10000;
+
+    } else {
+        goto invalid;
+    }
+
+    if ((size_t) (last - s) <= n) {
+        goto invalid;
+    }
+
+    for (i = 1; i <= n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            goto invalid;
+        }
+
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        goto invalid;
+    }
+
+    *p = s + n + 1;
+
+    return c;
+
+invalid:
+
+    *p = s + 1;
+
+    return NGX_HTTP_ASYNC_TASK_UTF8_INVALID;
+}
+
+
+/*
+ * Whether a requester (NULL: none, async_task_user unset or empty) may
+ * see a task that has an owner or not: only the same one, byte for byte.
+ */
+
+ngx_uint_t
+ngx_http_async_task_util_owner(ngx_str_t *user, ngx_uint_t has_owner,
+    u_char *owner, size_t len)
+{
+    if (user == NULL) {
+        return !has_owner;
+    }
+
+    return has_owner && user->len == len
+           && ngx_memcmp(user->data, owner, len) == 0;
+}
+
+
+/*
+ * A directory's fsync(), which makes the entries made in it durable: a
+ * new file is not on disk until its name is.
+ */
+
+ngx_int_t
+ngx_http_async_task_util_sync_dir(u_char *name, ngx_log_t *log)
+{
+    ngx_fd_t   fd;
+    ngx_int_t  rc;
+
+    fd = ngx_open_file(name, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+
+    if (fsync(fd) == -1) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "fsync() \"%s\" failed", name);
+        rc = NGX_ERROR;
+    }
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"%s\" failed", name);
+    }
+
+    return rc;
+}

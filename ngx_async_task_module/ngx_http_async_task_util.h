@@ -13,6 +13,9 @@
 
 #define NGX_HTTP_ASYNC_TASK_TIME_LEN  (sizeof("2026-11-29T10:00:00.123Z") - 1)
 
+/* not a code point: a byte that starts no UTF-8 character */
+#define NGX_HTTP_ASYNC_TASK_UTF8_INVALID  0xffffffff
+
 
 int64_t ngx_http_async_task_new_id(u_char *id);
 ngx_int_t ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id);
@@ -21,6 +24,10 @@ int64_t ngx_http_async_task_cached_ms(void);
 u_char *ngx_http_async_task_format_time(u_char *p, int64_t ms);
 ngx_int_t ngx_http_async_task_kind_index(ngx_str_t *name);
 ngx_int_t ngx_http_async_task_status_index(ngx_str_t *name);
+uint32_t ngx_http_async_task_util_utf8(u_char **p, u_char *last);
+ngx_uint_t ngx_http_async_task_util_owner(ngx_str_t *user,
+    ngx_uint_t has_owner, u_char *owner, size_t len);
+ngx_int_t ngx_http_async_task_util_sync_dir(u_char *name, ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_UTIL_H_INCLUDED_ */
