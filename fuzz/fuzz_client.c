@@ -73,6 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hc.handler = fuzz_done;
     hc.content_length = -1;
     hc.sent = 1;
+    hc.connected = 1;
     hc.peer.name = &name;
     hc.peer.connection = &c;
 
@@ -111,7 +112,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     } else {
         fuzz_assert(hc.result == ngx_http_async_task_client_broken
-                    || hc.result == ngx_http_async_task_client_too_big);
+                    || hc.result == ngx_http_async_task_client_too_big
+                    || hc.result
+                       == ngx_http_async_task_client_headers_too_big);
     }
 
     ngx_destroy_pool(pool);
