@@ -46,7 +46,7 @@ http {
     access_log off;
     client_body_temp_path $dir/body;
     async_task_store $dir/data/tasks.db zone=async_task:512m
-                     thread_pool=async_task max_queued=10000000;
+                     thread_pool=async_task max_queued=1000000;
     async_task_backend image gpu;
     upstream gpu { server 127.0.0.1:9 down; }
     server {
