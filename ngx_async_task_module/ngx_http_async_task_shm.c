@@ -212,6 +212,10 @@ ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm, u_char *id,
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s reserved",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
+
     return NGX_OK;
 }
 
@@ -234,6 +238,10 @@ ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm, u_char *id)
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s reservation given back",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
 }
 
 
@@ -263,6 +271,10 @@ ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s committed",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id);
 }
 
 
@@ -536,6 +548,12 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
     sh->count[to]++;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s %V -> %V",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id,
+                   &ngx_http_async_task_statuses[from],
+                   &ngx_http_async_task_statuses[to]);
 }
 
 
@@ -609,6 +627,11 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s running on %*s",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
+                   instance->name_len, instance->name);
+
     return NGX_OK;
 }
 
@@ -622,17 +645,23 @@ void
 ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
+    ngx_uint_t                   found;
     ngx_http_async_task_node_t  *node;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     node = ngx_http_async_task_shm_lookup(shm->sh, id);
+    found = (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING);
 
-    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+    if (found) {
         ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s queued again:%ui, attempts:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id, found, attempts);
 }
 
 
@@ -649,8 +678,11 @@ void
 ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
+    ngx_uint_t                          released;
     ngx_http_async_task_node_t         *node;
     ngx_http_async_task_instance_sh_t  *instance;
+
+    released = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -663,12 +695,17 @@ ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm, u_char *id,
             && kill(node->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
         {
             ngx_http_async_task_upstream_release_locked(instance);
+            released = 1;
         }
 
         ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s lease expired, slot given back:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id, released);
 }
 
 
@@ -713,6 +750,10 @@ ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s run dropped",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
 }
 
 

@@ -686,7 +686,10 @@ ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_backend_t *backend, ngx_str_t *user,
     ngx_uint_t avoid, ngx_log_t *log)
 {
+    ngx_uint_t                       inflight;
     ngx_http_async_task_instance_t  *in;
+
+    inflight = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -694,6 +697,7 @@ ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
 
     if (in) {
         in->sh->requests++;
+        inflight = in->sh->inflight;
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
@@ -701,7 +705,7 @@ ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
     if (in) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                        "async_task balancer: %V chosen, inflight:%ui/%ui",
-                       &in->name, in->sh->inflight, in->max_conns);
+                       &in->name, inflight, in->max_conns);
 
     } else {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -725,19 +729,36 @@ ngx_http_async_task_upstream_slots(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* a consistent copy of an instance's shared record, for the stats */
+
+void
+ngx_http_async_task_upstream_snapshot(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_http_async_task_instance_sh_t *ish)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    *ish = *in->sh;
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
 /* a slot given back without a verdict on the instance */
 
 void
 ngx_http_async_task_upstream_release(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_instance_sh_t *ish, ngx_log_t *log)
 {
+    ngx_uint_t  inflight;
+
     ngx_shmtx_lock(&shm->shpool->mutex);
+
     ngx_http_async_task_upstream_release_locked(ish);
+    inflight = ish->inflight;
+
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "async_task: slot of %*s given back, inflight:%ui",
-                   ish->name_len, ish->name, ish->inflight);
+                   ish->name_len, ish->name, inflight);
 }
 
 
@@ -753,6 +774,8 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups,
     ngx_uint_t failed, ngx_http_async_task_client_e result, ngx_log_t *log)
 {
+    int64_t                             down_until;
+    ngx_uint_t                          inflight, fails;
     ngx_http_async_task_instance_sh_t  *ish;
 
     ish = in->sh;
@@ -784,13 +807,16 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
         }
     }
 
+    inflight = ish->inflight;
+    fails = ish->fails;
+    down_until = ish->down_until;
+
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
                    "async_task: free %V, failed:%ui, inflight:%ui, "
                    "fails:%ui, down until:%L",
-                   &in->name, failed, ish->inflight, ish->fails,
-                   ish->down_until);
+                   &in->name, failed, inflight, fails, down_until);
 }
 
 
@@ -855,6 +881,7 @@ ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
     ngx_uint_t ok, ngx_log_t *log)
 {
     ngx_int_t                           change;
+    ngx_uint_t                          fails, passes;
     ngx_http_async_task_instance_sh_t  *ish;
 
     ish = in->sh;
@@ -881,12 +908,15 @@ ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
         }
     }
 
+    fails = ish->fails;
+    passes = ish->passes;
+
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
                    "async_task health: %V %s, fails:%ui, passes:%ui, "
-                   "healthy:%ui", &in->name, ok ? "passed" : "failed",
-                   ish->fails, ish->passes, ish->healthy);
+                   "change:%i", &in->name, ok ? "passed" : "failed",
+                   fails, passes, change);
 
     return change;
 }

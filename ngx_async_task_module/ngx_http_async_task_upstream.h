@@ -34,6 +34,9 @@ ngx_http_async_task_instance_t *ngx_http_async_task_upstream_get(
 void ngx_http_async_task_upstream_slots(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_backend_t *backend, ngx_uint_t *free,
     ngx_uint_t *total);
+void ngx_http_async_task_upstream_snapshot(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_instance_sh_t *ish);
 void ngx_http_async_task_upstream_release_locked(
     ngx_http_async_task_instance_sh_t *ish);
 void ngx_http_async_task_upstream_release(ngx_http_async_task_shm_t *shm,
