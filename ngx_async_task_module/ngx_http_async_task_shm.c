@@ -19,8 +19,6 @@ static void ngx_http_async_task_shm_enlist_locked(
 static void ngx_http_async_task_shm_fill_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
     ngx_http_async_task_t *task);
-static ngx_int_t ngx_http_async_task_shm_attach(
-    ngx_http_async_task_shm_t *shm);
 static void ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_async_task_node_t *ngx_http_async_task_shm_lookup(
@@ -54,14 +52,14 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (oshm) {
         shm->sh = oshm->sh;
         shm->shpool = oshm->shpool;
-        return ngx_http_async_task_shm_attach(shm);
+        return ngx_http_async_task_upstream_attach(shm);
     }
 
     shm->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists) {
         shm->sh = shm->shpool->data;
-        return ngx_http_async_task_shm_attach(shm);
+        return ngx_http_async_task_upstream_attach(shm);
     }
 
     shm->sh = ngx_slab_calloc(shm->shpool,
@@ -94,78 +92,7 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone only costs the cache, the caller handles it */
     shm->shpool->log_nomem = 0;
 
-    return ngx_http_async_task_shm_attach(shm);
-}
-
-
-/*
- * Gives each instance of the configuration its shared record.  A reload
- * finds the records of the servers that remain by name, and with them
- * their health, so that a reload does not forget a dead instance.
- */
-
-static ngx_int_t
-ngx_http_async_task_shm_attach(ngx_http_async_task_shm_t *shm)
-{
-    ngx_int_t                           rc;
-    ngx_uint_t                          i;
-    ngx_queue_t                        *q;
-    ngx_http_async_task_instance_t     *in;
-    ngx_http_async_task_instance_sh_t  *ish;
-
-    if (shm->instances == NULL) {
-        return NGX_OK;
-    }
-
-    in = shm->instances->elts;
-    rc = NGX_OK;
-
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    for (i = 0; i < shm->instances->nelts; i++) {
-
-        for (q = ngx_queue_head(&shm->sh->instances);
-             q != ngx_queue_sentinel(&shm->sh->instances);
-             q = ngx_queue_next(q))
-        {
-            ish = ngx_queue_data(q, ngx_http_async_task_instance_sh_t, queue);
-
-            if (ish->name_len == in[i].name.len
-                && ngx_memcmp(ish->name, in[i].name.data, ish->name_len) == 0)
-            {
-                in[i].sh = ish;
-                break;
-            }
-        }
-
-        if (in[i].sh) {
-            continue;
-        }
-
-        if (in[i].name.len > sizeof(ish->name)) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        ish = ngx_slab_calloc_locked(shm->shpool,
-                                   sizeof(ngx_http_async_task_instance_sh_t));
-        if (ish == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        ngx_memcpy(ish->name, in[i].name.data, in[i].name.len);
-        ish->name_len = in[i].name.len;
-        ish->healthy = 1;
-
-        ngx_queue_insert_tail(&shm->sh->instances, &ish->queue);
-
-        in[i].sh = ish;
-    }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
-
-    return rc;
+    return ngx_http_async_task_upstream_attach(shm);
 }
 
 

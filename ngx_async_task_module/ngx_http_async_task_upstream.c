@@ -678,6 +678,78 @@ ngx_http_async_task_upstream_release_locked(
 
 
 /*
+ * Gives each instance of the configuration its shared record.  A reload
+ * finds the records of the servers that remain by name, and with them
+ * their health, so that a reload does not forget a dead instance.  Called
+ * by the zone's init, the zone being new or the old cycle's.
+ */
+
+ngx_int_t
+ngx_http_async_task_upstream_attach(ngx_http_async_task_shm_t *shm)
+{
+    ngx_int_t                           rc;
+    ngx_uint_t                          i;
+    ngx_queue_t                        *q;
+    ngx_http_async_task_instance_t     *in;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    if (shm->instances == NULL) {
+        return NGX_OK;
+    }
+
+    in = shm->instances->elts;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (i = 0; i < shm->instances->nelts; i++) {
+
+        for (q = ngx_queue_head(&shm->sh->instances);
+             q != ngx_queue_sentinel(&shm->sh->instances);
+             q = ngx_queue_next(q))
+        {
+            ish = ngx_queue_data(q, ngx_http_async_task_instance_sh_t, queue);
+
+            if (ish->name_len == in[i].name.len
+                && ngx_memcmp(ish->name, in[i].name.data, ish->name_len) == 0)
+            {
+                in[i].sh = ish;
+                break;
+            }
+        }
+
+        if (in[i].sh) {
+            continue;
+        }
+
+        if (in[i].name.len > sizeof(ish->name)) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ish = ngx_slab_calloc_locked(shm->shpool,
+                                   sizeof(ngx_http_async_task_instance_sh_t));
+        if (ish == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memcpy(ish->name, in[i].name.data, in[i].name.len);
+        ish->name_len = in[i].name.len;
+        ish->healthy = 1;
+
+        ngx_queue_insert_tail(&shm->sh->instances, &ish->queue);
+
+        in[i].sh = ish;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
  * The balancer's choice for a task, its slot taken for the whole nginx.
  */
 
