@@ -243,12 +243,8 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
             continue;
         }
 
-        ngx_shmtx_lock(&shm->shpool->mutex);
-
-        queued = shm->sh->queue[k] ? shm->sh->queue[k]->size : 0;
-        ngx_http_async_task_slots_locked(backend, &free, &total);
-
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        queued = ngx_http_async_task_shm_queued(shm, k);
+        ngx_http_async_task_upstream_slots(shm, backend, &free, &total);
 
         /*
          * Now and then a claim whatever the zone says: a task can be in
@@ -538,15 +534,8 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     user = job->task.has_user ? &job->task.user : NULL;
 
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    in = ngx_http_async_task_pick_locked(job->backend, user, avoid);
-
-    if (in) {
-        in->sh->requests++;
-    }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
+    in = ngx_http_async_task_upstream_get(shm, job->backend, user, avoid,
+                                          &job->log);
 
     if (in == NULL) {
         /* the slot went to another worker meanwhile: queue again */
@@ -565,14 +554,14 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     if (rc == NGX_DECLINED) {
         /* another process runs it: this claim is stale, let it go */
-        ngx_http_async_task_shm_release_slot(shm, in->sh);
+        ngx_http_async_task_upstream_release(shm, in->sh, &job->log);
         ngx_http_async_task_job_destroy(job);
         return;
     }
 
     if (rc == NGX_AGAIN) {
         /* no room in the zone for its node: queue again, uncharged */
-        ngx_http_async_task_shm_release_slot(shm, in->sh);
+        ngx_http_async_task_upstream_release(shm, in->sh, &job->log);
 
         if (!ngx_http_async_task_zone_full) {
             ngx_log_error(NGX_LOG_WARN, &job->log, 0,
@@ -702,8 +691,9 @@ ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
                       "stored", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
 
         if (job->instance) {
-            ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_ctx,
-                                                 job->instance->sh);
+            ngx_http_async_task_upstream_release(ngx_http_async_task_shm_ctx,
+                                                 job->instance->sh,
+                                                 &job->log);
         }
 
         ngx_http_async_task_job_destroy(job);
@@ -889,42 +879,9 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                        "async task %*s: slot of %V released",
                        NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, &in->name);
 
-        ngx_shmtx_lock(&shm->shpool->mutex);
-
-        ngx_http_async_task_release_locked(in->sh);
-
-        if (job->outcome.run != ngx_http_async_task_run_done
-            && job->outcome.result != ngx_http_async_task_client_aborted)
-        {
-            in->sh->failures++;
-        }
-
-        /*
-         * Without health checks an instance that cannot be reached rests
-         * for fail_timeout= after max_fails=, as nginx's own balancers do.
-         */
-
-        if (!job->backend->ups->health_check) {
-
-            if (job->outcome.result == ngx_http_async_task_client_refused) {
-                in->sh->fails++;
-
-                if (in->max_fails == 0) {
-                    /* no accounting asked for: a pause, not a tight loop */
-                    in->sh->down_until = ngx_http_async_task_now_ms() + 1000;
-
-                } else if (in->sh->fails >= in->max_fails) {
-                    in->sh->down_until = ngx_http_async_task_now_ms()
-                                         + in->fail_timeout;
-                }
-
-            } else if (job->outcome.result == ngx_http_async_task_client_ok)
-            {
-                in->sh->fails = 0;
-            }
-        }
-
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_upstream_free(shm, in, job->backend->ups,
+                            job->outcome.run != ngx_http_async_task_run_done,
+                            job->outcome.result, &job->log);
 
         /* with health checks, failed task requests count as failures */
 
@@ -1095,8 +1052,8 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
         ngx_queue_remove(&job->queue);
         ngx_http_async_task_client_close(&job->client);
 
-        ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_ctx,
-                                             job->instance->sh);
+        ngx_http_async_task_upstream_release(ngx_http_async_task_shm_ctx,
+                                             job->instance->sh, &job->log);
 
         ngx_http_async_task_job_destroy(job);
 
@@ -1260,7 +1217,7 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
                    job->orphan_owner, job->rc);
 
     if (job->orphaned) {
-        ngx_http_async_task_shm_release_slot(shm, job->orphaned);
+        ngx_http_async_task_upstream_release(shm, job->orphaned, ev->log);
     }
 
     if (job->rc == NGX_OK) {

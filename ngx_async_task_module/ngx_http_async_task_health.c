@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -76,8 +77,7 @@ static void
 ngx_http_async_task_health_tick(ngx_event_t *ev)
 {
     int64_t                           now;
-    ngx_uint_t                        k, i, due;
-    ngx_slab_pool_t                  *shpool;
+    ngx_uint_t                        k, i;
     ngx_http_async_task_shm_t        *shm;
     ngx_http_async_task_backend_t    *backend;
     ngx_http_async_task_instance_t   *in;
@@ -88,7 +88,6 @@ ngx_http_async_task_health_tick(ngx_event_t *ev)
     }
 
     shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
-    shpool = shm->shpool;
     now = ngx_http_async_task_cached_ms();
 
     for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
@@ -106,21 +105,10 @@ ngx_http_async_task_health_tick(ngx_event_t *ev)
                 continue;
             }
 
-            ngx_shmtx_lock(&shpool->mutex);
-
-            due = now - in->sh->last_check >= (int64_t) ups->hc_interval
-                  && (in->sh->checker == 0
-                      || now - in->sh->check_started
-                         > (int64_t) ups->hc_timeout * 2);
-
-            if (due) {
-                in->sh->checker = ngx_pid;
-                in->sh->check_started = now;
-            }
-
-            ngx_shmtx_unlock(&shpool->mutex);
-
-            if (due) {
+            if (ngx_http_async_task_upstream_check_take(shm, in, now,
+                                                        ups->hc_interval,
+                                                        ups->hc_timeout))
+            {
                 ngx_http_async_task_health_probe(in, ups);
             }
         }
@@ -209,12 +197,7 @@ ngx_http_async_task_health_done(ngx_http_async_task_client_t *hc)
           && hc->status >= 200 && hc->status < 400);
 
     if (hc->result != ngx_http_async_task_client_aborted) {
-        ngx_shmtx_lock(&shm->shpool->mutex);
-
-        in->sh->last_check = ngx_http_async_task_now_ms();
-        in->sh->checker = 0;
-
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_upstream_check_done(shm, in);
 
         ngx_http_async_task_health_report(in, ups, ok, &probe->log);
     }
@@ -224,8 +207,8 @@ ngx_http_async_task_health_done(ngx_http_async_task_client_t *hc)
 
 
 /*
- * A probe's or a task request's verdict on an instance: fails= in a row
- * take it out, passes= in a row bring it back, each change logged.
+ * A probe's or a task request's verdict on an instance: upstream.c keeps
+ * the count, each change is logged here.
  */
 
 void
@@ -240,30 +223,7 @@ ngx_http_async_task_health_report(ngx_http_async_task_instance_t *in,
     }
 
     shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
-    change = 0;
-
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    if (ok) {
-        in->sh->passes++;
-        in->sh->fails = 0;
-
-        if (!in->sh->healthy && in->sh->passes >= ups->hc_passes) {
-            in->sh->healthy = 1;
-            change = 1;
-        }
-
-    } else {
-        in->sh->fails++;
-        in->sh->passes = 0;
-
-        if (in->sh->healthy && in->sh->fails >= ups->hc_fails) {
-            in->sh->healthy = 0;
-            change = -1;
-        }
-    }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
+    change = ngx_http_async_task_upstream_verdict(shm, in, ups, ok, log);
 
     if (change) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_shm.h"
+#include "ngx_http_async_task_treap.h"
 #include "ngx_http_async_task_upstream.h"
 
 
@@ -18,8 +19,6 @@ static void ngx_http_async_task_shm_enlist_locked(
 static void ngx_http_async_task_shm_fill_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node,
     ngx_http_async_task_t *task);
-static ngx_int_t ngx_http_async_task_shm_attach(
-    ngx_http_async_task_shm_t *shm);
 static void ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_async_task_node_t *ngx_http_async_task_shm_lookup(
@@ -32,24 +31,6 @@ static void ngx_http_async_task_shm_requeue_locked(
     ngx_uint_t attempts);
 static void ngx_http_async_task_shm_delete_locked(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_node_t *node);
-
-static ngx_int_t ngx_http_async_task_queue_before(
-    ngx_http_async_task_node_t *a, ngx_http_async_task_node_t *b);
-static ngx_http_async_task_node_t *ngx_http_async_task_queue_insert(
-    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
-static ngx_http_async_task_node_t *ngx_http_async_task_queue_delete(
-    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
-static ngx_http_async_task_node_t *ngx_http_async_task_queue_merge(
-    ngx_http_async_task_node_t *a, ngx_http_async_task_node_t *b);
-static ngx_uint_t ngx_http_async_task_queue_rank(
-    ngx_http_async_task_node_t *root, ngx_http_async_task_node_t *node);
-
-
-#define ngx_http_async_task_queue_size(n)  ((n) ? (n)->size : 0)
-
-#define ngx_http_async_task_queue_update(n)                                   \
-    (n)->size = 1 + ngx_http_async_task_queue_size((n)->left)                 \
-                  + ngx_http_async_task_queue_size((n)->right)
 
 
 /*
@@ -71,14 +52,14 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (oshm) {
         shm->sh = oshm->sh;
         shm->shpool = oshm->shpool;
-        return ngx_http_async_task_shm_attach(shm);
+        return ngx_http_async_task_upstream_attach(shm);
     }
 
     shm->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (shm_zone->shm.exists) {
         shm->sh = shm->shpool->data;
-        return ngx_http_async_task_shm_attach(shm);
+        return ngx_http_async_task_upstream_attach(shm);
     }
 
     shm->sh = ngx_slab_calloc(shm->shpool,
@@ -111,78 +92,7 @@ ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone only costs the cache, the caller handles it */
     shm->shpool->log_nomem = 0;
 
-    return ngx_http_async_task_shm_attach(shm);
-}
-
-
-/*
- * Gives each instance of the configuration its shared record.  A reload
- * finds the records of the servers that remain by name, and with them
- * their health, so that a reload does not forget a dead instance.
- */
-
-static ngx_int_t
-ngx_http_async_task_shm_attach(ngx_http_async_task_shm_t *shm)
-{
-    ngx_int_t                           rc;
-    ngx_uint_t                          i;
-    ngx_queue_t                        *q;
-    ngx_http_async_task_instance_t     *in;
-    ngx_http_async_task_instance_sh_t  *ish;
-
-    if (shm->instances == NULL) {
-        return NGX_OK;
-    }
-
-    in = shm->instances->elts;
-    rc = NGX_OK;
-
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    for (i = 0; i < shm->instances->nelts; i++) {
-
-        for (q = ngx_queue_head(&shm->sh->instances);
-             q != ngx_queue_sentinel(&shm->sh->instances);
-             q = ngx_queue_next(q))
-        {
-            ish = ngx_queue_data(q, ngx_http_async_task_instance_sh_t, queue);
-
-            if (ish->name_len == in[i].name.len
-                && ngx_memcmp(ish->name, in[i].name.data, ish->name_len) == 0)
-            {
-                in[i].sh = ish;
-                break;
-            }
-        }
-
-        if (in[i].sh) {
-            continue;
-        }
-
-        if (in[i].name.len > sizeof(ish->name)) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        ish = ngx_slab_calloc_locked(shm->shpool,
-                                   sizeof(ngx_http_async_task_instance_sh_t));
-        if (ish == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        ngx_memcpy(ish->name, in[i].name.data, in[i].name.len);
-        ish->name_len = in[i].name.len;
-        ish->healthy = 1;
-
-        ngx_queue_insert_tail(&shm->sh->instances, &ish->queue);
-
-        in[i].sh = ish;
-    }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
-
-    return rc;
+    return ngx_http_async_task_upstream_attach(shm);
 }
 
 
@@ -229,6 +139,10 @@ ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm, u_char *id,
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s reserved",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
+
     return NGX_OK;
 }
 
@@ -251,6 +165,10 @@ ngx_http_async_task_shm_release(ngx_http_async_task_shm_t *shm, u_char *id)
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s reservation given back",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
 }
 
 
@@ -280,6 +198,10 @@ ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s committed",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id);
 }
 
 
@@ -354,12 +276,8 @@ ngx_http_async_task_shm_enlist_locked(ngx_http_async_task_shm_t *shm,
         sh->seed ^= sh->seed << 5;
 
         node->weight = sh->seed;
-        node->left = NULL;
-        node->right = NULL;
-        node->size = 1;
 
-        sh->queue[node->kind] =
-                ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
+        ngx_http_async_task_treap_insert(&sh->queue[node->kind], node);
     }
 
     sh->count[task->status]++;
@@ -475,7 +393,7 @@ ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
     }
 
     task->position = (node->status == NGX_HTTP_ASYNC_TASK_QUEUED)
-                     ? (ngx_int_t) ngx_http_async_task_queue_rank(
+                     ? (ngx_int_t) ngx_http_async_task_treap_rank(
                                                 sh->queue[node->kind], node)
                      : -1;
 
@@ -512,7 +430,7 @@ ngx_http_async_task_shm_live(ngx_http_async_task_shm_t *shm,
     if (node && node->status == NGX_HTTP_ASYNC_TASK_QUEUED
         && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
     {
-        task->position = ngx_http_async_task_queue_rank(sh->queue[node->kind],
+        task->position = ngx_http_async_task_treap_rank(sh->queue[node->kind],
                                                         node);
 
     } else if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING
@@ -557,6 +475,12 @@ ngx_http_async_task_shm_finish(ngx_http_async_task_shm_t *shm, u_char *id,
     sh->count[to]++;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s %V -> %V",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id,
+                   &ngx_http_async_task_statuses[from],
+                   &ngx_http_async_task_statuses[to]);
 }
 
 
@@ -615,8 +539,7 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
         ngx_http_async_task_shm_enlist_locked(shm, node, task);
 
     } else if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-        sh->queue[node->kind] =
-                ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+        ngx_http_async_task_treap_delete(&sh->queue[node->kind], node);
 
         sh->count[NGX_HTTP_ASYNC_TASK_QUEUED]--;
         sh->count[NGX_HTTP_ASYNC_TASK_RUNNING]++;
@@ -631,6 +554,11 @@ ngx_http_async_task_shm_start(ngx_http_async_task_shm_t *shm,
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s running on %*s",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
+                   instance->name_len, instance->name);
+
     return NGX_OK;
 }
 
@@ -644,17 +572,23 @@ void
 ngx_http_async_task_shm_requeue(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
+    ngx_uint_t                   found;
     ngx_http_async_task_node_t  *node;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     node = ngx_http_async_task_shm_lookup(shm->sh, id);
+    found = (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING);
 
-    if (node && node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
+    if (found) {
         ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s queued again:%ui, attempts:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id, found, attempts);
 }
 
 
@@ -671,8 +605,11 @@ void
 ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm, u_char *id,
     ngx_uint_t attempts)
 {
+    ngx_uint_t                          released;
     ngx_http_async_task_node_t         *node;
     ngx_http_async_task_instance_sh_t  *instance;
+
+    released = 0;
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
@@ -684,13 +621,18 @@ ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm, u_char *id,
         if (instance && node->owner > 0 && node->owner != ngx_pid
             && kill(node->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
         {
-            ngx_http_async_task_release_locked(instance);
+            ngx_http_async_task_upstream_release_locked(instance);
+            released = 1;
         }
 
         ngx_http_async_task_shm_requeue_locked(shm, node, attempts);
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s lease expired, slot given back:%ui",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id, released);
 }
 
 
@@ -712,12 +654,8 @@ ngx_http_async_task_shm_requeue_locked(ngx_http_async_task_shm_t *shm,
     node->instance = NULL;
     node->started_at = 0;
     node->attempts = (uint32_t) attempts;
-    node->left = NULL;
-    node->right = NULL;
-    node->size = 1;
 
-    sh->queue[node->kind] =
-            ngx_http_async_task_queue_insert(sh->queue[node->kind], node);
+    ngx_http_async_task_treap_insert(&sh->queue[node->kind], node);
 }
 
 
@@ -739,6 +677,10 @@ ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
     }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "async_task zone: %*s run dropped",
+                   NGX_HTTP_ASYNC_TASK_ID_LEN, id);
 }
 
 
@@ -834,18 +776,6 @@ ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
 }
 
 
-/* an instance's slot given back: its run is over */
-
-void
-ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_instance_sh_t *ish)
-{
-    ngx_shmtx_lock(&shm->shpool->mutex);
-    ngx_http_async_task_release_locked(ish);
-    ngx_shmtx_unlock(&shm->shpool->mutex);
-}
-
-
 /* finished tasks deleted from the store, by status */
 
 void
@@ -877,6 +807,41 @@ ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* whether a submission would find the queue full: no reservation taken */
+
+ngx_uint_t
+ngx_http_async_task_shm_full(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t max_queued)
+{
+    ngx_uint_t  full;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    full = (shm->sh->count[NGX_HTTP_ASYNC_TASK_QUEUED] + shm->sh->reserved
+            >= max_queued);
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return full;
+}
+
+
+/* how many tasks of the kind wait in the queue */
+
+ngx_uint_t
+ngx_http_async_task_shm_queued(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t kind)
+{
+    ngx_uint_t  n;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    n = ngx_http_async_task_treap_size(shm->sh->queue[kind]);
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return n;
+}
+
+
 static void
 ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_node_t *node)
@@ -886,8 +851,7 @@ ngx_http_async_task_shm_delete_locked(ngx_http_async_task_shm_t *shm,
     sh = shm->sh;
 
     if (node->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-        sh->queue[node->kind] =
-                ngx_http_async_task_queue_delete(sh->queue[node->kind], node);
+        ngx_http_async_task_treap_delete(&sh->queue[node->kind], node);
         sh->count[node->status]--;
 
     } else if (node->status == NGX_HTTP_ASYNC_TASK_RUNNING) {
@@ -984,145 +948,4 @@ ngx_http_async_task_shm_rbtree_insert(ngx_rbtree_node_t *temp,
     node->left = sentinel;
     node->right = sentinel;
     ngx_rbt_red(node);
-}
-
-
-/*
- * The queue order of the contract: higher priority first, then older,
- * then the id, which makes the order total.
- */
-
-static ngx_int_t
-ngx_http_async_task_queue_before(ngx_http_async_task_node_t *a,
-    ngx_http_async_task_node_t *b)
-{
-    if (a->priority != b->priority) {
-        return a->priority > b->priority;
-    }
-
-    if (a->created_at != b->created_at) {
-        return a->created_at < b->created_at;
-    }
-
-    return ngx_memcmp(a->id, b->id, NGX_HTTP_ASYNC_TASK_ID_LEN) < 0;
-}
-
-
-static ngx_http_async_task_node_t *
-ngx_http_async_task_queue_insert(ngx_http_async_task_node_t *root,
-    ngx_http_async_task_node_t *node)
-{
-    ngx_http_async_task_node_t  *child;
-
-    if (root == NULL) {
-        return node;
-    }
-
-    if (ngx_http_async_task_queue_before(node, root)) {
-        child = ngx_http_async_task_queue_insert(root->left, node);
-        root->left = child;
-
-        if (child->weight > root->weight) {
-            root->left = child->right;
-            ngx_http_async_task_queue_update(root);
-            child->right = root;
-            ngx_http_async_task_queue_update(child);
-            return child;
-        }
-
-    } else {
-        child = ngx_http_async_task_queue_insert(root->right, node);
-        root->right = child;
-
-        if (child->weight > root->weight) {
-            root->right = child->left;
-            ngx_http_async_task_queue_update(root);
-            child->left = root;
-            ngx_http_async_task_queue_update(child);
-            return child;
-        }
-    }
-
-    ngx_http_async_task_queue_update(root);
-
-    return root;
-}
-
-
-static ngx_http_async_task_node_t *
-ngx_http_async_task_queue_delete(ngx_http_async_task_node_t *root,
-    ngx_http_async_task_node_t *node)
-{
-    if (root == NULL) {
-        return NULL;
-    }
-
-    if (root == node) {
-        return ngx_http_async_task_queue_merge(root->left, root->right);
-    }
-
-    if (ngx_http_async_task_queue_before(node, root)) {
-        root->left = ngx_http_async_task_queue_delete(root->left, node);
-
-    } else {
-        root->right = ngx_http_async_task_queue_delete(root->right, node);
-    }
-
-    ngx_http_async_task_queue_update(root);
-
-    return root;
-}
-
-
-static ngx_http_async_task_node_t *
-ngx_http_async_task_queue_merge(ngx_http_async_task_node_t *a,
-    ngx_http_async_task_node_t *b)
-{
-    if (a == NULL) {
-        return b;
-    }
-
-    if (b == NULL) {
-        return a;
-    }
-
-    if (a->weight > b->weight) {
-        a->right = ngx_http_async_task_queue_merge(a->right, b);
-        ngx_http_async_task_queue_update(a);
-        return a;
-    }
-
-    b->left = ngx_http_async_task_queue_merge(a, b->left);
-    ngx_http_async_task_queue_update(b);
-
-    return b;
-}
-
-
-/* how many queued tasks of the kind come before this one */
-
-static ngx_uint_t
-ngx_http_async_task_queue_rank(ngx_http_async_task_node_t *root,
-    ngx_http_async_task_node_t *node)
-{
-    ngx_uint_t  rank;
-
-    rank = 0;
-
-    while (root) {
-
-        if (root == node) {
-            return rank + ngx_http_async_task_queue_size(root->left);
-        }
-
-        if (ngx_http_async_task_queue_before(node, root)) {
-            root = root->left;
-
-        } else {
-            rank += ngx_http_async_task_queue_size(root->left) + 1;
-            root = root->right;
-        }
-    }
-
-    return rank;
 }

@@ -131,12 +131,14 @@ ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
     u_char (*ids)[NGX_HTTP_ASYNC_TASK_ID_LEN], ngx_pid_t *owners,
     ngx_http_async_task_instance_sh_t **instances, ngx_uint_t n,
     ngx_uint_t *released);
-void ngx_http_async_task_shm_release_slot(ngx_http_async_task_shm_t *shm,
-    ngx_http_async_task_instance_sh_t *ish);
 void ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count);
 void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count, int64_t *started_at);
+ngx_uint_t ngx_http_async_task_shm_full(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t max_queued);
+ngx_uint_t ngx_http_async_task_shm_queued(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t kind);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_SHM_H_INCLUDED_ */

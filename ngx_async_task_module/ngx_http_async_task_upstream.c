@@ -23,6 +23,11 @@ static ngx_int_t ngx_http_async_task_ring(ngx_conf_t *cf,
     ngx_http_async_task_backend_t *backend);
 static int ngx_libc_cdecl ngx_http_async_task_point_cmp(const void *one,
     const void *two);
+static ngx_http_async_task_instance_t *ngx_http_async_task_pick_locked(
+    ngx_http_async_task_backend_t *backend, ngx_str_t *user,
+    ngx_uint_t avoid);
+static ngx_uint_t ngx_http_async_task_tier_locked(
+    ngx_http_async_task_backend_t *backend);
 static ngx_uint_t ngx_http_async_task_usable(
     ngx_http_async_task_instance_t *in, ngx_uint_t backup);
 static ngx_http_async_task_instance_t *ngx_http_async_task_pick_rr(
@@ -406,7 +411,7 @@ ngx_http_async_task_point_cmp(const void *one, const void *two)
  * only one left.  Backup instances serve when no primary one is healthy.
  */
 
-ngx_http_async_task_instance_t *
+static ngx_http_async_task_instance_t *
 ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
     ngx_str_t *user, ngx_uint_t avoid)
 {
@@ -451,7 +456,7 @@ ngx_http_async_task_pick_locked(ngx_http_async_task_backend_t *backend,
  * no primary one is up (healthy, not resting after max_fails).
  */
 
-ngx_uint_t
+static ngx_uint_t
 ngx_http_async_task_tier_locked(ngx_http_async_task_backend_t *backend)
 {
     int64_t                          now;
@@ -660,12 +665,330 @@ ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
 }
 
 
-/* a slot given back, the zone locked */
+/* a slot given back, the zone locked: for shm.c, which holds the lock */
 
 void
-ngx_http_async_task_release_locked(ngx_http_async_task_instance_sh_t *ish)
+ngx_http_async_task_upstream_release_locked(
+    ngx_http_async_task_instance_sh_t *ish)
 {
     if (ish->inflight) {
         ish->inflight--;
     }
+}
+
+
+/*
+ * Gives each instance of the configuration its shared record.  A reload
+ * finds the records of the servers that remain by name, and with them
+ * their health, so that a reload does not forget a dead instance.  Called
+ * by the zone's init, the zone being new or the old cycle's.
+ */
+
+ngx_int_t
+ngx_http_async_task_upstream_attach(ngx_http_async_task_shm_t *shm)
+{
+    ngx_int_t                           rc;
+    ngx_uint_t                          i;
+    ngx_queue_t                        *q;
+    ngx_http_async_task_instance_t     *in;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    if (shm->instances == NULL) {
+        return NGX_OK;
+    }
+
+    in = shm->instances->elts;
+    rc = NGX_OK;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (i = 0; i < shm->instances->nelts; i++) {
+
+        for (q = ngx_queue_head(&shm->sh->instances);
+             q != ngx_queue_sentinel(&shm->sh->instances);
+             q = ngx_queue_next(q))
+        {
+            ish = ngx_queue_data(q, ngx_http_async_task_instance_sh_t, queue);
+
+            if (ish->name_len == in[i].name.len
+                && ngx_memcmp(ish->name, in[i].name.data, ish->name_len) == 0)
+            {
+                in[i].sh = ish;
+                break;
+            }
+        }
+
+        if (in[i].sh) {
+            continue;
+        }
+
+        if (in[i].name.len > sizeof(ish->name)) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ish = ngx_slab_calloc_locked(shm->shpool,
+                                   sizeof(ngx_http_async_task_instance_sh_t));
+        if (ish == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memcpy(ish->name, in[i].name.data, in[i].name.len);
+        ish->name_len = in[i].name.len;
+        ish->healthy = 1;
+
+        ngx_queue_insert_tail(&shm->sh->instances, &ish->queue);
+
+        in[i].sh = ish;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * The balancer's choice for a task, its slot taken for the whole nginx.
+ */
+
+ngx_http_async_task_instance_t *
+ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend, ngx_str_t *user,
+    ngx_uint_t avoid, ngx_log_t *log)
+{
+    ngx_uint_t                       inflight;
+    ngx_http_async_task_instance_t  *in;
+
+    inflight = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    in = ngx_http_async_task_pick_locked(backend, user, avoid);
+
+    if (in) {
+        in->sh->requests++;
+        inflight = in->sh->inflight;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    if (in) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "async_task balancer: %V chosen, inflight:%ui/%ui",
+                       &in->name, inflight, in->max_conns);
+
+    } else {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "async_task balancer: no instance slot free");
+    }
+
+    return in;
+}
+
+
+/* the slots free now, and all of them, of the instances that serve */
+
+void
+ngx_http_async_task_upstream_slots(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t *free,
+    ngx_uint_t *total)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    ngx_http_async_task_slots_locked(backend, free, total);
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* a consistent copy of an instance's shared record, for the stats */
+
+void
+ngx_http_async_task_upstream_snapshot(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_http_async_task_instance_sh_t *ish)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    *ish = *in->sh;
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* a slot given back without a verdict on the instance */
+
+void
+ngx_http_async_task_upstream_release(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_sh_t *ish, ngx_log_t *log)
+{
+    ngx_uint_t  inflight;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ngx_http_async_task_upstream_release_locked(ish);
+    inflight = ish->inflight;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async_task: slot of %*s given back, inflight:%ui",
+                   ish->name_len, ish->name, inflight);
+}
+
+
+/*
+ * A run is over: its slot goes back and the instance is charged for it,
+ * as ngx_http_upstream_free_round_robin_peer() does.  Without health
+ * checks an instance that cannot be reached rests for fail_timeout=
+ * after max_fails=, as nginx's own balancers do.
+ */
+
+void
+ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups,
+    ngx_uint_t failed, ngx_http_async_task_client_e result, ngx_log_t *log)
+{
+    int64_t                             down_until;
+    ngx_uint_t                          inflight, fails;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ngx_http_async_task_upstream_release_locked(ish);
+
+    if (failed && result != ngx_http_async_task_client_aborted) {
+        ish->failures++;
+    }
+
+    if (!ups->health_check) {
+
+        if (result == ngx_http_async_task_client_refused) {
+            ish->fails++;
+
+            if (in->max_fails == 0) {
+                /* no accounting asked for: a pause, not a tight loop */
+                ish->down_until = ngx_http_async_task_now_ms() + 1000;
+
+            } else if (ish->fails >= in->max_fails) {
+                ish->down_until = ngx_http_async_task_now_ms()
+                                  + in->fail_timeout;
+            }
+
+        } else if (result == ngx_http_async_task_client_ok) {
+            ish->fails = 0;
+        }
+    }
+
+    inflight = ish->inflight;
+    fails = ish->fails;
+    down_until = ish->down_until;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async_task: free %V, failed:%ui, inflight:%ui, "
+                   "fails:%ui, down until:%L",
+                   &in->name, failed, inflight, fails, down_until);
+}
+
+
+/* whether a health probe of the instance is due, taken by us if it is */
+
+ngx_uint_t
+ngx_http_async_task_upstream_check_take(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, int64_t now, ngx_msec_t interval,
+    ngx_msec_t timeout)
+{
+    ngx_uint_t                          due;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    due = now - ish->last_check >= (int64_t) interval
+          && (ish->checker == 0
+              || now - ish->check_started > (int64_t) timeout * 2);
+
+    if (due) {
+        ish->checker = ngx_pid;
+        ish->check_started = now;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    if (due) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "async_task health: probe of %V taken", &in->name);
+    }
+
+    return due;
+}
+
+
+/* the probe is over: the next one is due interval= from now */
+
+void
+ngx_http_async_task_upstream_check_done(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    in->sh->last_check = ngx_http_async_task_now_ms();
+    in->sh->checker = 0;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/*
+ * A probe's or a task request's verdict on an instance: fails= in a row
+ * take it out, passes= in a row bring it back.  Returns 1 when it came
+ * back, -1 when it went down, 0 otherwise.
+ */
+
+ngx_int_t
+ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups,
+    ngx_uint_t ok, ngx_log_t *log)
+{
+    ngx_int_t                           change;
+    ngx_uint_t                          fails, passes;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+    change = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    if (ok) {
+        ish->passes++;
+        ish->fails = 0;
+
+        if (!ish->healthy && ish->passes >= ups->hc_passes) {
+            ish->healthy = 1;
+            change = 1;
+        }
+
+    } else {
+        ish->fails++;
+        ish->passes = 0;
+
+        if (ish->healthy && ish->fails >= ups->hc_fails) {
+            ish->healthy = 0;
+            change = -1;
+        }
+    }
+
+    fails = ish->fails;
+    passes = ish->passes;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async_task health: %V %s, fails:%ui, passes:%ui, "
+                   "change:%i", &in->name, ok ? "passed" : "failed",
+                   fails, passes, change);
+
+    return change;
 }
