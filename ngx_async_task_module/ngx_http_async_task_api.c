@@ -959,17 +959,13 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
     stats.workers = 0;
 
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
     for (i = 0; i < NGX_HTTP_ASYNC_TASK_NKINDS; i++) {
         if (amcf->backends[i].upstream) {
-            ngx_http_async_task_slots_locked(&amcf->backends[i], &free,
-                                             &slots);
+            ngx_http_async_task_upstream_slots(shm, &amcf->backends[i],
+                                               &free, &slots);
             stats.workers += slots;
         }
     }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
 
     in = amcf->instances.elts;
 
@@ -982,9 +978,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
     for (i = 0; i < stats.nbackends; i++) {
 
-        ngx_shmtx_lock(&shm->shpool->mutex);
-        ish = *in[i].sh;
-        ngx_shmtx_unlock(&shm->shpool->mutex);
+        ngx_http_async_task_upstream_snapshot(shm, &in[i], &ish);
 
         /* the name is "upstream/server" */
 

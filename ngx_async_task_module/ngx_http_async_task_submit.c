@@ -1066,20 +1066,12 @@ static ngx_uint_t
 ngx_http_async_task_submit_full(ngx_http_request_t *r)
 {
     ngx_uint_t                        full;
-    ngx_http_async_task_shm_t        *shm;
-    ngx_http_async_task_shctx_t      *sh;
     ngx_http_async_task_main_conf_t  *amcf;
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
-    shm = ngx_http_async_task_request_shm(r);
-    sh = shm->sh;
 
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    full = (sh->count[NGX_HTTP_ASYNC_TASK_QUEUED] + sh->reserved
-            >= amcf->store->max_queued);
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
+    full = ngx_http_async_task_shm_full(ngx_http_async_task_request_shm(r),
+                                        amcf->store->max_queued);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "async_task submit: queue full: %ui", full);

@@ -16,6 +16,9 @@
 #define NGX_HTTP_ASYNC_TASK_POINTS  160
 
 
+static void ngx_http_async_task_slots_locked(
+    ngx_http_async_task_backend_t *backend, ngx_uint_t *free,
+    ngx_uint_t *total);
 static ngx_int_t ngx_http_async_task_instances_add(ngx_conf_t *cf,
     ngx_http_async_task_main_conf_t *amcf,
     ngx_http_async_task_backend_t *backend, ngx_uint_t kind);
@@ -481,7 +484,7 @@ ngx_http_async_task_tier_locked(ngx_http_async_task_backend_t *backend)
 
 /* the slots free now, and all of them, of the instances that serve */
 
-void
+static void
 ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
     ngx_uint_t *free, ngx_uint_t *total)
 {

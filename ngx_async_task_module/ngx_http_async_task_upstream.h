@@ -25,9 +25,6 @@ char *ngx_http_async_task_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_async_task_init_instances(ngx_conf_t *cf,
     ngx_http_async_task_main_conf_t *amcf);
 
-void ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
-    ngx_uint_t *free, ngx_uint_t *total);
-
 ngx_int_t ngx_http_async_task_upstream_attach(ngx_http_async_task_shm_t *shm);
 ngx_http_async_task_instance_t *ngx_http_async_task_upstream_get(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_backend_t *backend,
