@@ -25,7 +25,7 @@
 #define NGX_HTTP_ASYNC_TASK_CANCELED       4
 #define NGX_HTTP_ASYNC_TASK_NSTATUSES      5
 
-#define NGX_HTTP_ASYNC_TASK_ID_LEN         36
+#define NGX_HTTP_ASYNC_TASK_ID_LEN         ((size_t) 36)
 
 /*
  * Uploads, results and the database hold users' data: only the worker
