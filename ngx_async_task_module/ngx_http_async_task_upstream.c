@@ -44,6 +44,14 @@ static ngx_http_async_task_instance_t *ngx_http_async_task_pick_hash(
     ngx_uint_t avoid);
 
 
+static ngx_conf_enum_t  ngx_http_async_task_balance_methods[] = {
+    { ngx_string("round_robin"), NGX_HTTP_ASYNC_TASK_ROUND_ROBIN },
+    { ngx_string("user_hash"), NGX_HTTP_ASYNC_TASK_USER_HASH },
+    { ngx_string("least_busy"), NGX_HTTP_ASYNC_TASK_LEAST_BUSY },
+    { ngx_null_string, 0 }
+};
+
+
 void *
 ngx_http_async_task_create_srv_conf(ngx_conf_t *cf)
 {
@@ -66,35 +74,37 @@ ngx_http_async_task_create_srv_conf(ngx_conf_t *cf)
 }
 
 
-/* async_task_balance round_robin | user_hash | least_busy; */
+/*
+ * async_task_balance round_robin | user_hash | least_busy;
+ * a table as ngx_conf_set_enum_slot() reads, with a message that names
+ * the choices
+ */
 
 char *
 ngx_http_async_task_balance(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_async_task_srv_conf_t *ascf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t         *value;
+    ngx_conf_enum_t   *m;
 
     value = cf->args->elts;
 
-    if (ngx_strcmp(value[1].data, "round_robin") == 0) {
-        ascf->balance = NGX_HTTP_ASYNC_TASK_ROUND_ROBIN;
-
-    } else if (ngx_strcmp(value[1].data, "user_hash") == 0) {
-        ascf->balance = NGX_HTTP_ASYNC_TASK_USER_HASH;
-
-    } else if (ngx_strcmp(value[1].data, "least_busy") == 0) {
-        ascf->balance = NGX_HTTP_ASYNC_TASK_LEAST_BUSY;
-
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid balancing method \"%V\", expected "
-                           "\"round_robin\", \"user_hash\" or \"least_busy\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
+    for (m = ngx_http_async_task_balance_methods; m->name.len; m++) {
+        if (m->name.len == value[1].len
+            && ngx_strcmp(m->name.data, value[1].data) == 0)
+        {
+            ascf->balance = m->value;
+            return NGX_CONF_OK;
+        }
     }
 
-    return NGX_CONF_OK;
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid balancing method \"%V\", expected "
+                       "\"round_robin\", \"user_hash\" or \"least_busy\"",
+                       &value[1]);
+
+    return NGX_CONF_ERROR;
 }
 
 
