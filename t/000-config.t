@@ -264,3 +264,17 @@ async_task store: schema migrated to version 1
 --- must_die
 --- error_log
 invalid keepalive "keepalive=many"
+
+
+
+=== TEST 24: an unknown balancing method is named, with the choices
+--- http_config
+    async_task_store @STORE@/tasks.db;
+    async_task_backend image gpu;
+    upstream gpu {
+        server 127.0.0.1:9;
+        async_task_balance random;
+    }
+--- must_die
+--- error_log
+invalid balancing method "random", expected "round_robin", "user_hash" or "least_busy"
