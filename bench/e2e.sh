@@ -58,7 +58,7 @@ http {
     access_log off;
     client_body_temp_path $dir/body;
     async_task_store $dir/data/tasks.db zone=async_task:256m
-                     thread_pool=async_task max_queued=10000000;
+                     thread_pool=async_task max_queued=500000;
     async_task_backend image gpu timeout=60s keepalive=${KEEPALIVE:-0};
     async_task_backend speech gpu timeout=60s keepalive=${KEEPALIVE:-0};
     upstream gpu {
