@@ -1138,6 +1138,8 @@ ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_job_t *job = data;
 
+    ngx_http_async_task_store_conf_t  *conf;
+
     if (ngx_array_init(&job->tasks, job->pool, 4,
                        sizeof(ngx_http_async_task_t))
         != NGX_OK)
@@ -1146,9 +1148,9 @@ ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log)
         return;
     }
 
-    job->rc = ngx_http_async_task_sqlite_driver.reclaim(
-                                    ngx_http_async_task_amcf->store,
-                                    job->pool, &job->tasks, log);
+    conf = ngx_http_async_task_amcf->store;
+
+    job->rc = conf->driver->reclaim(conf, job->pool, &job->tasks, log);
 }
 
 
@@ -1187,15 +1189,16 @@ ngx_http_async_task_recover_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_job_t *job = data;
 
-    ngx_str_t  owner;
-    u_char     text[NGX_INT64_LEN + 4];
+    ngx_str_t                          owner;
+    ngx_http_async_task_store_conf_t  *conf;
+    u_char                             text[NGX_INT64_LEN + 4];
 
     owner.data = text;
     owner.len = ngx_sprintf(text, "pid:%P", job->orphan_owner) - text;
 
-    job->rc = ngx_http_async_task_sqlite_driver.recover(
-                                    ngx_http_async_task_amcf->store,
-                                    job->task.id, &owner, job->pool,
+    conf = ngx_http_async_task_amcf->store;
+
+    job->rc = conf->driver->recover(conf, job->task.id, &owner, job->pool,
                                     &job->task, log);
 }
 
@@ -1276,8 +1279,7 @@ ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
 
     conf = ngx_http_async_task_amcf->store;
 
-    ngx_http_async_task_expire_rc = ngx_http_async_task_sqlite_driver.expire(
-                                 conf,
+    ngx_http_async_task_expire_rc = conf->driver->expire(conf,
                                  ngx_http_async_task_now_ms()
                                  - (int64_t) conf->retention * 1000,
                                  64, ngx_http_async_task_expired, log);

@@ -390,6 +390,9 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the only driver so far; the one place that names it */
+    store->driver = &ngx_http_async_task_sqlite_driver;
+
     value = cf->args->elts;
 
     store->path = value[1];
@@ -796,7 +799,7 @@ ngx_http_async_task_init_module(ngx_cycle_t *cycle)
     rc = ngx_http_async_task_prepare_paths(cycle, store);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_async_task_sqlite_driver.init(store,
+        rc = store->driver->init(store,
                                       store->shm_zone->data,
                                       ngx_is_init_cycle(cycle->old_cycle),
                                       cycle->log);
@@ -1137,5 +1140,12 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_async_task_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_async_task_sqlite_driver.exit();
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_async_task_module);
+
+    if (amcf && amcf->store) {
+        amcf->store->driver->exit();
+    }
 }

@@ -258,7 +258,7 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
     ngx_http_async_task_store_driver_t  *driver;
 
     conf = ngx_http_async_task_store_conf();
-    driver = &ngx_http_async_task_sqlite_driver;
+    driver = conf->driver;
 
     switch (op->type) {
 
@@ -347,8 +347,7 @@ ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
-    ngx_http_async_task_sqlite_driver.write(batch->conf, batch->ops,
-                                            batch->n, log);
+    batch->conf->driver->write(batch->conf, batch->ops, batch->n, log);
 }
 
 
@@ -430,8 +429,8 @@ ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_maintain_t *maintain = data;
 
-    maintain->rc = ngx_http_async_task_sqlite_driver.maintain(maintain->conf,
-                                                          maintain->idle, log);
+    maintain->rc = maintain->conf->driver->maintain(maintain->conf,
+                                                    maintain->idle, log);
 }
 
 

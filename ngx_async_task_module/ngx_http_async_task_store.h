@@ -36,7 +36,7 @@ typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
  * state that allows it), NGX_ERROR (the store cannot be used now).
  */
 
-typedef struct {
+struct ngx_http_async_task_store_driver_s {
     /*
      * In the master: the schema, then the live tasks into a new zone.  At
      * a fresh start ("fresh") nothing runs, so RUNNING tasks queue again.
@@ -96,7 +96,7 @@ typedef struct {
 
     /* at worker exit, in the main thread, once the pool threads are gone */
     void       (*exit)(void);
-} ngx_http_async_task_store_driver_t;
+};
 
 
 typedef void (*ngx_http_async_task_op_handler_pt)(ngx_http_async_task_op_t *op);
