@@ -43,9 +43,6 @@
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 
 
-typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
-
-
 typedef struct {
     ngx_queue_t                        queue;      /* this worker's runs */
     ngx_pool_t                        *pool;
@@ -130,7 +127,6 @@ static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
 static ngx_uint_t       ngx_http_async_task_expired[
                                               NGX_HTTP_ASYNC_TASK_NSTATUSES];
 static ngx_int_t        ngx_http_async_task_expire_rc;
-static ngx_thread_task_t  *ngx_http_async_task_expire_task;
 
 
 ngx_int_t
@@ -187,18 +183,6 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     interval = (ngx_msec_t) ngx_min(amcf->store->retention * 1000 / 2, 60000);
     ngx_add_timer(&ngx_http_async_task_expire_event,
                   ngx_max(interval, 1000));
-
-    ngx_http_async_task_expire_task = ngx_thread_task_alloc(cycle->pool, 0);
-    if (ngx_http_async_task_expire_task == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_async_task_expire_task->handler =
-                                        ngx_http_async_task_expire_thread;
-    ngx_http_async_task_expire_task->event.handler =
-                                        ngx_http_async_task_expire_done;
-    ngx_http_async_task_expire_task->event.log = cycle->log;
-    ngx_http_async_task_expire_task->event.data = amcf;
 
     ngx_post_event(&ngx_http_async_task_dispatch_event, &ngx_posted_events);
 
@@ -332,21 +316,8 @@ static ngx_int_t
 ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
     ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done)
 {
-    ngx_thread_task_t  *task;
-
-    task = ngx_thread_task_alloc(job->pool, 0);
-    if (task == NULL) {
-        return NGX_ERROR;
-    }
-
-    task->ctx = job;
-    task->handler = handler;
-    task->event.handler = done;
-    task->event.data = job;
-    task->event.log = &job->log;
-
-    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
-                             task)
+    if (ngx_http_async_task_store_post(job->pool, &job->log, handler, done,
+                                       job)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1252,6 +1223,8 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
 static void
 ngx_http_async_task_expire(ngx_event_t *ev)
 {
+    ngx_http_async_task_job_t  *job;
+
     if (ngx_exiting || ngx_terminate || ngx_http_async_task_expiring) {
         return;
     }
@@ -1259,16 +1232,23 @@ ngx_http_async_task_expire(ngx_event_t *ev)
     ngx_memzero(ngx_http_async_task_expired,
                 sizeof(ngx_http_async_task_expired));
 
-    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
-                             ngx_http_async_task_expire_task)
-        != NGX_OK)
+    job = ngx_http_async_task_job_create(0);
+
+    if (job == NULL
+        || ngx_http_async_task_job_post(job,
+                                        ngx_http_async_task_expire_thread,
+                                        ngx_http_async_task_expire_done)
+           != NGX_OK)
     {
+        if (job) {
+            ngx_http_async_task_job_destroy(job);
+        }
+
         ngx_add_timer(ev, 1000);
         return;
     }
 
     ngx_http_async_task_expiring = 1;
-    ngx_http_async_task_hold();
 }
 
 
@@ -1294,6 +1274,9 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
     ngx_http_async_task_threads--;
     ngx_http_async_task_expiring = 0;
 
+    /* the event is in the job's pool */
+    ngx_http_async_task_job_destroy(ev->data);
+
     ngx_http_async_task_shm_forget(ngx_http_async_task_shm_ctx,
                                    ngx_http_async_task_expired);
 
@@ -1302,7 +1285,7 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
     }
 
     if (ngx_http_async_task_expire_rc > 0) {
-        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "async_task: %i finished tasks expired",
                       ngx_http_async_task_expire_rc);
     }

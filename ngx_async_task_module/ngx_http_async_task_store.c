@@ -32,6 +32,13 @@ typedef struct {
 
 
 typedef struct {
+    ngx_http_async_task_thread_pt      handler;
+    ngx_event_handler_pt               done;
+    void                              *data;
+} ngx_http_async_task_post_t;
+
+
+typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
     ngx_uint_t                         idle;
     ngx_int_t                          rc;
@@ -39,6 +46,8 @@ typedef struct {
 
 
 static void ngx_http_async_task_ops_hold(void);
+static void ngx_http_async_task_post_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_post_done(ngx_event_t *ev);
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
@@ -187,9 +196,6 @@ ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op)
 ngx_int_t
 ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
 {
-    ngx_thread_task_t                 *task;
-    ngx_http_async_task_store_conf_t  *conf;
-
     if (op->type == ngx_http_async_task_op_insert
         || op->type == ngx_http_async_task_op_complete
         || op->type == ngx_http_async_task_op_claim)
@@ -205,18 +211,44 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
         return NGX_OK;
     }
 
+    return ngx_http_async_task_store_post(op->pool, op->log,
+                                          ngx_http_async_task_op_thread,
+                                          ngx_http_async_task_op_done, op);
+}
+
+
+/*
+ * The one way work goes to the store's thread pool: "handler" runs there
+ * with "data", then "done" from the event loop with the event's data set
+ * to "data".  The thread task is allocated from "pool".  Until "done" has
+ * run, the guard keeps an exiting worker.
+ */
+
+ngx_int_t
+ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done,
+    void *data)
+{
+    ngx_thread_task_t                 *task;
+    ngx_http_async_task_post_t        *post;
+    ngx_http_async_task_store_conf_t  *conf;
+
     conf = ngx_http_async_task_store_conf();
 
-    task = ngx_thread_task_alloc(op->pool, 0);
+    task = ngx_thread_task_alloc(pool, sizeof(ngx_http_async_task_post_t));
     if (task == NULL) {
         return NGX_ERROR;
     }
 
-    task->ctx = op;
-    task->handler = ngx_http_async_task_op_thread;
-    task->event.handler = ngx_http_async_task_op_done;
-    task->event.data = op;
-    task->event.log = op->log;
+    post = task->ctx;
+    post->handler = handler;
+    post->done = done;
+    post->data = data;
+
+    task->handler = ngx_http_async_task_post_thread;
+    task->event.handler = ngx_http_async_task_post_done;
+    task->event.data = post;
+    task->event.log = log;
 
     if (ngx_thread_task_post(conf->thread_pool, task) != NGX_OK) {
         return NGX_ERROR;
@@ -225,6 +257,27 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
     ngx_http_async_task_ops_hold();
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_post_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_post_t  *post = data;
+
+    post->handler(post->data, log);
+}
+
+
+static void
+ngx_http_async_task_post_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_post_t  *post = ev->data;
+
+    ngx_http_async_task_ops--;
+
+    ev->data = post->data;
+    post->done(ev);
 }
 
 
@@ -293,8 +346,6 @@ static void
 ngx_http_async_task_op_done(ngx_event_t *ev)
 {
     ngx_http_async_task_op_t  *op = ev->data;
-
-    ngx_http_async_task_ops--;
 
     op->handler(op);
 }

@@ -100,6 +100,7 @@ struct ngx_http_async_task_store_driver_s {
 
 
 typedef void (*ngx_http_async_task_op_handler_pt)(ngx_http_async_task_op_t *op);
+typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
 
 typedef enum {
     ngx_http_async_task_op_insert = 0,
@@ -144,6 +145,9 @@ ngx_http_async_task_op_t *ngx_http_async_task_op_create(ngx_log_t *log,
     ngx_http_async_task_op_e type);
 ngx_int_t ngx_http_async_task_op_post(ngx_http_async_task_op_t *op);
 void ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op);
+ngx_int_t ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done,
+    void *data);
 
 ngx_int_t ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf);
