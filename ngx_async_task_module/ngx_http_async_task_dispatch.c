@@ -123,7 +123,8 @@ static ngx_uint_t       ngx_http_async_task_ticks;
 static ngx_uint_t       ngx_http_async_task_runs;
 static ngx_uint_t       ngx_http_async_task_zone_full;
 static ngx_str_t        ngx_http_async_task_owner;
-static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
+static u_char           ngx_http_async_task_owner_text[
+                                              NGX_HTTP_ASYNC_TASK_LEASE_LEN];
 static ngx_uint_t       ngx_http_async_task_expired[
                                               NGX_HTTP_ASYNC_TASK_NSTATUSES];
 static ngx_int_t        ngx_http_async_task_expire_rc;
@@ -146,9 +147,7 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     /* the lease owner: this process */
 
     ngx_http_async_task_owner.data = ngx_http_async_task_owner_text;
-    ngx_http_async_task_owner.len = ngx_sprintf(ngx_http_async_task_owner_text,
-                                                "pid:%P", ngx_pid)
-                                    - ngx_http_async_task_owner_text;
+    ngx_http_async_task_util_lease(&ngx_http_async_task_owner, ngx_pid);
 
     /* debug logging takes an event's data for a connection's: not NULL */
 
@@ -1162,10 +1161,10 @@ ngx_http_async_task_recover_thread(void *data, ngx_log_t *log)
 
     ngx_str_t                          owner;
     ngx_http_async_task_store_conf_t  *conf;
-    u_char                             text[NGX_INT64_LEN + 4];
+    u_char                             text[NGX_HTTP_ASYNC_TASK_LEASE_LEN];
 
     owner.data = text;
-    owner.len = ngx_sprintf(text, "pid:%P", job->orphan_owner) - text;
+    ngx_http_async_task_util_lease(&owner, job->orphan_owner);
 
     conf = ngx_http_async_task_amcf->store;
 

@@ -303,8 +303,9 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
 
         owner = (u_char *) sqlite3_column_text(stmt, 14);
 
-        if (owner && ngx_strncmp(owner, "pid:", 4) == 0) {
-            task.owner = ngx_atoi(owner + 4, ngx_strlen(owner + 4));
+        if (owner) {
+            task.owner = ngx_http_async_task_util_lease_pid(owner,
+                                                    ngx_strlen(owner));
         }
 
         if (ngx_http_async_task_shm_load(shm, &task) != NGX_OK) {
