@@ -54,6 +54,7 @@ typedef struct {
     ngx_http_async_task_instance_sh_t *orphaned;   /* recovered runs */
     ngx_pid_t                          orphan_owner;
     ngx_array_t                        tasks;      /* reclaimed */
+    ngx_array_t                        files;      /* expired */
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
 
@@ -1254,14 +1255,34 @@ ngx_http_async_task_expire(ngx_event_t *ev)
 static void
 ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
 {
+    ngx_http_async_task_job_t *job = data;
+
+    ngx_str_t                         *files;
+    ngx_uint_t                         i;
     ngx_http_async_task_store_conf_t  *conf;
 
     conf = ngx_http_async_task_amcf->store;
 
+    if (ngx_array_init(&job->files, job->pool, 64, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        ngx_http_async_task_expire_rc = NGX_ERROR;
+        return;
+    }
+
     ngx_http_async_task_expire_rc = conf->driver->expire(conf,
                                  ngx_http_async_task_now_ms()
                                  - (int64_t) conf->retention * 1000,
-                                 64, ngx_http_async_task_expired, log);
+                                 64, ngx_http_async_task_expired,
+                                 &job->files, log);
+
+    /* the rows are gone: now their files */
+
+    files = job->files.elts;
+
+    for (i = 0; i < job->files.nelts; i++) {
+        ngx_http_async_task_upload_remove(conf, &files[i], log);
+    }
 }
 
 

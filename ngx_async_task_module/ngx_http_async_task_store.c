@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upload.h"
 
 
 /*
@@ -334,6 +335,13 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
     case ngx_http_async_task_op_finish:
         op->rc = driver->finish(conf, op->task.id, op->filter.user, op->from,
                                 &op->task, op->pool, log);
+
+        /* the task will not run: its input is of no more use */
+
+        if (op->rc == NGX_OK && op->task.file.len) {
+            ngx_http_async_task_upload_remove(conf, &op->task.file, log);
+        }
+
         break;
 
     default:

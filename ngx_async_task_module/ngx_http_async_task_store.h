@@ -62,7 +62,10 @@ struct ngx_http_async_task_store_driver_s {
                        ngx_http_async_task_filter_t *filter,
                        ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log);
 
-    /* a task to a final status, if it is in one of "from" (a bit mask) */
+    /*
+     * a task to a final status, if it is in one of "from" (a bit mask);
+     * the caller removes the task's file, of no more use
+     */
     ngx_int_t  (*finish)(ngx_http_async_task_store_conf_t *conf, u_char *id,
                          ngx_str_t *user, ngx_uint_t from,
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
@@ -82,10 +85,13 @@ struct ngx_http_async_task_store_driver_s {
                           ngx_pool_t *pool, ngx_array_t *tasks,
                           ngx_log_t *log);
 
-    /* retention: returns how many finished tasks went, or NGX_ERROR */
+    /*
+     * retention: returns how many finished tasks went, or NGX_ERROR; the
+     * files they leave behind into "files" (ngx_str_t), for the caller
+     */
     ngx_int_t  (*expire)(ngx_http_async_task_store_conf_t *conf,
                          int64_t before, ngx_uint_t n, ngx_uint_t *count,
-                         ngx_log_t *log);
+                         ngx_array_t *files, ngx_log_t *log);
 
     /*
      * periodic housekeeping, from a timer: "idle" when the worker wrote

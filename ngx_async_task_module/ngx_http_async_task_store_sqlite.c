@@ -93,7 +93,7 @@ static ngx_int_t ngx_http_async_task_sqlite_reclaim(
     ngx_array_t *tasks, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_expire(
     ngx_http_async_task_store_conf_t *conf, int64_t before, ngx_uint_t n,
-    ngx_uint_t *count, ngx_log_t *log);
+    ngx_uint_t *count, ngx_array_t *files, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_bind_str(sqlite3_stmt *stmt, int col,
     ngx_str_t *value);
 static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
@@ -693,12 +693,6 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
-    /* the task will not run: its input is of no more use */
-
-    if (row.file.len) {
-        ngx_http_async_task_upload_remove(conf, &row.file, log);
-    }
-
     row.position = -1;
     *task = row;
 
@@ -905,22 +899,22 @@ ngx_http_async_task_sqlite_reclaim(ngx_http_async_task_store_conf_t *conf,
 
 
 /*
- * Retention: up to n finished tasks older than "before" go, with their
- * files; count[] gets how many of each status went.
+ * Retention: up to n finished tasks older than "before" go; count[] gets
+ * how many of each status went, "files" the files they leave behind.
  */
 
 static ngx_int_t
 ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
-    int64_t before, ngx_uint_t n, ngx_uint_t *count, ngx_log_t *log)
+    int64_t before, ngx_uint_t n, ngx_uint_t *count, ngx_array_t *files,
+    ngx_log_t *log)
 {
     int                            rc;
+    size_t                         len;
     ngx_int_t                      status;
-    ngx_str_t                      text, file;
+    ngx_str_t                      text, *file;
     ngx_uint_t                     i, found;
     ngx_http_async_task_sqlite_t  *sq;
     u_char                         ids[64][NGX_HTTP_ASYNC_TASK_ID_LEN];
-    u_char                         files[64][NGX_HTTP_ASYNC_TASK_ID_LEN + 8];
-    size_t                         lens[64];
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
     if (sq == NULL) {
@@ -955,14 +949,24 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
             count[status]++;
         }
 
-        lens[found] = sqlite3_column_bytes(sq->expired, 2);
+        len = sqlite3_column_bytes(sq->expired, 2);
 
-        if (lens[found] > sizeof(files[0])) {
-            lens[found] = 0;
+        if (len && len <= NGX_HTTP_ASYNC_TASK_ID_LEN + 8) {
+            file = ngx_array_push(files);
+            if (file == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+
+            file->data = ngx_pnalloc(files->pool, len);
+            if (file->data == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+
+            ngx_memcpy(file->data, sqlite3_column_text(sq->expired, 2), len);
+            file->len = len;
         }
-
-        ngx_memcpy(files[found], sqlite3_column_text(sq->expired, 2),
-                   lens[found]);
 
         found++;
     }
@@ -971,8 +975,7 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
     sqlite3_clear_bindings(sq->expired);
 
     if (rc != SQLITE_DONE) {
-        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        return NGX_ERROR;
+        goto failed;
     }
 
     for (i = 0; i < found; i++) {
@@ -980,27 +983,24 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
                           NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
 
         if (ngx_http_async_task_sqlite_step(sq, sq->remove, log) != NGX_OK) {
-            (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-            return NGX_ERROR;
+            goto failed;
         }
     }
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
-        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        return NGX_ERROR;
-    }
-
-    /* the rows are gone: now their files */
-
-    for (i = 0; i < found; i++) {
-        if (lens[i]) {
-            file.data = files[i];
-            file.len = lens[i];
-            ngx_http_async_task_upload_remove(conf, &file, log);
-        }
+        goto failed;
     }
 
     return found;
+
+failed:
+
+    /* nothing went: the files stay */
+
+    (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+    files->nelts = 0;
+
+    return NGX_ERROR;
 }
 
 
