@@ -28,6 +28,15 @@ typedef struct {
 typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
 
 
+/* where init puts what the store holds, for the zone */
+
+typedef struct {
+    ngx_int_t  (*task)(void *data, ngx_http_async_task_t *task); /* live */
+    void       (*count)(void *data, ngx_uint_t status, ngx_uint_t n);
+    void        *data;
+} ngx_http_async_task_loader_t;
+
+
 /*
  * The store, as the rest of the module sees it: a narrow set of calls,
  * each run on the thread pool.  SQLite is the embedded driver; a
@@ -38,12 +47,14 @@ typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
 
 struct ngx_http_async_task_store_driver_s {
     /*
-     * In the master: the schema, then the live tasks into a new zone.  At
-     * a fresh start ("fresh") nothing runs, so RUNNING tasks queue again.
+     * In the master: the schema, then, unless "loader" is NULL, each live
+     * task and the count of finished ones of each status to the loader.
+     * At a fresh start ("fresh") nothing runs, so RUNNING tasks queue
+     * again.
      */
     ngx_int_t  (*init)(ngx_http_async_task_store_conf_t *conf,
-                       ngx_http_async_task_shm_t *shm, ngx_uint_t fresh,
-                       ngx_log_t *log);
+                       ngx_http_async_task_loader_t *loader,
+                       ngx_uint_t fresh, ngx_log_t *log);
 
     /*
      * The batched writes, in one transaction: new tasks (op_insert), the

@@ -64,8 +64,8 @@ struct ngx_http_async_task_sqlite_s {
 
 
 static ngx_int_t ngx_http_async_task_sqlite_init(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_shm_t *shm,
-    ngx_uint_t fresh, ngx_log_t *log);
+    ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_write(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
@@ -121,7 +121,7 @@ static sqlite3 *ngx_http_async_task_sqlite_open(
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
     ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_load(sqlite3 *db,
-    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log);
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt,
     ngx_pool_t *pool, ngx_http_async_task_t *task);
 static ngx_int_t ngx_http_async_task_sqlite_text(sqlite3_stmt *stmt,
@@ -164,12 +164,13 @@ static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
 
 /*
  * Called in the master at start and at each reload: brings the schema up
- * to date, and fills a fresh zone with the tasks that are still live.
+ * to date, and gives the loader (for a new zone) the tasks that are still
+ * live and the counts of the finished ones.
  */
 
 static ngx_int_t
 ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log)
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log)
 {
     sqlite3    *db;
     ngx_int_t   rc;
@@ -181,8 +182,8 @@ ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
 
     rc = ngx_http_async_task_sqlite_migrate(db, log);
 
-    if (rc == NGX_OK && !shm->sh->loaded) {
-        rc = ngx_http_async_task_sqlite_load(db, shm, fresh, log);
+    if (rc == NGX_OK && loader) {
+        rc = ngx_http_async_task_sqlite_load(db, loader, fresh, log);
     }
 
     sqlite3_close(db);
@@ -247,8 +248,8 @@ ngx_http_async_task_sqlite_migrate(sqlite3 *db, ngx_log_t *log)
 
 
 static ngx_int_t
-ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
-    ngx_uint_t fresh, ngx_log_t *log)
+ngx_http_async_task_sqlite_load(sqlite3 *db,
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log)
 {
     int                     rc;
     u_char                 *owner;
@@ -308,7 +309,7 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
                                                     ngx_strlen(owner));
         }
 
-        if (ngx_http_async_task_shm_load(shm, &task) != NGX_OK) {
+        if (loader->task(loader->data, &task) != NGX_OK) {
             ngx_log_error(NGX_LOG_EMERG, log, 0,
                           "async_task zone is too small for the live "
                           "tasks of the store: %ui fit", n);
@@ -348,7 +349,8 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
         status = ngx_http_async_task_status_index(&name);
 
         if (status != NGX_ERROR) {
-            shm->sh->count[status] = sqlite3_column_int64(stmt, 1);
+            loader->count(loader->data, status,
+                          (ngx_uint_t) sqlite3_column_int64(stmt, 1));
         }
     }
 
@@ -358,8 +360,6 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
 
     sqlite3_finalize(stmt);
     ngx_destroy_pool(pool);
-
-    shm->sh->loaded = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "async_task store: %ui live tasks loaded", n);
