@@ -43,9 +43,6 @@
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 
 
-typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
-
-
 typedef struct {
     ngx_queue_t                        queue;      /* this worker's runs */
     ngx_pool_t                        *pool;
@@ -57,6 +54,7 @@ typedef struct {
     ngx_http_async_task_instance_sh_t *orphaned;   /* recovered runs */
     ngx_pid_t                          orphan_owner;
     ngx_array_t                        tasks;      /* reclaimed */
+    ngx_array_t                        files;      /* expired */
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
 
@@ -126,11 +124,11 @@ static ngx_uint_t       ngx_http_async_task_ticks;
 static ngx_uint_t       ngx_http_async_task_runs;
 static ngx_uint_t       ngx_http_async_task_zone_full;
 static ngx_str_t        ngx_http_async_task_owner;
-static u_char           ngx_http_async_task_owner_text[NGX_INT64_LEN + 4];
+static u_char           ngx_http_async_task_owner_text[
+                                              NGX_HTTP_ASYNC_TASK_LEASE_LEN];
 static ngx_uint_t       ngx_http_async_task_expired[
                                               NGX_HTTP_ASYNC_TASK_NSTATUSES];
 static ngx_int_t        ngx_http_async_task_expire_rc;
-static ngx_thread_task_t  *ngx_http_async_task_expire_task;
 
 
 ngx_int_t
@@ -150,9 +148,7 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     /* the lease owner: this process */
 
     ngx_http_async_task_owner.data = ngx_http_async_task_owner_text;
-    ngx_http_async_task_owner.len = ngx_sprintf(ngx_http_async_task_owner_text,
-                                                "pid:%P", ngx_pid)
-                                    - ngx_http_async_task_owner_text;
+    ngx_http_async_task_util_lease(&ngx_http_async_task_owner, ngx_pid);
 
     /* debug logging takes an event's data for a connection's: not NULL */
 
@@ -187,18 +183,6 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     interval = (ngx_msec_t) ngx_min(amcf->store->retention * 1000 / 2, 60000);
     ngx_add_timer(&ngx_http_async_task_expire_event,
                   ngx_max(interval, 1000));
-
-    ngx_http_async_task_expire_task = ngx_thread_task_alloc(cycle->pool, 0);
-    if (ngx_http_async_task_expire_task == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_http_async_task_expire_task->handler =
-                                        ngx_http_async_task_expire_thread;
-    ngx_http_async_task_expire_task->event.handler =
-                                        ngx_http_async_task_expire_done;
-    ngx_http_async_task_expire_task->event.log = cycle->log;
-    ngx_http_async_task_expire_task->event.data = amcf;
 
     ngx_post_event(&ngx_http_async_task_dispatch_event, &ngx_posted_events);
 
@@ -332,21 +316,8 @@ static ngx_int_t
 ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
     ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done)
 {
-    ngx_thread_task_t  *task;
-
-    task = ngx_thread_task_alloc(job->pool, 0);
-    if (task == NULL) {
-        return NGX_ERROR;
-    }
-
-    task->ctx = job;
-    task->handler = handler;
-    task->event.handler = done;
-    task->event.data = job;
-    task->event.log = &job->log;
-
-    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
-                             task)
+    if (ngx_http_async_task_store_post(job->pool, &job->log, handler, done,
+                                       job)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1138,6 +1109,8 @@ ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_job_t *job = data;
 
+    ngx_http_async_task_store_conf_t  *conf;
+
     if (ngx_array_init(&job->tasks, job->pool, 4,
                        sizeof(ngx_http_async_task_t))
         != NGX_OK)
@@ -1146,9 +1119,9 @@ ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log)
         return;
     }
 
-    job->rc = ngx_http_async_task_sqlite_driver.reclaim(
-                                    ngx_http_async_task_amcf->store,
-                                    job->pool, &job->tasks, log);
+    conf = ngx_http_async_task_amcf->store;
+
+    job->rc = conf->driver->reclaim(conf, job->pool, &job->tasks, log);
 }
 
 
@@ -1187,15 +1160,16 @@ ngx_http_async_task_recover_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_job_t *job = data;
 
-    ngx_str_t  owner;
-    u_char     text[NGX_INT64_LEN + 4];
+    ngx_str_t                          owner;
+    ngx_http_async_task_store_conf_t  *conf;
+    u_char                             text[NGX_HTTP_ASYNC_TASK_LEASE_LEN];
 
     owner.data = text;
-    owner.len = ngx_sprintf(text, "pid:%P", job->orphan_owner) - text;
+    ngx_http_async_task_util_lease(&owner, job->orphan_owner);
 
-    job->rc = ngx_http_async_task_sqlite_driver.recover(
-                                    ngx_http_async_task_amcf->store,
-                                    job->task.id, &owner, job->pool,
+    conf = ngx_http_async_task_amcf->store;
+
+    job->rc = conf->driver->recover(conf, job->task.id, &owner, job->pool,
                                     &job->task, log);
 }
 
@@ -1249,6 +1223,8 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
 static void
 ngx_http_async_task_expire(ngx_event_t *ev)
 {
+    ngx_http_async_task_job_t  *job;
+
     if (ngx_exiting || ngx_terminate || ngx_http_async_task_expiring) {
         return;
     }
@@ -1256,31 +1232,57 @@ ngx_http_async_task_expire(ngx_event_t *ev)
     ngx_memzero(ngx_http_async_task_expired,
                 sizeof(ngx_http_async_task_expired));
 
-    if (ngx_thread_task_post(ngx_http_async_task_amcf->store->thread_pool,
-                             ngx_http_async_task_expire_task)
-        != NGX_OK)
+    job = ngx_http_async_task_job_create(0);
+
+    if (job == NULL
+        || ngx_http_async_task_job_post(job,
+                                        ngx_http_async_task_expire_thread,
+                                        ngx_http_async_task_expire_done)
+           != NGX_OK)
     {
+        if (job) {
+            ngx_http_async_task_job_destroy(job);
+        }
+
         ngx_add_timer(ev, 1000);
         return;
     }
 
     ngx_http_async_task_expiring = 1;
-    ngx_http_async_task_hold();
 }
 
 
 static void
 ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
 {
+    ngx_http_async_task_job_t *job = data;
+
+    ngx_str_t                         *files;
+    ngx_uint_t                         i;
     ngx_http_async_task_store_conf_t  *conf;
 
     conf = ngx_http_async_task_amcf->store;
 
-    ngx_http_async_task_expire_rc = ngx_http_async_task_sqlite_driver.expire(
-                                 conf,
+    if (ngx_array_init(&job->files, job->pool, 64, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        ngx_http_async_task_expire_rc = NGX_ERROR;
+        return;
+    }
+
+    ngx_http_async_task_expire_rc = conf->driver->expire(conf,
                                  ngx_http_async_task_now_ms()
                                  - (int64_t) conf->retention * 1000,
-                                 64, ngx_http_async_task_expired, log);
+                                 64, ngx_http_async_task_expired,
+                                 &job->files, log);
+
+    /* the rows are gone: now their files */
+
+    files = job->files.elts;
+
+    for (i = 0; i < job->files.nelts; i++) {
+        ngx_http_async_task_upload_remove(conf, &files[i], log);
+    }
 }
 
 
@@ -1292,6 +1294,9 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
     ngx_http_async_task_threads--;
     ngx_http_async_task_expiring = 0;
 
+    /* the event is in the job's pool */
+    ngx_http_async_task_job_destroy(ev->data);
+
     ngx_http_async_task_shm_forget(ngx_http_async_task_shm_ctx,
                                    ngx_http_async_task_expired);
 
@@ -1300,7 +1305,7 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
     }
 
     if (ngx_http_async_task_expire_rc > 0) {
-        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "async_task: %i finished tasks expired",
                       ngx_http_async_task_expire_rc);
     }

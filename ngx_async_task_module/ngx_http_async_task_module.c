@@ -54,6 +54,10 @@ static ngx_int_t ngx_http_async_task_check_zone(ngx_conf_t *cf,
 static size_t ngx_http_async_task_slot_size(size_t size);
 
 static ngx_int_t ngx_http_async_task_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_async_task_load_task(void *data,
+    ngx_http_async_task_t *task);
+static void ngx_http_async_task_load_count(void *data, ngx_uint_t status,
+    ngx_uint_t n);
 static ngx_int_t ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *store);
 static ngx_int_t ngx_http_async_task_create_dirs(ngx_cycle_t *cycle,
@@ -389,6 +393,9 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (store == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    /* the only driver so far; the one place that names it */
+    store->driver = &ngx_http_async_task_sqlite_driver;
 
     value = cf->args->elts;
 
@@ -781,6 +788,8 @@ static ngx_int_t
 ngx_http_async_task_init_module(ngx_cycle_t *cycle)
 {
     ngx_int_t                          rc;
+    ngx_http_async_task_shm_t         *shm;
+    ngx_http_async_task_loader_t       loader, *load;
     ngx_http_async_task_store_conf_t  *store;
     ngx_http_async_task_main_conf_t   *amcf;
 
@@ -792,14 +801,26 @@ ngx_http_async_task_init_module(ngx_cycle_t *cycle)
     }
 
     store = amcf->store;
+    shm = store->shm_zone->data;
+
+    /* a zone kept from the last cycle has the tasks already */
+
+    loader.task = ngx_http_async_task_load_task;
+    loader.count = ngx_http_async_task_load_count;
+    loader.data = shm;
+
+    load = ngx_http_async_task_shm_loaded(shm, 0) ? NULL : &loader;
 
     rc = ngx_http_async_task_prepare_paths(cycle, store);
 
     if (rc == NGX_OK) {
-        rc = ngx_http_async_task_sqlite_driver.init(store,
-                                      store->shm_zone->data,
-                                      ngx_is_init_cycle(cycle->old_cycle),
-                                      cycle->log);
+        rc = store->driver->init(store, load,
+                                 ngx_is_init_cycle(cycle->old_cycle),
+                                 cycle->log);
+    }
+
+    if (rc == NGX_OK && load) {
+        (void) ngx_http_async_task_shm_loaded(shm, 1);
     }
 
     if (rc != NGX_OK && !ngx_is_init_cycle(cycle->old_cycle)) {
@@ -1132,10 +1153,31 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
 }
 
 
+static ngx_int_t
+ngx_http_async_task_load_task(void *data, ngx_http_async_task_t *task)
+{
+    return ngx_http_async_task_shm_load(data, task);
+}
+
+
+static void
+ngx_http_async_task_load_count(void *data, ngx_uint_t status, ngx_uint_t n)
+{
+    ngx_http_async_task_shm_load_count(data, status, n);
+}
+
+
 /* the thread pool module exits first: its threads have finished by now */
 
 static void
 ngx_http_async_task_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_async_task_sqlite_driver.exit();
+    ngx_http_async_task_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_async_task_module);
+
+    if (amcf && amcf->store) {
+        amcf->store->driver->exit();
+    }
 }

@@ -142,7 +142,12 @@ typedef struct {
 } ngx_http_async_task_backend_t;
 
 
+typedef struct ngx_http_async_task_store_driver_s
+    ngx_http_async_task_store_driver_t;
+
+
 typedef struct {
+    ngx_http_async_task_store_driver_t *driver; /* chosen with the store */
     ngx_str_t                       path;       /* the SQLite file */
     ngx_str_t                       files;      /* uploads and results */
     ngx_str_t                       zone_name;

@@ -230,6 +230,30 @@ ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* the finished tasks of a status, as the store counts them at start */
+
+void
+ngx_http_async_task_shm_load_count(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t status, ngx_uint_t n)
+{
+    shm->sh->count[status] = n;
+}
+
+
+/* whether the zone holds the store's tasks; "done": it does now */
+
+ngx_uint_t
+ngx_http_async_task_shm_loaded(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t done)
+{
+    if (done) {
+        shm->sh->loaded = 1;
+    }
+
+    return shm->sh->loaded;
+}
+
+
 static void
 ngx_http_async_task_shm_insert_locked(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_node_t *node, ngx_http_async_task_t *task)

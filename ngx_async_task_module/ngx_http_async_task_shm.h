@@ -109,6 +109,10 @@ void ngx_http_async_task_shm_commit(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task);
 ngx_int_t ngx_http_async_task_shm_load(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_t *task);
+void ngx_http_async_task_shm_load_count(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t status, ngx_uint_t n);
+ngx_uint_t ngx_http_async_task_shm_loaded(ngx_http_async_task_shm_t *shm,
+    ngx_uint_t done);
 
 ngx_int_t ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_str_t *user, ngx_pool_t *pool,

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_upload.h"
 
 
 /*
@@ -32,6 +33,13 @@ typedef struct {
 
 
 typedef struct {
+    ngx_http_async_task_thread_pt      handler;
+    ngx_event_handler_pt               done;
+    void                              *data;
+} ngx_http_async_task_post_t;
+
+
+typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
     ngx_uint_t                         idle;
     ngx_int_t                          rc;
@@ -39,6 +47,8 @@ typedef struct {
 
 
 static void ngx_http_async_task_ops_hold(void);
+static void ngx_http_async_task_post_thread(void *data, ngx_log_t *log);
+static void ngx_http_async_task_post_done(ngx_event_t *ev);
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
@@ -187,9 +197,6 @@ ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op)
 ngx_int_t
 ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
 {
-    ngx_thread_task_t                 *task;
-    ngx_http_async_task_store_conf_t  *conf;
-
     if (op->type == ngx_http_async_task_op_insert
         || op->type == ngx_http_async_task_op_complete
         || op->type == ngx_http_async_task_op_claim)
@@ -205,18 +212,44 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
         return NGX_OK;
     }
 
+    return ngx_http_async_task_store_post(op->pool, op->log,
+                                          ngx_http_async_task_op_thread,
+                                          ngx_http_async_task_op_done, op);
+}
+
+
+/*
+ * The one way work goes to the store's thread pool: "handler" runs there
+ * with "data", then "done" from the event loop with the event's data set
+ * to "data".  The thread task is allocated from "pool".  Until "done" has
+ * run, the guard keeps an exiting worker.
+ */
+
+ngx_int_t
+ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done,
+    void *data)
+{
+    ngx_thread_task_t                 *task;
+    ngx_http_async_task_post_t        *post;
+    ngx_http_async_task_store_conf_t  *conf;
+
     conf = ngx_http_async_task_store_conf();
 
-    task = ngx_thread_task_alloc(op->pool, 0);
+    task = ngx_thread_task_alloc(pool, sizeof(ngx_http_async_task_post_t));
     if (task == NULL) {
         return NGX_ERROR;
     }
 
-    task->ctx = op;
-    task->handler = ngx_http_async_task_op_thread;
-    task->event.handler = ngx_http_async_task_op_done;
-    task->event.data = op;
-    task->event.log = op->log;
+    post = task->ctx;
+    post->handler = handler;
+    post->done = done;
+    post->data = data;
+
+    task->handler = ngx_http_async_task_post_thread;
+    task->event.handler = ngx_http_async_task_post_done;
+    task->event.data = post;
+    task->event.log = log;
 
     if (ngx_thread_task_post(conf->thread_pool, task) != NGX_OK) {
         return NGX_ERROR;
@@ -225,6 +258,27 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
     ngx_http_async_task_ops_hold();
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_post_thread(void *data, ngx_log_t *log)
+{
+    ngx_http_async_task_post_t  *post = data;
+
+    post->handler(post->data, log);
+}
+
+
+static void
+ngx_http_async_task_post_done(ngx_event_t *ev)
+{
+    ngx_http_async_task_post_t  *post = ev->data;
+
+    ngx_http_async_task_ops--;
+
+    ev->data = post->data;
+    post->done(ev);
 }
 
 
@@ -258,7 +312,7 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
     ngx_http_async_task_store_driver_t  *driver;
 
     conf = ngx_http_async_task_store_conf();
-    driver = &ngx_http_async_task_sqlite_driver;
+    driver = conf->driver;
 
     switch (op->type) {
 
@@ -281,6 +335,13 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
     case ngx_http_async_task_op_finish:
         op->rc = driver->finish(conf, op->task.id, op->filter.user, op->from,
                                 &op->task, op->pool, log);
+
+        /* the task will not run: its input is of no more use */
+
+        if (op->rc == NGX_OK && op->task.file.len) {
+            ngx_http_async_task_upload_remove(conf, &op->task.file, log);
+        }
+
         break;
 
     default:
@@ -293,8 +354,6 @@ static void
 ngx_http_async_task_op_done(ngx_event_t *ev)
 {
     ngx_http_async_task_op_t  *op = ev->data;
-
-    ngx_http_async_task_ops--;
 
     op->handler(op);
 }
@@ -347,8 +406,7 @@ ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
-    ngx_http_async_task_sqlite_driver.write(batch->conf, batch->ops,
-                                            batch->n, log);
+    batch->conf->driver->write(batch->conf, batch->ops, batch->n, log);
 }
 
 
@@ -430,8 +488,8 @@ ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_maintain_t *maintain = data;
 
-    maintain->rc = ngx_http_async_task_sqlite_driver.maintain(maintain->conf,
-                                                          maintain->idle, log);
+    maintain->rc = maintain->conf->driver->maintain(maintain->conf,
+                                                    maintain->idle, log);
 }
 
 

@@ -28,6 +28,15 @@ typedef struct {
 typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
 
 
+/* where init puts what the store holds, for the zone */
+
+typedef struct {
+    ngx_int_t  (*task)(void *data, ngx_http_async_task_t *task); /* live */
+    void       (*count)(void *data, ngx_uint_t status, ngx_uint_t n);
+    void        *data;
+} ngx_http_async_task_loader_t;
+
+
 /*
  * The store, as the rest of the module sees it: a narrow set of calls,
  * each run on the thread pool.  SQLite is the embedded driver; a
@@ -36,14 +45,16 @@ typedef struct ngx_http_async_task_op_s  ngx_http_async_task_op_t;
  * state that allows it), NGX_ERROR (the store cannot be used now).
  */
 
-typedef struct {
+struct ngx_http_async_task_store_driver_s {
     /*
-     * In the master: the schema, then the live tasks into a new zone.  At
-     * a fresh start ("fresh") nothing runs, so RUNNING tasks queue again.
+     * In the master: the schema, then, unless "loader" is NULL, each live
+     * task and the count of finished ones of each status to the loader.
+     * At a fresh start ("fresh") nothing runs, so RUNNING tasks queue
+     * again.
      */
     ngx_int_t  (*init)(ngx_http_async_task_store_conf_t *conf,
-                       ngx_http_async_task_shm_t *shm, ngx_uint_t fresh,
-                       ngx_log_t *log);
+                       ngx_http_async_task_loader_t *loader,
+                       ngx_uint_t fresh, ngx_log_t *log);
 
     /*
      * The batched writes, in one transaction: new tasks (op_insert), the
@@ -62,7 +73,10 @@ typedef struct {
                        ngx_http_async_task_filter_t *filter,
                        ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log);
 
-    /* a task to a final status, if it is in one of "from" (a bit mask) */
+    /*
+     * a task to a final status, if it is in one of "from" (a bit mask);
+     * the caller removes the task's file, of no more use
+     */
     ngx_int_t  (*finish)(ngx_http_async_task_store_conf_t *conf, u_char *id,
                          ngx_str_t *user, ngx_uint_t from,
                          ngx_http_async_task_t *task, ngx_pool_t *pool,
@@ -82,10 +96,13 @@ typedef struct {
                           ngx_pool_t *pool, ngx_array_t *tasks,
                           ngx_log_t *log);
 
-    /* retention: returns how many finished tasks went, or NGX_ERROR */
+    /*
+     * retention: returns how many finished tasks went, or NGX_ERROR; the
+     * files they leave behind into "files" (ngx_str_t), for the caller
+     */
     ngx_int_t  (*expire)(ngx_http_async_task_store_conf_t *conf,
                          int64_t before, ngx_uint_t n, ngx_uint_t *count,
-                         ngx_log_t *log);
+                         ngx_array_t *files, ngx_log_t *log);
 
     /*
      * periodic housekeeping, from a timer: "idle" when the worker wrote
@@ -96,10 +113,11 @@ typedef struct {
 
     /* at worker exit, in the main thread, once the pool threads are gone */
     void       (*exit)(void);
-} ngx_http_async_task_store_driver_t;
+};
 
 
 typedef void (*ngx_http_async_task_op_handler_pt)(ngx_http_async_task_op_t *op);
+typedef void (*ngx_http_async_task_thread_pt)(void *data, ngx_log_t *log);
 
 typedef enum {
     ngx_http_async_task_op_insert = 0,
@@ -144,6 +162,9 @@ ngx_http_async_task_op_t *ngx_http_async_task_op_create(ngx_log_t *log,
     ngx_http_async_task_op_e type);
 ngx_int_t ngx_http_async_task_op_post(ngx_http_async_task_op_t *op);
 void ngx_http_async_task_op_destroy(ngx_http_async_task_op_t *op);
+ngx_int_t ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done,
+    void *data);
 
 ngx_int_t ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf);

@@ -64,8 +64,8 @@ struct ngx_http_async_task_sqlite_s {
 
 
 static ngx_int_t ngx_http_async_task_sqlite_init(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_shm_t *shm,
-    ngx_uint_t fresh, ngx_log_t *log);
+    ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_write(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
@@ -93,7 +93,7 @@ static ngx_int_t ngx_http_async_task_sqlite_reclaim(
     ngx_array_t *tasks, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_expire(
     ngx_http_async_task_store_conf_t *conf, int64_t before, ngx_uint_t n,
-    ngx_uint_t *count, ngx_log_t *log);
+    ngx_uint_t *count, ngx_array_t *files, ngx_log_t *log);
 static void ngx_http_async_task_sqlite_bind_str(sqlite3_stmt *stmt, int col,
     ngx_str_t *value);
 static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
@@ -121,7 +121,7 @@ static sqlite3 *ngx_http_async_task_sqlite_open(
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
     ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_load(sqlite3 *db,
-    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log);
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt,
     ngx_pool_t *pool, ngx_http_async_task_t *task);
 static ngx_int_t ngx_http_async_task_sqlite_text(sqlite3_stmt *stmt,
@@ -164,12 +164,13 @@ static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
 
 /*
  * Called in the master at start and at each reload: brings the schema up
- * to date, and fills a fresh zone with the tasks that are still live.
+ * to date, and gives the loader (for a new zone) the tasks that are still
+ * live and the counts of the finished ones.
  */
 
 static ngx_int_t
 ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_shm_t *shm, ngx_uint_t fresh, ngx_log_t *log)
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log)
 {
     sqlite3    *db;
     ngx_int_t   rc;
@@ -181,8 +182,8 @@ ngx_http_async_task_sqlite_init(ngx_http_async_task_store_conf_t *conf,
 
     rc = ngx_http_async_task_sqlite_migrate(db, log);
 
-    if (rc == NGX_OK && !shm->sh->loaded) {
-        rc = ngx_http_async_task_sqlite_load(db, shm, fresh, log);
+    if (rc == NGX_OK && loader) {
+        rc = ngx_http_async_task_sqlite_load(db, loader, fresh, log);
     }
 
     sqlite3_close(db);
@@ -247,8 +248,8 @@ ngx_http_async_task_sqlite_migrate(sqlite3 *db, ngx_log_t *log)
 
 
 static ngx_int_t
-ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
-    ngx_uint_t fresh, ngx_log_t *log)
+ngx_http_async_task_sqlite_load(sqlite3 *db,
+    ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log)
 {
     int                     rc;
     u_char                 *owner;
@@ -303,11 +304,12 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
 
         owner = (u_char *) sqlite3_column_text(stmt, 14);
 
-        if (owner && ngx_strncmp(owner, "pid:", 4) == 0) {
-            task.owner = ngx_atoi(owner + 4, ngx_strlen(owner + 4));
+        if (owner) {
+            task.owner = ngx_http_async_task_util_lease_pid(owner,
+                                                    ngx_strlen(owner));
         }
 
-        if (ngx_http_async_task_shm_load(shm, &task) != NGX_OK) {
+        if (loader->task(loader->data, &task) != NGX_OK) {
             ngx_log_error(NGX_LOG_EMERG, log, 0,
                           "async_task zone is too small for the live "
                           "tasks of the store: %ui fit", n);
@@ -347,7 +349,8 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
         status = ngx_http_async_task_status_index(&name);
 
         if (status != NGX_ERROR) {
-            shm->sh->count[status] = sqlite3_column_int64(stmt, 1);
+            loader->count(loader->data, status,
+                          (ngx_uint_t) sqlite3_column_int64(stmt, 1));
         }
     }
 
@@ -357,8 +360,6 @@ ngx_http_async_task_sqlite_load(sqlite3 *db, ngx_http_async_task_shm_t *shm,
 
     sqlite3_finalize(stmt);
     ngx_destroy_pool(pool);
-
-    shm->sh->loaded = 1;
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "async_task store: %ui live tasks loaded", n);
@@ -692,12 +693,6 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
-    /* the task will not run: its input is of no more use */
-
-    if (row.file.len) {
-        ngx_http_async_task_upload_remove(conf, &row.file, log);
-    }
-
     row.position = -1;
     *task = row;
 
@@ -904,22 +899,22 @@ ngx_http_async_task_sqlite_reclaim(ngx_http_async_task_store_conf_t *conf,
 
 
 /*
- * Retention: up to n finished tasks older than "before" go, with their
- * files; count[] gets how many of each status went.
+ * Retention: up to n finished tasks older than "before" go; count[] gets
+ * how many of each status went, "files" the files they leave behind.
  */
 
 static ngx_int_t
 ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
-    int64_t before, ngx_uint_t n, ngx_uint_t *count, ngx_log_t *log)
+    int64_t before, ngx_uint_t n, ngx_uint_t *count, ngx_array_t *files,
+    ngx_log_t *log)
 {
     int                            rc;
+    size_t                         len;
     ngx_int_t                      status;
-    ngx_str_t                      text, file;
+    ngx_str_t                      text, *file;
     ngx_uint_t                     i, found;
     ngx_http_async_task_sqlite_t  *sq;
     u_char                         ids[64][NGX_HTTP_ASYNC_TASK_ID_LEN];
-    u_char                         files[64][NGX_HTTP_ASYNC_TASK_ID_LEN + 8];
-    size_t                         lens[64];
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
     if (sq == NULL) {
@@ -954,14 +949,24 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
             count[status]++;
         }
 
-        lens[found] = sqlite3_column_bytes(sq->expired, 2);
+        len = sqlite3_column_bytes(sq->expired, 2);
 
-        if (lens[found] > sizeof(files[0])) {
-            lens[found] = 0;
+        if (len && len <= NGX_HTTP_ASYNC_TASK_ID_LEN + 8) {
+            file = ngx_array_push(files);
+            if (file == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+
+            file->data = ngx_pnalloc(files->pool, len);
+            if (file->data == NULL) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+
+            ngx_memcpy(file->data, sqlite3_column_text(sq->expired, 2), len);
+            file->len = len;
         }
-
-        ngx_memcpy(files[found], sqlite3_column_text(sq->expired, 2),
-                   lens[found]);
 
         found++;
     }
@@ -970,8 +975,7 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
     sqlite3_clear_bindings(sq->expired);
 
     if (rc != SQLITE_DONE) {
-        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        return NGX_ERROR;
+        goto failed;
     }
 
     for (i = 0; i < found; i++) {
@@ -979,27 +983,24 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
                           NGX_HTTP_ASYNC_TASK_ID_LEN, SQLITE_STATIC);
 
         if (ngx_http_async_task_sqlite_step(sq, sq->remove, log) != NGX_OK) {
-            (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-            return NGX_ERROR;
+            goto failed;
         }
     }
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
-        (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        return NGX_ERROR;
-    }
-
-    /* the rows are gone: now their files */
-
-    for (i = 0; i < found; i++) {
-        if (lens[i]) {
-            file.data = files[i];
-            file.len = lens[i];
-            ngx_http_async_task_upload_remove(conf, &file, log);
-        }
+        goto failed;
     }
 
     return found;
+
+failed:
+
+    /* nothing went: the files stay */
+
+    (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
+    files->nelts = 0;
+
+    return NGX_ERROR;
 }
 
 

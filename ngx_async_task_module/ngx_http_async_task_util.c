@@ -307,3 +307,28 @@ ngx_http_async_task_util_sync_dir(u_char *name, ngx_log_t *log)
 
     return rc;
 }
+
+
+/*
+ * The owner of a lease, as the store keeps it: "pid:N", the process that
+ * runs the task.  owner->data has NGX_HTTP_ASYNC_TASK_LEASE_LEN bytes.
+ */
+
+void
+ngx_http_async_task_util_lease(ngx_str_t *owner, ngx_pid_t pid)
+{
+    owner->len = ngx_sprintf(owner->data, "pid:%P", pid) - owner->data;
+}
+
+
+/* the process of a lease owner; 0 when it is not one */
+
+ngx_pid_t
+ngx_http_async_task_util_lease_pid(u_char *owner, size_t len)
+{
+    if (len < 4 || ngx_strncmp(owner, "pid:", 4) != 0) {
+        return 0;
+    }
+
+    return (ngx_pid_t) ngx_atoi(owner + 4, len - 4);
+}
