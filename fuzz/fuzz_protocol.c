@@ -60,6 +60,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     out.status = (data[1] << 8 | data[2]) % 600;
     out.files = &files;
 
+    /* a run writes its own file, as the dispatcher names it */
+    ngx_str_set(&out.suffix, ".1-1.tmp");
+
     /* the body as the client leaves it: in its buffer, no NUL after it */
 
     out.body.len = size - 3;
@@ -76,7 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (task.kind == NGX_HTTP_ASYNC_TASK_IMAGE) {
             fuzz_assert(out.file.len > 0);
-            ngx_sprintf(path, "%V/%V%Z", &files, &out.file);
+            ngx_sprintf(path, "%V/%V%V%Z", &files, &out.file, &out.suffix);
             fuzz_assert(ngx_file_info(path, &fi) == 0);
             fuzz_assert(ngx_file_size(&fi) >= 8);
             (void) unlink((char *) path);
