@@ -21,7 +21,7 @@
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    u_char      *p, *nul;
+    u_char      *p, *nul, *last;
     ngx_uint_t   utf8;
     cJSON       *json, *error, *item;
     ngx_str_t    message, out;
@@ -114,7 +114,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (field) {
         fuzz_assert(cJSON_IsString(item));
-        fuzz_assert(strcmp(item->valuestring, field) == 0);
+
+        /* as sent if UTF-8 and within the cap: else U+FFFD or cut */
+
+        utf8 = 1;
+        last = (u_char *) field + ngx_strlen(field);
+
+        for (p = (u_char *) field; p < last; /* void */) {
+            if (ngx_http_async_task_util_utf8(&p, last)
+                == NGX_HTTP_ASYNC_TASK_UTF8_INVALID)
+            {
+                utf8 = 0;
+                break;
+            }
+        }
+
+        fuzz_assert(strcmp(item->valuestring, field) == 0
+                    || !utf8
+                    || ngx_strlen(field) > NGX_HTTP_ASYNC_TASK_JSON_FIELD_MAX);
 
     } else {
         fuzz_assert(item == NULL);
