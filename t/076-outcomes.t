@@ -65,6 +65,25 @@ sub hold_lock {
     return $pid;
 }
 
+# a cancel and a submit sent while another process holds the store's
+# write lock: (the task canceled, the locker, the two sockets, unread)
+sub cancel_and_submit_behind_lock {
+    my ($block, $prompt) = @_;
+    my $id = AsyncTaskTest::submit('to cancel');
+    my $locker = hold_lock(AsyncTaskTest::store_db($block), 1.5);
+    Time::HiRes::sleep(0.3);
+    my $del = send_request("DELETE /api/v1/tasks/$id HTTP/1.0\r\n"
+                           . "Host: localhost\r\n\r\n");
+    my $body = "{\"prompt\": \"$prompt\"}";
+    my $post = send_request("POST /api/v1/image/async HTTP/1.0\r\n"
+                            . "Host: localhost\r\n"
+                            . "Content-Type: application/json\r\n"
+                            . "Content-Length: " . length($body)
+                            . "\r\n\r\n$body");
+    Time::HiRes::sleep(0.3);
+    return ($id, $locker, $del, $post);
+}
+
 __DATA__
 
 === TEST 1: an image result is <id>.png, mode 0600, and no other file is left
@@ -147,18 +166,8 @@ GET /api/v1/system/stats
         server 127.0.0.1:9 down;
     }
 --- init
-my $id = AsyncTaskTest::submit('to cancel');
-my $locker = main::hold_lock(AsyncTaskTest::store_db($block), 1.5);
-Time::HiRes::sleep(0.3);
-my $del = main::send_request("DELETE /api/v1/tasks/$id HTTP/1.0\r\n"
-                             . "Host: localhost\r\n\r\n");
-my $body = '{"prompt": "submitted during the reload"}';
-my $post = main::send_request("POST /api/v1/image/async HTTP/1.0\r\n"
-                              . "Host: localhost\r\n"
-                              . "Content-Type: application/json\r\n"
-                              . "Content-Length: " . length($body)
-                              . "\r\n\r\n$body");
-Time::HiRes::sleep(0.3);
+my ($id, $locker, $del, $post)
+    = main::cancel_and_submit_behind_lock($block, 'submitted during the reload');
 kill 'HUP', AsyncTaskTest::pid_of_master();
 Test::More::is(main::status_of($del), 200, 'the cancel is answered');
 Test::More::is(main::status_of($post), 202, 'the submit is answered');
@@ -279,18 +288,8 @@ GET /api/v1/system/stats
         server 127.0.0.1:9 down;
     }
 --- init
-my $id = AsyncTaskTest::submit('to cancel');
-my $locker = main::hold_lock(AsyncTaskTest::store_db($block), 1.5);
-Time::HiRes::sleep(0.3);
-my $del = main::send_request("DELETE /api/v1/tasks/$id HTTP/1.0\r\n"
-                             . "Host: localhost\r\n\r\n");
-my $body = '{"prompt": "submitted during the stop"}';
-my $post = main::send_request("POST /api/v1/image/async HTTP/1.0\r\n"
-                              . "Host: localhost\r\n"
-                              . "Content-Type: application/json\r\n"
-                              . "Content-Length: " . length($body)
-                              . "\r\n\r\n$body");
-Time::HiRes::sleep(0.3);
+my ($id, $locker, $del, $post)
+    = main::cancel_and_submit_behind_lock($block, 'submitted during the stop');
 my $master = AsyncTaskTest::pid_of_master();
 kill 'QUIT', $master;
 Test::More::is(main::status_of($del), 200, 'the cancel is answered');
