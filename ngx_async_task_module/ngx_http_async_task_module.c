@@ -13,6 +13,7 @@
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upstream.h"
@@ -633,7 +634,7 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * async_task_backend kind upstream [protocol=openai|sdcpp] [model=name]
+ * async_task_backend kind upstream [protocol=name] [model=name]
  *                    [timeout=time] [retries=number];
  */
 
@@ -668,7 +669,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     backend->kind = value[1];
     backend->upstream_name = value[2];
-    backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
+    backend->protocol = ngx_http_async_task_kind(kind)->protocols;
     backend->timeout = 300000;
     backend->retries = 2;
     backend->backoff = 1000;
@@ -677,21 +678,25 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 3; i < cf->args->nelts; i++) {
 
-        if (ngx_strcmp(value[i].data, "protocol=openai") == 0) {
-            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
-            continue;
-        }
+        if (ngx_strncmp(value[i].data, "protocol=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
 
-        if (ngx_strcmp(value[i].data, "protocol=sdcpp") == 0) {
-            if (kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+            backend->protocol = ngx_http_async_task_kind_protocol(kind, &s,
+                                                                  &n);
+            if (backend->protocol) {
+                continue;
+            }
+
+            if (n != NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"%V\" is only for image backends",
-                                   &value[i]);
+                                   "\"%V\" is only for %V backends",
+                                   &value[i],
+                                   &ngx_http_async_task_kind(n)->name);
                 return NGX_CONF_ERROR;
             }
 
-            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_SDCPP;
-            continue;
+            goto invalid;
         }
 
         if (ngx_strncmp(value[i].data, "model=", 6) == 0) {

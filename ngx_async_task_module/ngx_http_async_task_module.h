@@ -35,9 +35,6 @@
 #define NGX_HTTP_ASYNC_TASK_FILE_ACCESS    0600
 #define NGX_HTTP_ASYNC_TASK_DIR_ACCESS     0700
 
-#define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
-#define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
-
 #define NGX_HTTP_ASYNC_TASK_ROUND_ROBIN    0
 #define NGX_HTTP_ASYNC_TASK_USER_HASH      1
 #define NGX_HTTP_ASYNC_TASK_LEAST_BUSY     2
@@ -119,6 +116,10 @@ typedef struct {
 } ngx_http_async_task_point_t;
 
 
+typedef struct ngx_http_async_task_protocol_s
+    ngx_http_async_task_protocol_t;
+
+
 typedef struct {
     ngx_str_t                       kind;
     ngx_str_t                       upstream_name;
@@ -130,7 +131,7 @@ typedef struct {
     ngx_http_async_task_point_t    *ring;       /* user_hash */
     ngx_uint_t                      npoints;
 
-    ngx_uint_t                      protocol;
+    ngx_http_async_task_protocol_t *protocol;   /* of the kind table */
     ngx_str_t                       model;
     ngx_msec_t                      timeout;
     ngx_uint_t                      retries;
@@ -180,7 +181,6 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_async_task_module;
 
-extern ngx_str_t     ngx_http_async_task_kinds[];
 extern ngx_str_t     ngx_http_async_task_statuses[];
 
 

@@ -11,7 +11,9 @@
 #include <sys/random.h>
 #include <cjson/cJSON.h>
 
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_util.h"
 
 
 /*
@@ -42,17 +44,13 @@ typedef struct {
 } ngx_http_async_task_speech_parts_t;
 
 
-static ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
-    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, const char *type,
-    ngx_str_t *boundary, off_t length, size_t extra);
+static ngx_chain_t *ngx_http_async_task_protocol_image_request(
+    ngx_http_async_task_run_t *run, ngx_uint_t sdcpp);
 static char *ngx_http_async_task_protocol_image(
-    ngx_http_async_task_backend_t *backend, cJSON *params);
+    ngx_http_async_task_backend_t *backend, cJSON *params, ngx_uint_t sdcpp);
 static void ngx_http_async_task_protocol_inert(char *text);
-static ngx_chain_t *ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, u_char *boundary,
-    ngx_fd_t fd, off_t size);
+static ngx_chain_t *ngx_http_async_task_protocol_speech(
+    ngx_http_async_task_run_t *run, cJSON *params);
 static void ngx_http_async_task_protocol_speech_parts(cJSON *params,
     ngx_http_async_task_speech_parts_t *sp);
 static void ngx_http_async_task_protocol_clean(char *text, ngx_uint_t name);
@@ -64,14 +62,9 @@ static ngx_int_t ngx_http_async_task_protocol_in_file(u_char *boundary,
     ngx_fd_t fd, off_t size, ngx_log_t *log);
 static u_char *ngx_http_async_task_protocol_part(u_char *p,
     ngx_str_t *boundary, const char *name, const char *value);
-static void ngx_http_async_task_protocol_image_done(
-    ngx_http_async_task_t *task, ngx_http_async_task_outcome_t *out,
-    cJSON *json, ngx_pool_t *pool, ngx_log_t *log);
-static void ngx_http_async_task_protocol_speech_done(
-    ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool);
-static void ngx_http_async_task_protocol_fail(
-    ngx_http_async_task_outcome_t *out, ngx_http_async_task_run_e run,
-    const char *code, ngx_pool_t *pool, const char *fmt, ...);
+static void ngx_http_async_task_protocol_base64_png(
+    ngx_http_async_task_run_t *run, cJSON *b64, const char *name,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_protocol_text(ngx_pool_t *pool,
     char *text, ngx_str_t *out);
 
@@ -89,19 +82,20 @@ static ngx_str_t  ngx_http_async_task_speech_path =
  */
 
 void
-ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
-    ngx_http_async_task_backend_t *backend, ngx_fd_t fd, off_t size,
-    u_char *boundary, ngx_log_t *log)
+ngx_http_async_task_protocol_boundary(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
 {
+    u_char                              *boundary;
     cJSON                               *params;
     ngx_int_t                            rc;
     ngx_uint_t                           i;
     ngx_http_async_task_speech_parts_t   sp;
 
+    boundary = run->boundary;
     boundary[0] = '\0';
 
-    params = cJSON_ParseWithLength((char *) task->params.data,
-                                   task->params.len);
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
     if (params == NULL) {
         return;
     }
@@ -114,11 +108,14 @@ ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
             break;
         }
 
-        if (ngx_http_async_task_protocol_in_parts(boundary, backend, &sp)) {
+        if (ngx_http_async_task_protocol_in_parts(boundary, run->backend,
+                                                  &sp))
+        {
             continue;
         }
 
-        rc = ngx_http_async_task_protocol_in_file(boundary, fd, size, log);
+        rc = ngx_http_async_task_protocol_in_file(boundary, run->fd,
+                                                  run->size, log);
 
         if (rc == NGX_DECLINED) {
             cJSON_Delete(params);
@@ -136,34 +133,40 @@ ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
 }
 
 
-/* on the event loop, as a claimed task starts */
+/* in the event loop, as a claimed task starts: OpenAI's images API */
 
 ngx_chain_t *
-ngx_http_async_task_protocol_request(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task,
-    u_char *boundary, ngx_fd_t fd, off_t size)
+ngx_http_async_task_protocol_openai_image(ngx_http_async_task_run_t *run)
 {
-    char         *body;
-    cJSON        *params;
-    size_t        len;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    return ngx_http_async_task_protocol_image_request(run, 0);
+}
 
-    params = cJSON_ParseWithLength((char *) task->params.data,
-                                   task->params.len);
+
+/* the same, with sd-server's own options inside the prompt */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_sdcpp_image(ngx_http_async_task_run_t *run)
+{
+    return ngx_http_async_task_protocol_image_request(run, 1);
+}
+
+
+static ngx_chain_t *
+ngx_http_async_task_protocol_image_request(ngx_http_async_task_run_t *run,
+    ngx_uint_t sdcpp)
+{
+    char       *body;
+    cJSON      *params;
+    size_t      len;
+    ngx_buf_t  *b;
+
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
     if (params == NULL) {
         return NULL;
     }
 
-    if (task->kind == NGX_HTTP_ASYNC_TASK_SPEECH) {
-        cl = ngx_http_async_task_protocol_speech(pool, backend, in, params,
-                                                 boundary, fd, size);
-        cJSON_Delete(params);
-        return cl;
-    }
-
-    body = ngx_http_async_task_protocol_image(backend, params);
+    body = ngx_http_async_task_protocol_image(run->backend, params, sdcpp);
 
     cJSON_Delete(params);
 
@@ -173,10 +176,9 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
     len = ngx_strlen(body);
 
-    b = ngx_http_async_task_protocol_head(pool,
+    b = ngx_http_async_task_protocol_head(run, "POST",
                                           &ngx_http_async_task_image_path,
-                                          backend, in, "application/json",
-                                          NULL, len, len);
+                                          "application/json", NULL, len, len);
     if (b == NULL) {
         cJSON_free(body);
         return NULL;
@@ -185,6 +187,37 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     b->last = ngx_cpymem(b->last, body, len);
 
     cJSON_free(body);
+
+    return ngx_http_async_task_protocol_chain(run->pool, b);
+}
+
+
+/* the transcriptions API: multipart/form-data */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_openai_speech(ngx_http_async_task_run_t *run)
+{
+    cJSON        *params;
+    ngx_chain_t  *cl;
+
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
+    if (params == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_http_async_task_protocol_speech(run, params);
+
+    cJSON_Delete(params);
+
+    return cl;
+}
+
+
+ngx_chain_t *
+ngx_http_async_task_protocol_chain(ngx_pool_t *pool, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
 
     cl = ngx_alloc_chain_link(pool);
     if (cl == NULL) {
@@ -198,44 +231,57 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 }
 
 
-/* the request line and headers, with room for "extra" bytes after them */
+/*
+ * The request line and headers, with room for "extra" bytes after them.
+ * Without a type (a GET), there is neither Content-Type nor
+ * Content-Length.
+ */
 
-static ngx_buf_t *
-ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, const char *type,
+ngx_buf_t *
+ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
+    const char *method, ngx_str_t *path, const char *type,
     ngx_str_t *boundary, off_t length, size_t extra)
 {
-    ngx_buf_t  *b;
+    ngx_buf_t                       *b;
+    ngx_http_async_task_instance_t  *in;
 
-    b = ngx_create_temp_buf(pool, sizeof("POST  HTTP/1.1" CRLF
-                                         "Host: " CRLF
-                                         "Content-Type: ; boundary=" CRLF
-                                         "Content-Length: " CRLF
-                                         "Accept: application/json" CRLF
-                                         "User-Agent: ngx_async_task" CRLF
-                                         "Connection: keep-alive" CRLF CRLF)
-                                  + path->len + in->server.len
-                                  + ngx_strlen(type)
-                                  + (boundary ? boundary->len : 0)
-                                  + NGX_OFF_T_LEN + extra);
+    in = run->instance;
+
+    b = ngx_create_temp_buf(run->pool,
+                            sizeof(" " " HTTP/1.1" CRLF
+                                   "Host: " CRLF
+                                   "Content-Type: ; boundary=" CRLF
+                                   "Content-Length: " CRLF
+                                   "Accept: application/json" CRLF
+                                   "User-Agent: ngx_async_task" CRLF
+                                   "Connection: keep-alive" CRLF CRLF)
+                            + ngx_strlen(method) + path->len
+                            + in->server.len
+                            + (type ? ngx_strlen(type) : 0)
+                            + (boundary ? boundary->len : 0)
+                            + NGX_OFF_T_LEN + extra);
     if (b == NULL) {
         return NULL;
     }
 
-    b->last = ngx_sprintf(b->last, "POST %V HTTP/1.1" CRLF
-                          "Host: %V" CRLF "Content-Type: %s",
-                          path, &in->server, type);
+    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF "Host: %V" CRLF,
+                          method, path, &in->server);
 
-    if (boundary) {
-        b->last = ngx_sprintf(b->last, "; boundary=%V", boundary);
+    if (type) {
+        b->last = ngx_sprintf(b->last, "Content-Type: %s", type);
+
+        if (boundary) {
+            b->last = ngx_sprintf(b->last, "; boundary=%V", boundary);
+        }
+
+        b->last = ngx_sprintf(b->last, CRLF "Content-Length: %O" CRLF,
+                              length);
     }
 
-    b->last = ngx_sprintf(b->last, CRLF "Content-Length: %O" CRLF
-                          "Accept: application/json" CRLF
+    b->last = ngx_sprintf(b->last, "Accept: application/json" CRLF
                           "User-Agent: ngx_async_task" CRLF
-                          "Connection: %s" CRLF CRLF, length,
-                          backend->keepalive ? "keep-alive" : "close");
+                          "Connection: %s" CRLF CRLF,
+                          run->backend->keepalive ? "keep-alive" : "close");
 
     return b;
 }
@@ -243,7 +289,7 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
 
 static char *
 ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
-    cJSON *params)
+    cJSON *params, ngx_uint_t sdcpp)
 {
     char   *body, *extra_text;
     cJSON  *req, *extra, *sample, *guidance, *item;
@@ -291,7 +337,7 @@ ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
         goto done;
     }
 
-    if (backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_SDCPP) {
+    if (sdcpp) {
 
         /* sd-server reads its own options from inside the prompt */
 
@@ -362,7 +408,7 @@ ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
     cJSON_AddStringToObject(req, "size", (char *) size);
     cJSON_AddStringToObject(req, "response_format", "b64_json");
 
-    if (backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_OPENAI) {
+    if (!sdcpp) {
 
         if (p_negative) {
             cJSON_AddItemToObject(req, "negative_prompt",
@@ -428,18 +474,26 @@ ngx_http_async_task_protocol_inert(char *text)
  */
 
 static ngx_chain_t *
-ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, u_char *ready,
-    ngx_fd_t fd, off_t size)
+ngx_http_async_task_protocol_speech(ngx_http_async_task_run_t *run,
+    cJSON *params)
 {
-    u_char                              *p;
+    u_char                              *p, *ready;
+    off_t                                size;
     size_t                               len;
+    ngx_fd_t                             fd;
     ngx_buf_t                           *head, *file, *tail;
     ngx_str_t                            boundary;
     ngx_uint_t                           i;
+    ngx_pool_t                          *pool;
     ngx_chain_t                         *cl, *cl2, *cl3;
+    ngx_http_async_task_backend_t       *backend;
     ngx_http_async_task_speech_parts_t   sp;
+
+    pool = run->pool;
+    backend = run->backend;
+    ready = run->boundary;
+    fd = run->fd;
+    size = run->size;
 
     ngx_http_async_task_protocol_speech_parts(params, &sp);
 
@@ -557,8 +611,8 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
 
     /* the request line and headers go in front of the parts */
 
-    cl->buf = ngx_http_async_task_protocol_head(pool,
-                     &ngx_http_async_task_speech_path, backend, in,
+    cl->buf = ngx_http_async_task_protocol_head(run, "POST",
+                     &ngx_http_async_task_speech_path,
                      "multipart/form-data", &boundary,
                      (head->last - head->pos) + size
                      + (tail->last - tail->pos), 0);
@@ -751,16 +805,20 @@ ngx_http_async_task_protocol_part(u_char *p, ngx_str_t *boundary,
 
 
 /*
- * In a pool thread: what the instance's answer means for the task, and
- * for an image, the PNG written to files= (durably, before DONE is).
+ * In a pool thread: NGX_OK for a whole 2xx answer; otherwise the outcome
+ * says what the exchange means for the task (NGX_DECLINED).
  */
 
-void
-ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log)
+ngx_int_t
+ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
 {
-    cJSON       *json, *error, *message;
-    const char  *text;
+    cJSON                          *json, *error, *message;
+    ngx_pool_t                     *pool;
+    const char                     *text;
+    ngx_http_async_task_outcome_t  *out;
+
+    out = &run->outcome;
+    pool = run->pool;
 
     switch (out->result) {
 
@@ -771,30 +829,29 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "the instance could not be reached");
-        return;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_aborted:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "nginx is shutting down");
-        return;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_timeout:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "timeout", pool,
                                           "the instance did not answer "
                                           "in time");
-        return;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
                                           "the answer is larger than the "
                                           "limit of %uz bytes",
-                                          (size_t)
-                                          ngx_http_async_task_answer_max(
-                                              task->kind));
-        return;
+                          ngx_http_async_task_kind(run->task->kind)
+                              ->answer_max);
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_headers_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
@@ -802,21 +859,21 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
                                           "the answer's header block is "
                                           "larger than %d bytes",
                                           NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
-        return;
+        return NGX_DECLINED;
 
     default: /* ngx_http_async_task_client_broken */
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "backend_error", pool,
                                           "the connection failed before "
                                           "a complete answer");
-        return;
+        return NGX_DECLINED;
     }
-
-    json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
 
     if (out->status >= 400) {
 
         /* the instance's own words, when it gives them */
+
+        json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
 
         text = NULL;
         error = cJSON_GetObjectItemCaseSensitive(json, "error");
@@ -841,53 +898,84 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
                             : (size_t) 0,
                        text ? text : "");
         cJSON_Delete(json);
-        return;
+        return NGX_DECLINED;
     }
 
-    if (out->status < 200 || out->status >= 300 || json == NULL) {
+    if (out->status < 200 || out->status >= 300) {
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
                                           "the instance's answer is not "
                                           "the expected JSON (status %ui)",
                                           out->status);
-        cJSON_Delete(json);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* in a pool thread: a whole 2xx JSON answer, or NULL and the outcome */
+
+cJSON *
+ngx_http_async_task_protocol_verdict(ngx_http_async_task_run_t *run)
+{
+    cJSON  *json;
+
+    if (ngx_http_async_task_protocol_answer(run) != NGX_OK) {
+        return NULL;
+    }
+
+    json = cJSON_ParseWithLength((char *) run->outcome.body.data,
+                                 run->outcome.body.len);
+
+    if (json == NULL) {
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "the instance's answer is not "
+                                          "the expected JSON (status %ui)",
+                                          run->outcome.status);
+    }
+
+    return json;
+}
+
+
+/* an image answer of OpenAI's API: the PNG is data[0].b64_json */
+
+void
+ngx_http_async_task_protocol_image_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
+{
+    cJSON  *json, *data;
+
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
         return;
     }
 
-    if (task->kind == NGX_HTTP_ASYNC_TASK_IMAGE) {
-        ngx_http_async_task_protocol_image_done(task, out, json, pool, log);
+    data = cJSON_GetObjectItemCaseSensitive(json, "data");
 
-    } else {
-        ngx_http_async_task_protocol_speech_done(out, json, pool);
-    }
+    ngx_http_async_task_protocol_base64_png(run,
+               cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
+                                                "b64_json"),
+               "data[0].b64_json", log);
 
     cJSON_Delete(json);
 }
 
 
 static void
-ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool,
-    ngx_log_t *log)
+ngx_http_async_task_protocol_base64_png(ngx_http_async_task_run_t *run,
+    cJSON *b64, const char *name, ngx_log_t *log)
 {
-    u_char     *p;
-    cJSON      *data, *b64;
-    ssize_t     n;
-    ngx_fd_t    fd;
-    ngx_str_t   src, png;
-    u_char      path[NGX_MAX_PATH];
-
-    static u_char  signature[] = "\x89PNG\r\n\x1a\n";
-
-    data = cJSON_GetObjectItemCaseSensitive(json, "data");
-    b64 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
-                                           "b64_json");
+    ngx_str_t  src, png;
 
     if (!cJSON_IsString(b64)) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "the answer has no "
-                                          "data[0].b64_json");
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "the answer has no %s", name);
         return;
     }
 
@@ -899,15 +987,44 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     png.data = src.data;
 
     if (ngx_decode_base64(&png, &src) != NGX_OK
-        || png.len < sizeof(signature) - 1
-        || ngx_memcmp(png.data, signature, sizeof(signature) - 1) != 0)
+        || ngx_http_async_task_protocol_png(run, &png, log) == NGX_DECLINED)
     {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "data[0].b64_json is not "
-                                          "a base64 PNG");
-        return;
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "%s is not a base64 PNG", name);
     }
+}
+
+
+/*
+ * In a pool thread: an image the task's result, written to files= under
+ * this run's own name (durably, before DONE is).  NGX_DECLINED: it is
+ * not a PNG, and the outcome is left to the caller; otherwise the
+ * outcome is set, done or not.
+ */
+
+ngx_int_t
+ngx_http_async_task_protocol_png(ngx_http_async_task_run_t *run,
+    ngx_str_t *png, ngx_log_t *log)
+{
+    u_char                         *p;
+    ssize_t                         n;
+    ngx_fd_t                        fd;
+    ngx_pool_t                     *pool;
+    ngx_http_async_task_outcome_t  *out;
+    u_char                          path[NGX_MAX_PATH];
+
+    static u_char  signature[] = "\x89PNG\r\n\x1a\n";
+
+    if (png->len < sizeof(signature) - 1
+        || ngx_memcmp(png->data, signature, sizeof(signature) - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    out = &run->outcome;
+    pool = run->pool;
 
     out->file.len = NGX_HTTP_ASYNC_TASK_ID_LEN + sizeof(".png") - 1;
     out->file.data = ngx_pnalloc(pool, out->file.len);
@@ -916,7 +1033,7 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     }
 
     ngx_sprintf(out->file.data, "%*s.png", NGX_HTTP_ASYNC_TASK_ID_LEN,
-                task->id);
+                run->task->id);
 
     if (out->files->len + 1 + out->file.len + out->suffix.len
         >= NGX_MAX_PATH)
@@ -937,8 +1054,8 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
         goto failed;
     }
 
-    for (p = png.data; p < png.data + png.len; p += n) {
-        n = write(fd, p, png.data + png.len - p);
+    for (p = png->data; p < png->data + png->len; p += n) {
+        n = write(fd, p, png->data + png->len - p);
 
         if (n == -1) {
             ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
@@ -961,16 +1078,7 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
 
     (void) ngx_close_file(fd);
 
-    fd = ngx_open_file(out->files->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd != NGX_INVALID_FILE) {
-        if (fsync(fd) == -1) {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          "fsync() \"%V\" failed", out->files);
-        }
-
-        (void) ngx_close_file(fd);
-    }
+    (void) ngx_http_async_task_util_sync_dir(out->files->data, log);
 
     out->output.data = ngx_pnalloc(pool,
                                    sizeof("{\"content_type\":\"image/png\","
@@ -982,12 +1090,12 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
 
     out->output.len = ngx_sprintf(out->output.data,
                                   "{\"content_type\":\"image/png\","
-                                  "\"bytes\":%uz}", png.len)
+                                  "\"bytes\":%uz}", png->len)
                       - out->output.data;
 
     out->run = ngx_http_async_task_run_done;
 
-    return;
+    return NGX_OK;
 
 failed:
 
@@ -996,29 +1104,41 @@ failed:
      * run: with backoff, and charged, so that it ends.
      */
 
+    ngx_str_null(&out->file);
+
     ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                       "backend_error", pool,
                                       "the result could not be stored");
+    return NGX_ERROR;
 }
 
 
-static void
-ngx_http_async_task_protocol_speech_done(ngx_http_async_task_outcome_t *out,
-    cJSON *json, ngx_pool_t *pool)
+/* a transcription answer: "text", and the details OpenAI's API gives */
+
+void
+ngx_http_async_task_protocol_speech_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
 {
     char   *text;
-    cJSON  *result, *item;
+    cJSON  *json, *result, *item;
 
     static const char  *fields[] = { "language", "duration", "segments",
                                      NULL };
     const char        **f;
 
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
+        return;
+    }
+
     item = cJSON_GetObjectItemCaseSensitive(json, "text");
 
     if (!cJSON_IsString(item)) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
                                           "the answer has no \"text\"");
+        cJSON_Delete(json);
         return;
     }
 
@@ -1041,25 +1161,31 @@ ngx_http_async_task_protocol_speech_done(ngx_http_async_task_outcome_t *out,
     cJSON_Delete(result);
 
     if (text == NULL
-        || ngx_http_async_task_protocol_text(pool, text, &out->output)
+        || ngx_http_async_task_protocol_text(run->pool, text,
+                                             &run->outcome.output)
            != NGX_OK)
     {
         goto failed;
     }
 
-    out->run = ngx_http_async_task_run_done;
+    run->outcome.run = ngx_http_async_task_run_done;
+
+    cJSON_Delete(json);
 
     return;
 
 failed:
 
-    ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
-                                      "backend_error", pool,
+    cJSON_Delete(json);
+
+    ngx_http_async_task_protocol_fail(&run->outcome,
+                                      ngx_http_async_task_run_requeue,
+                                      "backend_error", run->pool,
                                       "the result could not be stored");
 }
 
 
-static void
+void
 ngx_http_async_task_protocol_fail(ngx_http_async_task_outcome_t *out,
     ngx_http_async_task_run_e run, const char *code, ngx_pool_t *pool,
     const char *fmt, ...)

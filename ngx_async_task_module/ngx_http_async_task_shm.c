@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_treap.h"
 #include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_util.h"
 
 
 static void ngx_http_async_task_shm_enlist_locked(
@@ -370,10 +371,8 @@ ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
         goto done;
     }
 
-    if ((user == NULL) != (node->has_user == 0)
-        || (user
-            && (user->len != node->user_len
-                || ngx_memcmp(user->data, node->data, user->len) != 0)))
+    if (!ngx_http_async_task_util_owner(user, node->has_user, node->data,
+                                        node->user_len))
     {
         /* another user's task: as if it did not exist */
         rc = NGX_DONE;

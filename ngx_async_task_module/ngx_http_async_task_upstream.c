@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
@@ -132,7 +133,6 @@ ngx_http_async_task_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     ascf->hc_timeout = 2000;
     ascf->hc_fails = 3;
     ascf->hc_passes = 2;
-    ngx_str_set(&ascf->hc_uri, "/health");
 
     value = cf->args->elts;
 
@@ -237,6 +237,12 @@ ngx_http_async_task_init_instances(ngx_conf_t *cf,
 
         backend->ups = backend->upstream->srv_conf[
                                        ngx_http_async_task_module.ctx_index];
+
+        /* without uri=, the probe its protocol's servers answer */
+
+        if (backend->ups->health_check && backend->ups->hc_uri.len == 0) {
+            backend->ups->hc_uri = backend->protocol->health_uri;
+        }
 
         if (ngx_http_async_task_instances_add(cf, amcf, backend, k)
             != NGX_OK)
