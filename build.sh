@@ -58,7 +58,7 @@ packages_for() {
         list+=("${packages_sanitize[@]}")
     fi
     case $1 in
-        test)  list+=("${packages_test[@]}") ;;
+        test)  list+=("${packages_test[@]}" "${packages_deb[@]}") ;;
         run)   list+=("${packages_run[@]}") ;;
         bench) list+=("${packages_bench[@]}") ;;
         fuzz)  list+=("${packages_fuzz[@]}") ;;
