@@ -46,8 +46,9 @@ packages_run=(python3 curl)
 packages_bench=(python3 curl wrk bc procps)
 # the fuzzing harnesses are built with clang and libFuzzer
 packages_fuzz=(clang libfuzzer-14-dev "${packages_source[@]}")
-# the package builds with nginx-dev's dh_nginx and nginx_mod build system
-packages_deb=(dpkg-dev debhelper nginx-dev fakeroot)
+# the package builds with nginx-dev's dh_nginx and nginx_mod build system;
+# t/092-deb.t checks it with lintian
+packages_deb=(dpkg-dev debhelper nginx-dev fakeroot lintian)
 
 packages_for() {
     local list=("${packages_build[@]}")

@@ -151,6 +151,12 @@ like($snippet, qr/^thread_pool async_task threads=\d+;$/m,
 my $postinst = `dpkg-deb -I '$deb' postinst`;
 like($postinst, qr/dh_nginx/, 'dh_nginx wrote the enabling postinst');
 
+SKIP: {
+    skip 'lintian is not installed', 1 unless have('lintian');
+    my ($rc, $out) = run('lintian', '--fail-on', 'error,warning', $deb);
+    is($rc, 0, 'lintian finds no error or warning') or diag($out);
+}
+
 
 # a clean root: / under an overlay
 
