@@ -344,4 +344,16 @@ ok(!-l "$enabled.removed", 'the link is gone');
 ok(-f "$chroot/var/lib/nginx/async_task/tasks.db",
    'the task store stays (it holds the users\' tasks)');
 
+# a dpkg-statoverride of the store's directory decides its owner and mode
+system('rm', '-rf', "$chroot/var/lib/nginx/async_task");
+($rc, $out) = in_root('dpkg-statoverride', '--add', 'www-data', 'adm', '0700',
+                      '/var/lib/nginx/async_task');
+is($rc, 0, 'a statoverride of the store\'s directory') or diag($out);
+($rc, $out) = in_root('dpkg', '-i', "/root/$package.deb");
+is($rc, 0, 'dpkg -i installs it again') or diag($out);
+@st = stat "$chroot/var/lib/nginx/async_task";
+is(join(':', getpwuid($st[4] // 0) // '', getgrgid($st[5] // 0) // '',
+        sprintf('%o', ($st[2] // 0) & 07777)),
+   'www-data:adm:700', 'postinst follows the statoverride');
+
 done_testing();
