@@ -3,7 +3,8 @@
 # "dpkg -i" into a clean root with Debian's nginx, where its maintainer
 # scripts enable the module, and nginx, with Debian's own nginx.conf and
 # the package's example gateway in conf.d/, passes "nginx -t" cleanly and
-# runs tasks on a fake GPU server to DONE; last "dpkg -r" and "--purge".
+# runs tasks on a fake GPU server to DONE; then "dpkg -r" and "--purge",
+# and "dpkg -i" again under a dpkg-statoverride of the store's directory.
 #
 # The clean root is an overlay of / (its packages, Debian's nginx among
 # them) with a tmpfs on top, in a mount namespace of the test's own: what
@@ -40,11 +41,14 @@ for my $tool (qw(unshare chroot dpkg-deb dpkg-buildpackage curl python3)) {
     plan skip_all => "$tool is not installed" unless have($tool);
 }
 
-# the rest runs in a mount namespace of its own
-unless ($ENV{ASYNC_TASK_DEB_NS}) {
+# the rest runs in a mount namespace of its own, made here: the test runs
+# itself again under unshare, told the namespace it came from
+my $ns = readlink('/proc/self/ns/mnt') // '';
+my $from = $ENV{ASYNC_TASK_DEB_NS} // '';
+unless ($from =~ /^mnt:/ && $from ne $ns) {
     plan skip_all => 'no mount namespaces here (CAP_SYS_ADMIN)'
         if system('unshare -m --propagation private true 2>/dev/null') != 0;
-    $ENV{ASYNC_TASK_DEB_NS} = 1;
+    $ENV{ASYNC_TASK_DEB_NS} = $ns;
     exec 'unshare', '-m', '--propagation', 'private', $^X, $0;
     die "unshare: $!";
 }
