@@ -251,7 +251,10 @@ my $example = slurp("$chroot$doc/examples/async_task.conf");
 $example =~ s/127\.0\.0\.1:800[01]\b/127.0.0.1:$fake/g;
 $example =~ s/listen 127\.0\.0\.1:8080;/listen 127.0.0.1:$listen;/;
 spew("$chroot/etc/nginx/conf.d/async_task.conf", $example);
+# as the README has it: root's, readable by the worker processes' group
 spew("$chroot/etc/nginx/async_task.htpasswd", "alice:{PLAIN}secret\n");
+chown 0, scalar getgrnam('www-data'), "$chroot/etc/nginx/async_task.htpasswd";
+chmod 0640, "$chroot/etc/nginx/async_task.htpasswd";
 
 ($rc, $out) = in_root($nginx, '-t');
 is($rc, 0, 'nginx -t accepts Debian\'s nginx.conf with the module')
