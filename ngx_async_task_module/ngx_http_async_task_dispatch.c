@@ -13,6 +13,7 @@
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
 #include "ngx_http_async_task_health.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
@@ -550,6 +551,7 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     }
 
     ngx_http_async_task_zone_full = 0;
+    ngx_http_async_task_metrics_started(&job->task);
 
     job->instance = in;
     job->task.backend = in->name;
@@ -862,6 +864,8 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                        && job->outcome.status < 500, &job->log);
         }
     }
+
+    ngx_http_async_task_metrics_run(in, task, &job->outcome, job->rc);
 
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */
