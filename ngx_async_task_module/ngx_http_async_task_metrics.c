@@ -70,6 +70,10 @@ static void ngx_http_async_task_metrics_instances(
     ngx_http_async_task_metrics_out_t *out,
     ngx_http_async_task_main_conf_t *amcf,
     ngx_http_async_task_instance_sh_t *ish);
+static void ngx_http_async_task_metrics_kinds(
+    ngx_http_async_task_metrics_out_t *out,
+    ngx_http_async_task_main_conf_t *amcf, const char *name,
+    const char *suffix, uint64_t *values);
 static void ngx_http_async_task_metrics_family(
     ngx_http_async_task_metrics_out_t *out, const char *name,
     const char *type, const char *help);
@@ -349,17 +353,8 @@ ngx_http_async_task_metrics_write(ngx_http_async_task_metrics_out_t *out,
     ngx_http_async_task_metrics_family(out, "async_task_submitted", "counter",
                                        "Tasks accepted (202), by kind.");
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        if (amcf->backends[k].upstream == NULL) {
-            continue;
-        }
-
-        ngx_sprintf(labels, "kind=\"%V\"%Z", &ngx_http_async_task_kinds[k]);
-
-        ngx_http_async_task_metrics_sample(out, "async_task_submitted",
-                                           "_total", labels,
-                                           s->submitted[k]);
-    }
+    ngx_http_async_task_metrics_kinds(out, amcf, "async_task_submitted",
+                                      "_total", s->submitted);
 
     ngx_http_async_task_metrics_family(out, "async_task_rejected", "counter",
                                        "Submissions refused, by kind and "
@@ -419,16 +414,8 @@ ngx_http_async_task_metrics_write(ngx_http_async_task_metrics_out_t *out,
                                        "Tasks waiting in the queue, by "
                                        "kind.");
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        if (amcf->backends[k].upstream == NULL) {
-            continue;
-        }
-
-        ngx_sprintf(labels, "kind=\"%V\"%Z", &ngx_http_async_task_kinds[k]);
-
-        ngx_http_async_task_metrics_sample(out, "async_task_queue_depth", "",
-                                           labels, m->queued[k]);
-    }
+    ngx_http_async_task_metrics_kinds(out, amcf, "async_task_queue_depth", "",
+                                      m->queued);
 
     ngx_http_async_task_metrics_family(out, "async_task_queue_capacity",
                                        "gauge",
@@ -443,16 +430,8 @@ ngx_http_async_task_metrics_write(ngx_http_async_task_metrics_out_t *out,
                                        "Tasks running on instances now, by "
                                        "kind.");
 
-    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
-        if (amcf->backends[k].upstream == NULL) {
-            continue;
-        }
-
-        ngx_sprintf(labels, "kind=\"%V\"%Z", &ngx_http_async_task_kinds[k]);
-
-        ngx_http_async_task_metrics_sample(out, "async_task_running", "",
-                                           labels, m->running[k]);
-    }
+    ngx_http_async_task_metrics_kinds(out, amcf, "async_task_running", "",
+                                      m->running);
 
     ngx_http_async_task_metrics_family(out, "async_task_queue_wait_seconds",
                                        "histogram",
@@ -595,6 +574,29 @@ ngx_http_async_task_metrics_instances(ngx_http_async_task_metrics_out_t *out,
         ngx_http_async_task_metrics_sample(out,
                                            "async_task_instance_max_conns", "",
                                            labels, in[i].max_conns);
+    }
+}
+
+
+/* a series for each kind that has a backend */
+
+static void
+ngx_http_async_task_metrics_kinds(ngx_http_async_task_metrics_out_t *out,
+    ngx_http_async_task_main_conf_t *amcf, const char *name,
+    const char *suffix, uint64_t *values)
+{
+    ngx_uint_t  k;
+    u_char      labels[sizeof("kind=\"\"") + 16];
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        if (amcf->backends[k].upstream == NULL) {
+            continue;
+        }
+
+        ngx_sprintf(labels, "kind=\"%V\"%Z", &ngx_http_async_task_kinds[k]);
+
+        ngx_http_async_task_metrics_sample(out, name, suffix, labels,
+                                           values[k]);
     }
 }
 

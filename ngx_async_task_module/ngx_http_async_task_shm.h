@@ -60,8 +60,8 @@ typedef struct {
 
 typedef struct {
     ngx_http_async_task_metrics_sh_t  metrics;
-    ngx_uint_t                      queued[NGX_HTTP_ASYNC_TASK_NKINDS];
-    ngx_uint_t                      running[NGX_HTTP_ASYNC_TASK_NKINDS];
+    uint64_t                        queued[NGX_HTTP_ASYNC_TASK_NKINDS];
+    uint64_t                        running[NGX_HTTP_ASYNC_TASK_NKINDS];
 } ngx_http_async_task_shm_metrics_t;
 
 
