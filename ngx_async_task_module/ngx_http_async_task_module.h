@@ -175,7 +175,9 @@ typedef struct {
 
     u_char                            *metrics_file;
     ngx_uint_t                         metrics_line;
-    ngx_int_t                          variables[NGX_HTTP_ASYNC_TASK_NVARIABLES];
+
+    /* the indexes of $async_task_id ... $async_task_position */
+    ngx_int_t                  variables[NGX_HTTP_ASYNC_TASK_NVARIABLES];
 } ngx_http_async_task_main_conf_t;
 
 
