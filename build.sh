@@ -41,7 +41,7 @@ packages_source=(dpkg-dev libpcre2-dev zlib1g-dev)
 packages_sanitize=(clang)
 packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
                libwww-perl liburi-perl libhttp-message-perl
-               python3 curl sqlite3 procps)
+               python3 curl sqlite3 procps prometheus)
 packages_run=(python3 curl)
 packages_bench=(python3 curl wrk bc procps)
 # the fuzzing harnesses are built with clang and libFuzzer

@@ -12,10 +12,12 @@
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_json.h"
 #include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_variables.h"
 
 
 #define NGX_HTTP_ASYNC_TASK_LIST_DEFAULT  20
@@ -452,6 +454,7 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
             cln->handler = ngx_http_async_task_op_cleanup;
             cln->data = op;
 
+            ngx_http_async_task_variables_set(r, &op->task);
             rc = ngx_http_async_task_send_result(r, &op->task);
 
             ngx_http_async_task_request_finish(r, rc);
@@ -677,6 +680,7 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         ngx_http_async_task_shm_finish(ngx_http_async_task_request_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
+        ngx_http_async_task_metrics_finished(&op->task, NULL);
 
         /* a run here stops now; one elsewhere at its worker's next tick */
         ngx_http_async_task_dispatch_cancel(op->task.id);
@@ -1085,6 +1089,7 @@ ngx_http_async_task_api_send_task(ngx_http_request_t *r, ngx_uint_t status,
     size_t      len;
     ngx_str_t   prefix;
 
+    ngx_http_async_task_variables_set(r, task);
     ngx_http_async_task_api_prefix(r, &prefix);
 
     len = ngx_http_async_task_json_task(NULL, task, &prefix);

@@ -14,6 +14,7 @@
 #include "ngx_http_async_task_client.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
@@ -542,6 +543,7 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     }
 
     ngx_http_async_task_zone_full = 0;
+    ngx_http_async_task_metrics_started(&job->task);
 
     job->instance = in;
     job->run.instance = in;
@@ -894,6 +896,8 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                        && out->status < 500, &job->log);
         }
     }
+
+    ngx_http_async_task_metrics_run(in, task, &job->run.outcome, job->rc);
 
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */

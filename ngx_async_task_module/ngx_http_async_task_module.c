@@ -14,10 +14,12 @@
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
 #include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_variables.h"
 
 
 #define NGX_HTTP_ASYNC_TASK_ZONE_NAME    "async_task"
@@ -95,6 +97,13 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
       0,
       NULL },
 
+    { ngx_string("async_task_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_async_task_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("async_task_balance"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
       ngx_http_async_task_balance,
@@ -121,7 +130,7 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_async_task_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_async_task_variables_add,     /* preconfiguration */
     ngx_http_async_task_error_init,        /* postconfiguration */
 
     ngx_http_async_task_create_main_conf,  /* create main configuration */
@@ -193,6 +202,13 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"async_task_api\" requires \"async_task_store\" "
                       "in %s:%ui", amcf->api_file, amcf->api_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->metrics_file && amcf->store == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"async_task_metrics\" requires \"async_task_store\" "
+                      "in %s:%ui", amcf->metrics_file, amcf->metrics_line);
         return NGX_CONF_ERROR;
     }
 

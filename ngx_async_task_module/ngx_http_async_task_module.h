@@ -39,6 +39,9 @@
 #define NGX_HTTP_ASYNC_TASK_USER_HASH      1
 #define NGX_HTTP_ASYNC_TASK_LEAST_BUSY     2
 
+/* $async_task_id, _kind, _status, _user, _position */
+#define NGX_HTTP_ASYNC_TASK_NVARIABLES     5
+
 
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
 
@@ -170,6 +173,12 @@ typedef struct {
 
     u_char                            *api_file;  /* first async_task_api */
     ngx_uint_t                         api_line;
+
+    u_char                            *metrics_file;
+    ngx_uint_t                         metrics_line;
+
+    /* the indexes of $async_task_id ... $async_task_position */
+    ngx_int_t                  variables[NGX_HTTP_ASYNC_TASK_NVARIABLES];
 } ngx_http_async_task_main_conf_t;
 
 

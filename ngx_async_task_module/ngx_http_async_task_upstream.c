@@ -911,6 +911,29 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* async_task_metrics: an attempt's outcome, and its run time in bucket */
+
+void
+ngx_http_async_task_upstream_observe(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_uint_t outcome,
+    ngx_uint_t bucket, uint64_t ms)
+{
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ish->attempts[outcome]++;
+
+    ish->run.bucket[bucket]++;
+    ish->run.sum += ms;
+    ish->run.count++;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
 /* whether a health probe of the instance is due, taken by us if it is */
 
 ngx_uint_t
