@@ -57,6 +57,13 @@ static ngx_http_async_task_protocol_t
       NULL,
       ngx_http_async_task_protocol_image_done },
 
+    /* AUTOMATIC1111's txt2img: A1111, Forge, SD.Next, sd-server's /sdapi */
+    { ngx_string("a1111"), ngx_string("/sdapi/v1/options"),
+      NULL,
+      ngx_http_async_task_protocol_a1111_image,
+      NULL,
+      ngx_http_async_task_protocol_a1111_done },
+
     { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL }
 };
 
@@ -70,6 +77,13 @@ static ngx_http_async_task_protocol_t
       ngx_http_async_task_protocol_openai_speech,
       NULL,
       ngx_http_async_task_protocol_speech_done },
+
+    /* whisper.cpp's server: POST /inference */
+    { ngx_string("whispercpp"), ngx_string("/health"),
+      ngx_http_async_task_protocol_boundary,
+      ngx_http_async_task_protocol_whispercpp_speech,
+      NULL,
+      ngx_http_async_task_protocol_whispercpp_done },
 
     { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL }
 };

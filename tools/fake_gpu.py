@@ -16,6 +16,21 @@ wire protocols (shared/research/backend-protocols.md):
     POST /v1/audio/transcriptions (and whisper.cpp's POST /inference),
     multipart/form-data with parts file, model, language, prompt,
     response_format (json | text | verbose_json).
+  * text-to-image as AUTOMATIC1111 (Forge, SD.Next, sd-server's /sdapi):
+    POST /sdapi/v1/txt2img, JSON {"prompt", "negative_prompt", "width",
+    "height", "steps", "seed" (-1: random), "cfg_scale", "batch_size", ...}
+    -> 200 {"images": ["<PNG base64>", ...], "parameters": {...},
+    "info": "<JSON text>"}; a field of the wrong type -> 422 {"detail": [...]}
+    as FastAPI answers; errors -> {"error", "detail", "body", "errors"}.
+    GET /sdapi/v1/options -> the options object (503 while health is down).
+  * speech-to-text as whisper.cpp's server: POST /inference, multipart;
+    parts by name, unknown ones ignored; "file" required (400 {"error":
+    "no 'file' field in the request"}); response_format json (default) |
+    text | srt | vtt | verbose_json; verbose_json -> {"task", "language"
+    (the full name: "english"), "duration", "text", "segments": [{"id",
+    "text", "start", "end", "tokens", "words", "temperature", "avg_logprob",
+    "no_speech_prob"}], "detected_language",
+    "detected_language_probability"}; errors -> {"error": "..."}.
   * GET /health -> {"status": "ok"}; GET /v1/models -> OpenAI model list
     (both 503 while health is set "down").
 
@@ -55,7 +70,9 @@ Fault injection (POST /control, or the command-line defaults):
    "fail_rate": F,         in mode ok, answer this fraction of jobs 500
    "health": "up"|"down",  /health and /v1/models answer 503 when down
    "header_interval": S,   slow_headers: pause between header lines
-   "huge_size": N}         huge_body: the body's size
+   "huge_size": N,         huge_body: the body's size
+   "error_message": T}     the message of error400 and error500 (null: the
+                           default), in the error shape of the job's path
   Only the keys given change; the answer is the new settings (also at GET
   /control).  Modes:
     error500      500 {"error": {..., "type": "server_error"}}
@@ -80,6 +97,7 @@ Fault injection (POST /control, or the command-line defaults):
     huge_body     Content-Length: huge_size and that many bytes
     endless_chunked  1 MiB chunks until the client stops reading
     huge_headers  header lines until the client stops reading
+    empty         200 application/json "{}": valid JSON without a result
   Every answer to a job request comes after the latency except a 400 (real
   validation errors and error400 are immediate) and hang.  A job stays in
   flight for its whole latency even if the client goes away, as on a real
@@ -130,7 +148,8 @@ LAST_REQUESTS = 50
 MODES = ("ok", "error500", "error400", "reset", "hang", "malformed",
          "slow_headers", "truncated", "chunked", "until_close",
          "chunked_keepalive", "early_error", "interim", "bare_lf",
-         "bare_lf_length", "huge_body", "endless_chunked", "huge_headers")
+         "bare_lf_length", "huge_body", "endless_chunked", "huge_headers",
+         "empty")
 INTERIM = (b"HTTP/1.1 100 Continue\r\n\r\n"
            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
 HUGE_STEP = 1024 * 1024
@@ -141,6 +160,8 @@ CHUNK_SIZE_RE = re.compile(rb"[0-9a-fA-F]{1,15}")
 MALFORMED_BODY = b'{"created": 0, "data": "oops"'
 RESET_PREFIX = b"HTTP/1.1 200 OK\r\nContent-Type: appli"
 JSON = "application/json"
+# whisper.cpp names the language in full in verbose_json
+WHISPER_LANGUAGES = {"en": "english", "de": "german", "fr": "french", "es": "spanish"}
 
 
 # --------------------------------------------------------------------------
@@ -219,6 +240,22 @@ class Request:
 def openai_error(status, message, kind="invalid_request_error", param=None):
     body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
     return status, json.dumps(body).encode(), JSON
+
+
+def a1111_error(status, message, kind="invalid_request_error", param=None):
+    """AUTOMATIC1111's answer to an exception in an API route."""
+    body = {"error": "HTTPException", "detail": message, "body": "",
+            "errors": f"{status}: {message}"}
+    return status, json.dumps(body).encode(), JSON
+
+
+def whispercpp_error(status, message, kind="invalid_request_error", param=None):
+    """whisper.cpp's server: {"error": "..."}."""
+    return status, json.dumps({"error": message}).encode(), JSON
+
+
+# the error shape of each job path that is not OpenAI's
+ERROR_SHAPES = {"/sdapi/v1/txt2img": a1111_error, "/inference": whispercpp_error}
 
 
 def json_response(status, obj):
@@ -389,19 +426,22 @@ class Settings:
         self.health = args.health
         self.header_interval = args.header_interval
         self.huge_size = 64 * 1024 * 1024
+        self.error_message = None
 
     def as_dict(self):
         return {"mode": self.mode, "times": self.times, "latency": self.latency,
                 "fail_rate": self.fail_rate, "health": self.health,
                 "header_interval": self.header_interval,
-                "huge_size": self.huge_size}
+                "huge_size": self.huge_size,
+                "error_message": self.error_message}
 
     def update(self, change):
         """Validate the whole change, then apply it; a message on error."""
         if not isinstance(change, dict):
             return "body must be a JSON object"
         unknown = set(change) - {"mode", "times", "latency", "fail_rate",
-                                 "health", "header_interval", "huge_size"}
+                                 "health", "header_interval", "huge_size",
+                                 "error_message"}
         if unknown:
             return f"unknown keys: {', '.join(sorted(unknown))}"
         mode, times = change.get("mode", self.mode), change.get("times")
@@ -420,10 +460,13 @@ class Settings:
         if "huge_size" in change and not (is_int(change["huge_size"])
                                           and change["huge_size"] >= 64):
             return "huge_size must be an integer >= 64"
+        if "error_message" in change and not (change["error_message"] is None
+                                              or isinstance(change["error_message"], str)):
+            return "error_message must be a string or null"
         if "mode" in change:
             self.mode, self.times = mode, (times if mode != "ok" else None)
         for key in ("latency", "fail_rate", "health", "header_interval",
-                    "huge_size"):
+                    "huge_size", "error_message"):
             if key in change:
                 setattr(self, key, change[key])
         return None
@@ -500,9 +543,11 @@ class FakeGpu:
         }
         if args.kind in ("image", "both"):
             self.routes["/v1/images/generations"] = ("POST", self.image_job, True)
+            self.routes["/sdapi/v1/txt2img"] = ("POST", self.a1111_job, True)
+            self.routes["/sdapi/v1/options"] = ("GET", self.a1111_options, False)
         if args.kind in ("speech", "both"):
             self.routes["/v1/audio/transcriptions"] = ("POST", self.speech_job, True)
-            self.routes["/inference"] = ("POST", self.speech_job, True)  # whisper.cpp
+            self.routes["/inference"] = ("POST", self.whispercpp_job, True)
 
     def log(self, client, method, path, status, started, summary=""):
         if self.log_file is None:
@@ -629,12 +674,17 @@ class FakeGpu:
             while await reader.read(65536):
                 pass   # until the client closes its side
             return "hang", False
+        error = ERROR_SHAPES.get(req.path, openai_error)
         if fault == "error400":
-            response = openai_error(400, "fake-gpu: injected rejection")
+            response = error(400, self.settings.error_message
+                             or "fake-gpu: injected rejection")
         elif fault == "error500":
-            response = openai_error(500, "fake-gpu: injected failure", "server_error")
+            response = error(500, self.settings.error_message
+                             or "fake-gpu: injected failure", "server_error")
         elif fault == "malformed":
             response = (200, MALFORMED_BODY, JSON)
+        elif fault == "empty":
+            response = (200, b"{}", JSON)
         latency = self.settings.latency
         if latency and response[0] != 400:
             await asyncio.sleep(latency)
@@ -790,6 +840,111 @@ class FakeGpu:
                   "data": [{"b64_json": expected_png_b64(prompt, seed + i)} for i in range(n)]}
         summary = f"prompt={json.dumps(prompt[:60])} seed={seed} size={size} n={n}"
         return json_response(200, result), summary
+
+    def a1111_job(self, req, record):
+        """POST /sdapi/v1/txt2img, as AUTOMATIC1111's API reads it."""
+        try:
+            body = json.loads(req.body)
+        except ValueError:
+            body = None
+        record["json"] = body
+        if not isinstance(body, dict):
+            return json_response(422, {"detail": [
+                {"loc": ["body"], "msg": "value is not a valid dict",
+                 "type": "type_error.dict"}]}), "not an object"
+        types = {"prompt": str, "negative_prompt": str, "width": int, "height": int,
+                 "steps": int, "seed": int, "batch_size": int, "n_iter": int,
+                 "cfg_scale": (int, float)}
+        for name, kind in types.items():
+            value = body.get(name)
+            if name in body and (not isinstance(value, kind) or isinstance(value, bool)):
+                return json_response(422, {"detail": [
+                    {"loc": ["body", name], "msg": f"{name} has the wrong type",
+                     "type": "type_error"}]}), f"bad {name}"
+        prompt = body.get("prompt", "")
+        seed = body.get("seed", -1)
+        batch = body.get("batch_size", 1)
+        if not 1 <= batch <= 8:
+            return a1111_error(422, "batch_size must be in [1, 8]"), "bad batch_size"
+        record["params"] = {
+            "prompt": prompt, "negative_prompt": body.get("negative_prompt"),
+            "seed": seed, "n": batch, "width": body.get("width", 512),
+            "height": body.get("height", 512), "steps": body.get("steps"),
+            "cfg_scale": body.get("cfg_scale"),
+        }
+        parameters = dict(body)
+        info = {"prompt": prompt, "seed": seed, "all_seeds": [seed + i for i in range(batch)],
+                "width": record["params"]["width"], "height": record["params"]["height"]}
+        result = {"images": [expected_png_b64(prompt, seed + i) for i in range(batch)],
+                  "parameters": parameters, "info": json.dumps(info)}
+        summary = f"prompt={json.dumps(prompt[:60])} seed={seed} batch_size={batch}"
+        return json_response(200, result), summary
+
+    def a1111_options(self, req):
+        if self.settings.health == "down":
+            return a1111_error(503, "model not loaded")
+        return json_response(200, {"sd_model_checkpoint": self.args.model,
+                                   "samples_format": "png", "CLIP_stop_at_last_layers": 1})
+
+    def whispercpp_job(self, req, record):
+        """POST /inference, as whisper.cpp's server reads it."""
+        content_type = req.headers.get("content-type", "")
+        if parsed_header("content-type", content_type).get_content_type() != "multipart/form-data":
+            return whispercpp_error(400, "no 'file' field in the request"), "not multipart"
+        try:
+            parts = parse_multipart(req.body, content_type)
+        except ValueError as e:
+            return whispercpp_error(400, f"bad multipart body: {e}"), "bad multipart"
+        fields, audio = self.multipart_fields(parts, record)
+        if audio is None:
+            return whispercpp_error(400, "no 'file' field in the request"), "no file"
+        data, filename, file_type = audio
+        digest = hashlib.sha256(data).hexdigest()
+        record.update(file_bytes=len(data), file_sha256=digest,
+                      file_name=filename, file_content_type=file_type)
+        response_format = fields.get("response_format", "json")
+        summary = f"file={filename} bytes={len(data)} sha256={digest[:8]} format={response_format}"
+        if not data:
+            return whispercpp_error(400, "failed to read audio data"), summary
+        text = expected_transcript(digest, len(data))
+        if response_format in ("text", "srt", "vtt"):
+            return (200, text.encode(), "text/plain; charset=utf-8"), summary
+        if response_format != "verbose_json":
+            return json_response(200, {"text": text}), summary
+        duration = audio_duration(data, (file_type or "").split(";")[0].strip().lower())
+        language = WHISPER_LANGUAGES.get(fields.get("language") or "en", "english")
+        segment = {"id": 0, "text": text, "start": 0.0, "end": duration,
+                   "tokens": [50364, 1025], "words": [
+                       {"word": text, "start": 0.0, "end": duration,
+                        "t_dtw": -1, "probability": 0.9}],
+                   "temperature": 0.0, "avg_logprob": -0.1, "no_speech_prob": 0.0}
+        return json_response(200, {"task": "transcribe", "language": language,
+                                   "duration": duration, "text": text,
+                                   "segments": [segment],
+                                   "detected_language": language,
+                                   "detected_language_probability": 0.99}), summary
+
+    def multipart_fields(self, parts, record):
+        """The parts as fields by name, and the first "file" part."""
+        fields, audio = {}, None
+        record["parts"] = [
+            dict({"headers": lines, "bytes": len(content),
+                  "sha256": hashlib.sha256(content).hexdigest()},
+                 **({} if "filename" in headers.get("content-disposition", "")
+                    else {"value": content.decode("utf-8", "replace")}))
+            for headers, content, lines in parts]
+        for headers, content, _ in parts:
+            disposition = parsed_header("content-disposition",
+                                        headers.get("content-disposition", ""))
+            name = disposition.get_param("name", header="content-disposition")
+            if isinstance(name, tuple):     # RFC 2231 encoded
+                name = email.utils.collapse_rfc2231_value(name)
+            if name == "file" and audio is None:
+                audio = (content, disposition.get_filename(), headers.get("content-type"))
+            elif name is not None:
+                fields[name] = content.decode("utf-8", "replace")
+        record["fields"] = fields
+        return fields, audio
 
     def speech_job(self, req, record):
         content_type = req.headers.get("content-type", "")
