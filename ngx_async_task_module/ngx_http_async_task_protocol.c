@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_conn.h"
 
 
 /*
@@ -209,13 +210,14 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
     ngx_buf_t  *b;
 
     b = ngx_create_temp_buf(pool, sizeof("POST  HTTP/1.1" CRLF
-                                         "Host: " CRLF
                                          "Content-Type: ; boundary=" CRLF
                                          "Content-Length: " CRLF
                                          "Accept: application/json" CRLF
                                          "User-Agent: ngx_async_task" CRLF
                                          "Connection: keep-alive" CRLF CRLF)
-                                  + path->len + in->server.len
+                                  + path->len
+                                  + ngx_http_async_task_conn_headers_len(
+                                                                backend, in)
                                   + ngx_strlen(type)
                                   + (boundary ? boundary->len : 0)
                                   + NGX_OFF_T_LEN + extra);
@@ -223,9 +225,9 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
         return NULL;
     }
 
-    b->last = ngx_sprintf(b->last, "POST %V HTTP/1.1" CRLF
-                          "Host: %V" CRLF "Content-Type: %s",
-                          path, &in->server, type);
+    b->last = ngx_sprintf(b->last, "POST %V HTTP/1.1" CRLF, path);
+    b->last = ngx_http_async_task_conn_headers(b->last, backend, in);
+    b->last = ngx_sprintf(b->last, "Content-Type: %s", type);
 
     if (boundary) {
         b->last = ngx_sprintf(b->last, "; boundary=%V", boundary);
@@ -771,6 +773,14 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "the instance could not be reached");
+        return;
+
+    case ngx_http_async_task_client_tls:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "backend_error", pool,
+                                          "the TLS handshake with the "
+                                          "instance failed, or its "
+                                          "certificate did not verify");
         return;
 
     case ngx_http_async_task_client_aborted:
