@@ -264,7 +264,12 @@ async def read_request(reader, writer, early=None):
     early(req, writer), when given, may answer from the headers alone and
     close: the request then comes back with body None."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        # a TLS handshake record on a plain port: refused at once, as HTTP
+        # servers do (the client sees "wrong version number")
+        if first == b"\x16" and writer.get_extra_info("ssl_object") is None:
+            raise HttpError(400, "TLS on a plain HTTP port")
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return None
     except asyncio.LimitOverrunError:
