@@ -17,7 +17,13 @@
 /* a certificate chain of the leaf, intermediates and the trusted root */
 #define NGX_HTTP_ASYNC_TASK_VERIFY_DEPTH 4
 
+#define ngx_http_async_task_conn_is(name, text)                              \
+    ((name)->len == sizeof(text) - 1                                          \
+     && ngx_strncmp((name)->data, text, sizeof(text) - 1) == 0)
 
+
+static ngx_uint_t ngx_http_async_task_conn_named(ngx_str_t *name,
+    ngx_uint_t has_value);
 static ngx_http_async_task_conn_t *ngx_http_async_task_conn_get(
     ngx_conf_t *cf, ngx_http_async_task_backend_t *backend);
 static ngx_int_t ngx_http_async_task_conn_secret(ngx_conf_t *cf,
@@ -35,6 +41,19 @@ static ngx_int_t ngx_http_async_task_conn_ssl(ngx_conf_t *cf,
     ngx_http_async_task_backend_t *backend);
 static void ngx_http_async_task_conn_cleanup(void *data);
 #endif
+
+
+/* the "name=value" parameters of async_task_backend that are conn.c's */
+
+static ngx_str_t  ngx_http_async_task_conn_params[] = {
+    ngx_string("tls_verify"),
+    ngx_string("tls_trusted_certificate"),
+    ngx_string("tls_server_name"),
+    ngx_string("api_key"),
+    ngx_string("header"),
+    ngx_string("host"),
+    ngx_null_string
+};
 
 
 /* the headers the request builders write themselves */
@@ -60,29 +79,65 @@ ngx_int_t
 ngx_http_async_task_conn_param(ngx_conf_t *cf,
     ngx_http_async_task_backend_t *backend, ngx_str_t *value)
 {
-    ngx_str_t                    s;
+    u_char                      *eq;
+    ngx_str_t                    name, s;
     ngx_http_async_task_conn_t  *conn;
 
-    if (ngx_strcmp(value->data, "tls") == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
+    eq = ngx_strlchr(value->data, value->data + value->len, '=');
 
+    name.data = value->data;
+    name.len = eq ? (size_t) (eq - value->data) : value->len;
+
+    s.data = eq ? eq + 1 : value->data + value->len;
+    s.len = value->data + value->len - s.data;
+
+    if (!ngx_http_async_task_conn_named(&name, eq != NULL)) {
+        return NGX_DECLINED;
+    }
+
+    conn = ngx_http_async_task_conn_get(cf, backend);
+    if (conn == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (eq == NULL) {
         conn->tls = 1;
         return NGX_OK;
     }
 
-    if (ngx_strncmp(value->data, "tls_verify=", 11) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
+    if (ngx_http_async_task_conn_is(&name, "api_key")) {
+
+        if (conn->api_key.len) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"api_key\" is duplicate");
             return NGX_ERROR;
         }
 
-        if (ngx_strcmp(value->data + 11, "on") == 0) {
+        return ngx_http_async_task_conn_secret(cf, &s, &conn->api_key);
+    }
+
+    if (ngx_http_async_task_conn_is(&name, "header")) {
+        return ngx_http_async_task_conn_header(cf, conn, &s);
+    }
+
+    if (ngx_http_async_task_conn_is(&name, "host")) {
+        conn->host = s;
+
+        if (!ngx_http_async_task_conn_is_host(&s, 1)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid host \"%V\"", value);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_async_task_conn_is(&name, "tls_verify")) {
+
+        if (ngx_strcmp(s.data, "on") == 0) {
             conn->tls_verify = 1;
 
-        } else if (ngx_strcmp(value->data + 11, "off") == 0) {
+        } else if (ngx_strcmp(s.data, "off") == 0) {
             conn->tls_verify = 0;
 
         } else {
@@ -95,34 +150,10 @@ ngx_http_async_task_conn_param(ngx_conf_t *cf,
         return NGX_OK;
     }
 
-    if (ngx_strncmp(value->data, "tls_trusted_certificate=", 24) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
+    if (ngx_http_async_task_conn_is(&name, "tls_server_name")) {
+        conn->tls_server_name = s;
 
-        conn->tls_trusted_certificate.data = value->data + 24;
-        conn->tls_trusted_certificate.len = value->len - 24;
-
-        if (conn->tls_trusted_certificate.len == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", value);
-            return NGX_ERROR;
-        }
-
-        return NGX_OK;
-    }
-
-    if (ngx_strncmp(value->data, "tls_server_name=", 16) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
-
-        conn->tls_server_name.data = value->data + 16;
-        conn->tls_server_name.len = value->len - 16;
-
-        if (!ngx_http_async_task_conn_is_host(&conn->tls_server_name, 0)) {
+        if (!ngx_http_async_task_conn_is_host(&s, 0)) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid tls_server_name \"%V\"", value);
             return NGX_ERROR;
@@ -131,55 +162,40 @@ ngx_http_async_task_conn_param(ngx_conf_t *cf,
         return NGX_OK;
     }
 
-    if (ngx_strncmp(value->data, "host=", 5) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
+    /* tls_trusted_certificate= */
 
-        conn->host.data = value->data + 5;
-        conn->host.len = value->len - 5;
-
-        if (!ngx_http_async_task_conn_is_host(&conn->host, 1)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid host \"%V\"", value);
-            return NGX_ERROR;
-        }
-
-        return NGX_OK;
+    if (s.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", value);
+        return NGX_ERROR;
     }
 
-    if (ngx_strncmp(value->data, "api_key=", 8) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
-        }
+    conn->tls_trusted_certificate = s;
 
-        if (conn->api_key.len) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"api_key\" is duplicate");
-            return NGX_ERROR;
-        }
+    return NGX_OK;
+}
 
-        s.data = value->data + 8;
-        s.len = value->len - 8;
 
-        return ngx_http_async_task_conn_secret(cf, &s, &conn->api_key);
+/* "tls", or the name of one of the parameters "name=value" of conn.c */
+
+static ngx_uint_t
+ngx_http_async_task_conn_named(ngx_str_t *name, ngx_uint_t has_value)
+{
+    ngx_str_t  *p;
+
+    if (!has_value) {
+        return ngx_http_async_task_conn_is(name, "tls");
     }
 
-    if (ngx_strncmp(value->data, "header=", 7) == 0) {
-        conn = ngx_http_async_task_conn_get(cf, backend);
-        if (conn == NULL) {
-            return NGX_ERROR;
+    for (p = ngx_http_async_task_conn_params; p->len; p++) {
+        if (p->len == name->len
+            && ngx_strncmp(p->data, name->data, name->len) == 0)
+        {
+            return 1;
         }
-
-        s.data = value->data + 7;
-        s.len = value->len - 7;
-
-        return ngx_http_async_task_conn_header(cf, conn, &s);
     }
 
-    return NGX_DECLINED;
+    return 0;
 }
 
 
