@@ -741,7 +741,11 @@ ngx_http_async_task_conn_headers(u_char *p,
     p = ngx_sprintf(p, "Host: %V" CRLF,
                     conn->host.len ? &conn->host : &in->server);
 
-    return ngx_cpymem(p, conn->headers.data, conn->headers.len);
+    if (conn->headers.len) {
+        p = ngx_cpymem(p, conn->headers.data, conn->headers.len);
+    }
+
+    return p;
 }
 
 
