@@ -64,6 +64,8 @@ static ngx_str_t  ngx_http_async_task_conn_own[] = {
     ngx_string("Content-Type"),
     ngx_string("Transfer-Encoding"),
     ngx_string("Connection"),
+    ngx_string("Accept"),
+    ngx_string("User-Agent"),
     ngx_null_string
 };
 
@@ -428,7 +430,9 @@ ngx_http_async_task_conn_header(ngx_conf_t *cf,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "header \"%*s\" is set by the module%s",
                            colon - p, p,
-                           (colon - p == 4) ? ": use host=" : "");
+                           (colon - p == 4
+                            && ngx_strncasecmp(p, (u_char *) "Host", 4) == 0)
+                           ? ": use host=" : "");
         return NGX_ERROR;
     }
 

@@ -218,7 +218,8 @@ header "Host" is set by the module: use host=
 
 
 
-=== TEST 7: a header without a colon, or with a bad name, is refused without showing its value
+
+=== TEST 7: a header with a bad name is refused without showing its value
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
     async_task_backend image gpu "header=X(Bad): s3cr3t-value";
@@ -284,3 +285,16 @@ api_key: open() "/nonexistent/gpu.key" failed
 --- must_die
 --- error_log
 header "Authorization" and "api_key" are both given
+
+
+
+=== TEST 12: a second User-Agent would be a duplicate header: refused
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu "header=user-agent: mine/1.0";
+    upstream gpu {
+        server 127.0.0.1:19861;
+    }
+--- must_die
+--- error_log
+header "user-agent" is set by the module
