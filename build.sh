@@ -37,7 +37,7 @@ say() { printf '==> %s\n' "$*"; }
 # Debian packages each command needs, on top of what building needs
 packages_build=(nginx-core nginx-dev libsqlite3-dev libcjson-dev uuid-dev
                 build-essential)
-packages_source=(dpkg-dev libpcre2-dev zlib1g-dev)
+packages_source=(dpkg-dev libpcre2-dev zlib1g-dev libssl-dev)
 packages_sanitize=(clang)
 packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
                libwww-perl liburi-perl libhttp-message-perl
@@ -178,9 +178,11 @@ build_full() {
     if [ "${STATIC:-0}" = 1 ] || [ "${SANITIZE:-0}" = 1 ]; then
         add=--add-module
     fi
-    # the modules the tests use beside Debian's defaults
+    # the modules the tests use beside Debian's defaults; SSL for TLS to
+    # the instances (Debian's nginx has it too)
     args=(--with-compat --with-threads --with-debug --with-http_v2_module
-          --with-http_auth_request_module "$add=$root")
+          --with-http_auth_request_module --with-http_ssl_module
+          "$add=$root")
     if [ "${SANITIZE:-0}" = 1 ]; then
         args+=(--with-cc=clang "--with-cc-opt=$sanitize_cc_opt"
                "--with-ld-opt=$sanitize_ld_opt")

@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
@@ -597,6 +598,14 @@ ngx_http_async_task_send(ngx_http_async_task_job_t *job)
         ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
                       "async_task: the request of task %*s could not be made",
                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+        hc->result = ngx_http_async_task_client_broken;
+        ngx_http_async_task_run_finished(hc);
+        return;
+    }
+
+    if (ngx_http_async_task_conn_client(hc, job->backend, job->instance)
+        != NGX_OK)
+    {
         hc->result = ngx_http_async_task_client_broken;
         ngx_http_async_task_run_finished(hc);
         return;

@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
@@ -651,7 +652,10 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * async_task_backend kind upstream [protocol=name] [model=name]
- *                    [timeout=time] [retries=number];
+ *                    [timeout=time] [retries=number] [tls] [tls_verify=on|off]
+ *                    [tls_trusted_certificate=file] [tls_server_name=name]
+ *                    [api_key=key|$env|file:path] ["header=Name: value"]
+ *                    [host=name];
  */
 
 static char *
@@ -659,7 +663,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_async_task_main_conf_t *amcf = conf;
 
-    ngx_int_t                       kind, n;
+    ngx_int_t                       kind, n, rc;
     ngx_str_t                      *value, s;
     ngx_uint_t                      i;
     ngx_http_async_task_backend_t  *backend;
@@ -784,7 +788,23 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* TLS, credentials, headers: conn.c */
+
+        rc = ngx_http_async_task_conn_param(cf, backend, &value[i]);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
         goto invalid;
+    }
+
+    if (ngx_http_async_task_conn_init(cf, backend) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

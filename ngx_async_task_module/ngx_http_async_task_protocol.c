@@ -13,6 +13,7 @@
 
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -317,14 +318,14 @@ ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
 
     b = ngx_create_temp_buf(run->pool,
                             sizeof(" " " HTTP/1.1" CRLF
-                                   "Host: " CRLF
                                    "Content-Type: ; boundary=" CRLF
                                    "Content-Length: " CRLF
                                    "Accept: application/json" CRLF
                                    "User-Agent: ngx_async_task" CRLF
                                    "Connection: keep-alive" CRLF CRLF)
                             + ngx_strlen(method) + path->len
-                            + in->server.len
+                            + ngx_http_async_task_conn_headers_len(
+                                                         run->backend, in)
                             + (type ? ngx_strlen(type) : 0)
                             + (boundary ? boundary->len : 0)
                             + NGX_OFF_T_LEN + extra);
@@ -332,8 +333,8 @@ ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
         return NULL;
     }
 
-    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF "Host: %V" CRLF,
-                          method, path, &in->server);
+    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF, method, path);
+    b->last = ngx_http_async_task_conn_headers(b->last, run->backend, in);
 
     if (type) {
         b->last = ngx_sprintf(b->last, "Content-Type: %s", type);
@@ -965,6 +966,14 @@ ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "the instance could not be reached");
+        return NGX_DECLINED;
+
+    case ngx_http_async_task_client_tls:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "backend_error", pool,
+                                          "the TLS handshake with the "
+                                          "instance failed, or its "
+                                          "certificate did not verify");
         return NGX_DECLINED;
 
     case ngx_http_async_task_client_aborted:

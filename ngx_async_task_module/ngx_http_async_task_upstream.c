@@ -307,6 +307,7 @@ ngx_http_async_task_instances_add(ngx_conf_t *cf,
             in->index = amcf->instances.nelts - 1;
             in->kind = kind;
             in->server = server[i].addrs[j].name;
+            in->host = server[i].name;
             in->sockaddr = server[i].addrs[j].sockaddr;
             in->socklen = server[i].addrs[j].socklen;
             in->weight = server[i].weight ? server[i].weight : 1;

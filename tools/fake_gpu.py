@@ -34,11 +34,21 @@ wire protocols (shared/research/backend-protocols.md):
   * GET /health -> {"status": "ok"}; GET /v1/models -> OpenAI model list
     (both 503 while health is set "down").
 
+TLS and credentials, as options:
+  * --tls-cert FILE --tls-key FILE: the port speaks HTTPS (TLS 1.2 and
+    1.3) with that certificate; --control-port N then serves the same
+    routes, plain, on a second port, for the tests' control calls.
+  * --api-key KEY: every route but /health and /control* needs
+    "Authorization: Bearer KEY" (as speaches with API_KEY); without it the
+    answer is 401 {"error": {..., "code": "invalid_api_key"}}, at once,
+    counted in the stats as "unauthorized".
+
 Usage:
   python3 tools/fake_gpu.py --port N [--kind image|speech|both] [--latency S]
       [--fail-rate F] [--max-concurrent N] [--model NAME] [--mode MODE]
       [--health up|down] [--header-interval S] [--pid-file PATH]
-      [--log PATH] [--ready-file PATH]
+      [--log PATH] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
+      [--control-port N] [--api-key KEY]
 
   Listens on 127.0.0.1 only (--port 0 picks a free port; the ready file then
   tells which).  The ready file is written, holding "<port>\\n", once the
@@ -106,7 +116,7 @@ Fault injection (POST /control, or the command-line defaults):
 Statistics: GET /control/stats -> {"requests", "by_path", "inflight",
 "max_inflight", "max_concurrent", "violations", "last_requests"}; the last 50
 job requests, oldest first, each {"method", "path", "headers" (names lower
-case), "peer_port", "chunked", "body_bytes", "body_sha256", "json",
+case), "peer_port", "tls" (null, or {"version", "session_reused", "sni"}), "chunked", "body_bytes", "body_sha256", "json",
 "sd_cpp_extra_args", "params", "fields", "parts" (each multipart part:
 "headers" lines, "bytes", "sha256", "value" unless a file), "file_bytes",
 "file_sha256", "file_name", "file_content_type", "fault", "status"}.  POST /control/reset-stats zeroes the counters and the
@@ -134,6 +144,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -237,8 +248,8 @@ class Request:
                  "chunked", "keep_alive")
 
 
-def openai_error(status, message, kind="invalid_request_error", param=None):
-    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+def openai_error(status, message, kind="invalid_request_error", param=None, code=None):
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return status, json.dumps(body).encode(), JSON
 
 
@@ -290,7 +301,12 @@ async def read_request(reader, writer, early=None):
     early(req, writer), when given, may answer from the headers alone and
     close: the request then comes back with body None."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        # a TLS handshake record on a plain port: refused at once, as HTTP
+        # servers do (the client sees "wrong version number")
+        if first == b"\x16" and writer.get_extra_info("ssl_object") is None:
+            raise HttpError(400, "TLS on a plain HTTP port")
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return None
     except asyncio.LimitOverrunError:
@@ -504,6 +520,7 @@ class Stats:
         self.by_path = collections.Counter()
         self.max_inflight = self.inflight
         self.violations = 0
+        self.unauthorized = 0
         self.last = collections.deque(maxlen=LAST_REQUESTS)
 
     def begin(self, req):
@@ -521,7 +538,8 @@ class Stats:
         return {"requests": self.requests, "by_path": dict(self.by_path),
                 "inflight": self.inflight, "max_inflight": self.max_inflight,
                 "max_concurrent": self.max_concurrent,
-                "violations": self.violations, "last_requests": list(self.last)}
+                "violations": self.violations, "unauthorized": self.unauthorized,
+                "last_requests": list(self.last)}
 
 
 class FakeGpu:
@@ -590,6 +608,13 @@ class FakeGpu:
             writer.close()
             self.connections.discard(task)
 
+    def authorized(self, req):
+        """--api-key: the Bearer key, except on /health and /control*."""
+        key = self.args.api_key
+        if not key or req.path == "/health" or req.path.startswith("/control"):
+            return True
+        return req.headers.get("authorization") == f"Bearer {key}"
+
     def render(self, response, req):
         status, body, content_type = response
         return response_head(status, content_type, len(body), req) + body
@@ -597,7 +622,10 @@ class FakeGpu:
     async def dispatch(self, req, reader, writer, client, started):
         """Serve one request; True to keep the connection open."""
         method, handler, is_job = self.routes.get(req.path, (None, None, False))
-        if handler is None:
+        if not self.authorized(req):
+            self.stats.unauthorized += 1
+            response = openai_error(401, "fake-gpu: invalid API key", code="invalid_api_key")
+        elif handler is None:
             response = openai_error(404, f"no route for {req.path}")
         elif method is not None and req.method != method:
             response = openai_error(405, f"{req.method} not allowed on {req.path}")
@@ -621,7 +649,8 @@ class FakeGpu:
                   "json": None, "sd_cpp_extra_args": None, "params": None,
                   "fields": None, "parts": None, "file_bytes": None,
                   "file_sha256": None, "file_name": None,
-                  "file_content_type": None, "fault": None, "status": None}
+                  "file_content_type": None, "fault": None, "status": None,
+                  "tls": tls_info(writer)}
         self.stats.last.append(record)
         return record
 
@@ -1058,6 +1087,23 @@ class FakeGpu:
 
 
 # --------------------------------------------------------------------------
+# TLS
+
+def remember_sni(ssl_object, name, context):
+    """The server name the client sent, for the record of its requests."""
+    ssl_object.fake_gpu_sni = name
+
+
+def tls_info(writer):
+    """How a request came over TLS: None when it came in plain HTTP."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return {"version": ssl_object.version(), "session_reused": ssl_object.session_reused,
+            "sni": getattr(ssl_object, "fake_gpu_sni", None)}
+
+
+# --------------------------------------------------------------------------
 # Main
 
 def write_file(path, text):
@@ -1082,8 +1128,18 @@ async def serve(args):
     if args.pid_file:
         write_file(args.pid_file, f"{os.getpid()}\n")
     try:
+        context = None
+        if args.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+            context.sni_callback = remember_sni
         server = await asyncio.start_server(app.serve_connection, "127.0.0.1", args.port,
-                                            limit=HEADER_LIMIT, backlog=4096)
+                                            limit=HEADER_LIMIT, backlog=4096, ssl=context)
+        control = None
+        if args.control_port:
+            control = await asyncio.start_server(app.serve_connection, "127.0.0.1",
+                                                 args.control_port, limit=HEADER_LIMIT)
         port = server.sockets[0].getsockname()[1]
         if args.ready_file:
             write_file(args.ready_file, f"{port}\n")
@@ -1093,6 +1149,8 @@ async def serve(args):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
+        if control:
+            control.close()
         # Close open connections (hung jobs, idle keep-alive) while the log
         # is still open: they log their last request as they end.
         for task in app.connections:
@@ -1142,7 +1200,15 @@ def parse_args(argv):
     p.add_argument("--pid-file")
     p.add_argument("--log", help="append one line per request")
     p.add_argument("--ready-file", help="written with the port once listening")
-    return p.parse_args(argv)
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    p.add_argument("--control-port", type=int,
+                   help="also serve plain HTTP on this port (for control calls)")
+    p.add_argument("--api-key", help="require Authorization: Bearer KEY")
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    return args
 
 
 def main(argv=None):
