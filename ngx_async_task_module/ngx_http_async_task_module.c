@@ -41,6 +41,7 @@ typedef struct {
 
 
 static void *ngx_http_async_task_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_async_task_postconfiguration(ngx_conf_t *cf);
 static char *ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_async_task_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -132,7 +133,7 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
 
 static ngx_http_module_t  ngx_http_async_task_module_ctx = {
     ngx_http_async_task_variables_add,     /* preconfiguration */
-    ngx_http_async_task_error_init,        /* postconfiguration */
+    ngx_http_async_task_postconfiguration, /* postconfiguration */
 
     ngx_http_async_task_create_main_conf,  /* create main configuration */
     ngx_http_async_task_init_main_conf,    /* init main configuration */
@@ -180,6 +181,19 @@ ngx_http_async_task_create_main_conf(ngx_conf_t *cf)
      */
 
     return amcf;
+}
+
+
+/* the filters: errors as JSON, and submissions counted as answered */
+
+static ngx_int_t
+ngx_http_async_task_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_async_task_error_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_metrics_init(cf);
 }
 
 
