@@ -89,7 +89,7 @@ ngx_http_async_task_health_tick(ngx_event_t *ev)
     }
 
     shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
         backend = &ngx_http_async_task_health_amcf->backends[k];

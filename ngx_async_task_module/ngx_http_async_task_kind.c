@@ -151,3 +151,21 @@ ngx_http_async_task_kind_protocol(ngx_uint_t kind, ngx_str_t *name,
 
     return NULL;
 }
+
+
+ngx_int_t
+ngx_http_async_task_kind_index(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_async_task_kinds[i].name.len; i++) {
+        if (name->len == ngx_http_async_task_kinds[i].name.len
+            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].name.data,
+                           name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
+}

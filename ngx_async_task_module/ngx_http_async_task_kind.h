@@ -63,9 +63,9 @@ typedef struct {
 #define ngx_http_async_task_kind(k)  (&ngx_http_async_task_kinds[k])
 
 
+ngx_int_t ngx_http_async_task_kind_index(ngx_str_t *name);
 ngx_http_async_task_protocol_t *ngx_http_async_task_kind_protocol(
     ngx_uint_t kind, ngx_str_t *name, ngx_int_t *other);
-
 
 extern ngx_http_async_task_kind_t  ngx_http_async_task_kinds[];
 

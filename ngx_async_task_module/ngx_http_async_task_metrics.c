@@ -511,7 +511,7 @@ ngx_http_async_task_metrics_instances(ngx_http_async_task_metrics_out_t *out,
 
     in = amcf->instances.elts;
     n = amcf->instances.nelts;
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     ngx_http_async_task_metrics_family(out, "async_task_attempts", "counter",
                                        "Attempts of tasks on an instance, "
@@ -939,7 +939,7 @@ ngx_http_async_task_metrics_run(ngx_http_async_task_instance_t *in,
         outcome = (rc == NGX_DECLINED) ? NGX_HTTP_ASYNC_TASK_NOUTCOMES - 1
                                        : (ngx_uint_t) out->run;
 
-        now = ngx_http_async_task_now_ms();
+        now = ngx_http_async_task_util_now_ms();
         ms = (task->started_at && now > task->started_at)
              ? (uint64_t) (now - task->started_at) : 0;
 
