@@ -94,6 +94,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
     /* NGX_HTTP_ASYNC_TASK_IMAGE: a prompt in, a PNG file out */
     { ngx_string("image"),
       ngx_http_async_task_image_routes,
+      "no backend serves image tasks",
       0,
       ngx_string("image/png"),
       NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX,
@@ -104,6 +105,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
     /* NGX_HTTP_ASYNC_TASK_SPEECH: audio in, a transcript (JSON) out */
     { ngx_string("speech"),
       ngx_http_async_task_speech_routes,
+      "no backend serves speech tasks",
       1,
       ngx_null_string,
       NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX,
@@ -111,7 +113,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
       ngx_http_async_task_json_transcript_listed,
       ngx_http_async_task_speech_protocols },
 
-    { ngx_null_string, NULL, 0, ngx_null_string, 0, NULL, NULL, NULL }
+    { ngx_null_string, NULL, NULL, 0, ngx_null_string, 0, NULL, NULL, NULL }
 };
 
 

@@ -48,6 +48,7 @@ typedef ngx_int_t (*ngx_http_async_task_kind_listed_pt)(ngx_pool_t *pool,
 typedef struct {
     ngx_str_t                            name;
     ngx_http_async_task_route_t         *routes;    /* its submissions */
+    const char                          *unserved;  /* no backend: 404 */
 
     ngx_uint_t                           input;     /* an uploaded file */
     ngx_str_t                            result_type; /* "": JSON result */
