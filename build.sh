@@ -92,6 +92,7 @@ install_packages() {
 # a fingerprint of what configure depends on: a change reconfigures
 config_stamp() {
     { cat "$root/config" "$root"/migrations/*.sql "$1" 2>/dev/null
+      cat "$root"/ngx_async_task_module/*.html 2>/dev/null
       echo "$2"; } | md5sum | cut -d' ' -f1
 }
 
