@@ -109,15 +109,18 @@ function validate(schema, value, what, fail) {
 function findPath(path) {
     for (const template of Object.keys(doc.paths)) {
         const names = [];
-        const re = new RegExp('^' + template.replace(/[.*+?^$()|[\]\\]/g, '\\$&')
-            .replace(/\{([^}]+)\}/g, (m, name) => {
-                names.push(name);
-                return '([^/]+)';
-            }) + '$');
+        const re = new RegExp('^'
+            + template.replace(/[.*+?^$()|[\]\\]/g, '\\$&')
+                .replace(/\{([^}]+)\}/g, (m, name) => {
+                    names.push(name);
+                    return '([^/]+)';
+                }) + '$');
         const m = re.exec(path);
         if (m) {
             const params = {};
-            names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
+            names.forEach((n, i) => {
+                params[n] = decodeURIComponent(m[i + 1]);
+            });
             return { template, item: doc.paths[template], params };
         }
     }
@@ -149,7 +152,8 @@ function checkRequest(op, pathItem, params, req, url, fail) {
 
     for (const p of declared) {
         if (p.in === 'path') {
-            validate(p.schema, params[p.name], 'path parameter ' + p.name, fail);
+            validate(p.schema, params[p.name], 'path parameter ' + p.name,
+                     fail);
         }
         if (p.in === 'query' && url.searchParams.has(p.name)) {
             validate(p.schema, coerce(p.schema, url.searchParams.get(p.name)),
@@ -238,7 +242,8 @@ async function exchange(name, method, path, req = {}) {
         op = found.item[method.toLowerCase()];
         if (!op) {
             if (status !== '405') {
-                fail(method + ' is not in the document, and answered ' + status);
+                fail(method + ' is not in the document, and answered '
+                     + status);
             }
             response = deref({ $ref: '#/components/responses/Error' });
             if (!res.headers.get('allow')) {
