@@ -152,7 +152,29 @@ the address of system/stats "//example.com/stats" must be a path on this server
 
 
 
-=== TEST 7: Chromium draws the instances, their load and failures, the queue and the counts
+=== TEST 7: a blank or a control character in the address
+--- config
+    location = /status {
+        async_task_status_page "/api/v1/system/stats x";
+    }
+--- must_die
+--- error_log
+invalid address of system/stats "/api/v1/system/stats x"
+
+
+
+=== TEST 8: an empty address
+--- config
+    location = /status {
+        async_task_status_page "";
+    }
+--- must_die
+--- error_log
+the address of system/stats is empty
+
+
+
+=== TEST 9: Chromium draws the instances, their load and failures, the queue and the counts
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:4m
                      thread_pool=async_task max_queued=50;
@@ -261,7 +283,7 @@ GET /api/v1/system/stats
 
 
 
-=== TEST 8: hostile figures: strings stay text, wrong types show "?", nothing runs
+=== TEST 10: hostile figures: strings stay text, wrong types show "?", nothing runs
 --- config
     location = /status {
         async_task_status_page /evil/stats;
@@ -307,7 +329,7 @@ GET /status
 
 
 
-=== TEST 9: a stats endpoint that fails: the page says so and goes on
+=== TEST 11: a stats endpoint that fails: the page says so and goes on
 --- config
     location = /status {
         async_task_status_page /nothing/here;
