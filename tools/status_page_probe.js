@@ -130,8 +130,8 @@ async function refreshes(session) {
         || 0;
 }
 
-async function waitFor(session, expression, what) {
-    for (let i = 0; i < 300; i++) {
+async function waitFor(session, expression, what, tries = 300) {
+    for (let i = 0; i < tries; i++) {
         if (await evaluate(session, expression)) {
             return;
         }
@@ -143,7 +143,8 @@ async function waitFor(session, expression, what) {
 function waitRefreshes(session, n, what) {
     return waitFor(session, 'Number(document.body && document.body'
                    + '.getAttribute("data-refreshes")) >= ' + Number(n),
-                   n + ' reads of the figures (' + what + ')');
+                   n + ' reads of the figures (' + what + ')',
+                   Math.max(300, n * 30));
 }
 
 function readLine() {
