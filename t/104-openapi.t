@@ -27,16 +27,17 @@ sub run {
     return ($out, $? >> 8);
 }
 
-# the contract check against a document: its report, decoded, and status
+# the contract check against a document: its report, decoded, and status;
+# with arguments, those instead of the fakes' ports (--only ...)
 sub contract {
-    my ($spec, $image, $speech) = @_;
+    my ($spec, @args) = @_;
     my $port = AsyncTaskTest::port();
+    @args = ('--image-fake', 19341, '--speech-fake', 19342,
+             '--locked-base', "http://127.0.0.1:$port/locked/v1")
+        unless @args;
     local $ENV{NODE_PATH} = "$Npm/node_modules";
     my ($out, $rc) = run('node', "$Root/tools/openapi/contract.js", $spec,
-                         "http://127.0.0.1:$port/api/v1",
-                         '--image-fake', $image // 19341,
-                         '--speech-fake', $speech // 19342,
-                         '--locked-base', "http://127.0.0.1:$port/locked/v1");
+                         "http://127.0.0.1:$port/api/v1", @args);
     my $report = eval { JSON::PP::decode_json($out) };
     die "contract.js did not report ($rc): $out" unless $report;
     return ($report, $rc);
@@ -106,11 +107,12 @@ Test::More::cmp_ok($r->{checked}, '>=', 90, "exchanges checked ($r->{checked})")
 my $doc = `'$main::Npm/node_modules/.bin/redocly' bundle '$main::Spec' --ext json 2>/dev/null`;
 $doc = JSON::PP::decode_json($doc);
 my %skip = map { $_ => 1 } (
-    # 503: the store is not made to fail here (t/050-store.t does)
-    map({ "$_ 503" } qw(submitImage submitSpeech submitPcm listTasks getTask
-                        cancelTask getResult)),
-    # a kind without a backend needs another configuration (t/031-routing.t)
-    'submitImage 404', 'submitSpeech 404', 'submitPcm 404',
+    # 503 of the writes, and 404 of a kind with no backend: the next tests
+    map({ ("$_ 503", "$_ 404") } qw(submitImage submitSpeech submitPcm)),
+    'cancelTask 503',
+    # 503 of the reads: a locked database does not stop readers (WAL);
+    # t/050-store.t makes the store fail otherwise
+    map({ "$_ 503" } qw(listTasks getTask getResult)),
 );
 for my $path (sort keys %{ $doc->{paths} }) {
     for my $method (qw(get head post delete)) {
@@ -134,7 +136,59 @@ GET /api/v1/system/stats
 
 
 
-=== TEST 3: the checker refuses answers the document does not allow
+=== TEST 3: the submissions to a gateway with no backend answer 404 as the document says
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+--- init
+my ($r, $rc) = $main::Contract->($main::Spec, '--only', 'no-backend');
+Test::More::is($rc, 0, 'contract.js passes');
+Test::More::is_deeply($r->{failures}, [], 'the 404s match the document')
+    or Test::More::diag(JSON::PP->new->pretty->encode($r->{failures}));
+Test::More::is_deeply($r->{covered}, {submitImage => ['404'],
+    submitSpeech => ['404'], submitPcm => ['404']}, 'each submission');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "QUEUED":0,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 4: writes to a locked store answer 503 and Retry-After as the document says
+--- http_config
+    async_task_store @STORE@/tasks.db lock_timeout=200ms thread_pool=async_task;
+    async_task_backend image gpu;
+    async_task_backend speech gpu;
+    upstream gpu { server 127.0.0.1:9 down; }
+--- init
+my $id = AsyncTaskTest::submit('waits');
+my $db = AsyncTaskTest::store_db($block);
+open my $lock, '|-', "sqlite3 $db" or die;
+$lock->autoflush(1);
+print $lock "BEGIN EXCLUSIVE; INSERT INTO tasks (id, kind, status, priority, params, created_at) VALUES ('x', 'image', 'DONE', 1, '{}', 1);\n";
+Time::HiRes::sleep(0.2);
+my ($r, $rc) = $main::Contract->($main::Spec, '--only', 'locked',
+                                 '--task', $id);
+print $lock "ROLLBACK;\n";
+close $lock;
+Test::More::is($rc, 0, 'contract.js passes');
+Test::More::is_deeply($r->{failures}, [], 'the 503s match the document')
+    or Test::More::diag(JSON::PP->new->pretty->encode($r->{failures}));
+Test::More::is_deeply($r->{covered}, {submitImage => ['503'],
+    submitSpeech => ['503'], submitPcm => ['503'], cancelTask => ['503']},
+    'each write');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "QUEUED":1,
+--- error_log
+database is locked
+--- no_error_log
+[alert]
+
+
+
+=== TEST 5: the checker refuses answers the document does not allow
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:4m
                      thread_pool=async_task max_queued=10;
@@ -175,7 +229,10 @@ open $fh, '>', $bad or die $!;
 print $fh $spec;
 close $fh;
 
-my ($r, $rc) = $main::Contract->($bad, 19344, 19345);
+my $port = AsyncTaskTest::port();
+my ($r, $rc) = $main::Contract->($bad, '--image-fake', 19344,
+    '--speech-fake', 19345,
+    '--locked-base', "http://127.0.0.1:$port/locked/v1");
 Test::More::is($rc, 1, 'contract.js fails');
 my @f = @{ $r->{failures} };
 Test::More::ok((grep { $_->{path} eq '/system/stats' && $_->{method} eq 'GET'
@@ -190,7 +247,7 @@ GET /api/v1/system/stats
 
 
 
-=== TEST 4: a client generated from the document submits a task and reads it back
+=== TEST 6: a client generated from the document submits a task and reads it back
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:4m
                      thread_pool=async_task;

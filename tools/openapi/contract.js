@@ -4,6 +4,8 @@
 //   NODE_PATH=build/npm/node_modules node tools/openapi/contract.js \
 //       SPEC BASE_URL --image-fake PORT --speech-fake PORT
 //       [--locked-base URL]
+//   ... SPEC BASE_URL --only no-backend
+//   ... SPEC BASE_URL --only locked --task ID
 //
 // Sends every endpoint its successes and its error paths (the table in
 // main() below), and checks each exchange against the document:
@@ -24,6 +26,10 @@
 //   - for a request that succeeded, its query parameters, Content-Type and
 //     JSON body are valid against the operation's parameters and body.
 //
+// "--only no-backend" sends only the submissions, to a gateway with no
+// backend (404); "--only locked" the writes, to a gateway whose database
+// another process holds locked (503, Retry-After), canceling task ID.
+//
 // Prints one JSON object: {"checked": N, "failures": [...], "covered":
 // {"operationId": ["status", ...]}}; exits 1 when something failed.
 
@@ -42,6 +48,8 @@ for (let i = 2; i < argv.length; i++) {
     case '--image-fake': opt.imageFake = argv[++i]; break;
     case '--speech-fake': opt.speechFake = argv[++i]; break;
     case '--locked-base': opt.lockedBase = argv[++i]; break;
+    case '--only': opt.only = argv[++i]; break;
+    case '--task': opt.task = argv[++i]; break;
     default:
         process.stderr.write('contract.js: unknown argument ' + argv[i] + '\n');
         process.exit(2);
@@ -367,8 +375,38 @@ function multipart(parts) {
              type: 'multipart/form-data; boundary=' + boundary };
 }
 
+// the three submissions, each answering the same status
+async function submissions(what, st) {
+    await exchange('image: ' + what, 'POST', '/image/async', {
+        headers: JSONT, body: '{"prompt":"x"}', expect: [st] });
+    await exchange('transcribe: ' + what, 'POST', '/speech/transcribe', {
+        headers: { 'Content-Type': 'audio/ogg' }, body: 'x', expect: [st] });
+    await exchange('pcm: ' + what, 'POST', '/speech/pcm', {
+        headers: { 'Content-Type': 'audio/pcm' }, body: 'xy', expect: [st] });
+}
+
+async function only(what) {
+    switch (what) {
+    case 'no-backend':
+        await submissions('no backend', 404);
+        break;
+    case 'locked':
+        await submissions('store locked', 503);
+        await exchange('cancel: store locked', 'DELETE', '/tasks/' + opt.task,
+                       { expect: [503] });
+        break;
+    default:
+        throw new Error('unknown --only ' + what);
+    }
+}
+
 async function main() {
     const x = exchange;
+
+    if (opt.only) {
+        return only(opt.only);
+    }
+
     const ID0 = '00000000-0000-7000-8000-000000000000';
 
     // image: success, every field, and each kind of fault
@@ -572,12 +610,7 @@ async function main() {
         }
         queued.push(t.id);
     }
-    await x('image: queue full', 'POST', '/image/async', {
-        headers: JSONT, body: '{"prompt":"x"}', expect: [429] });
-    await x('transcribe: queue full', 'POST', '/speech/transcribe', {
-        headers: { 'Content-Type': 'audio/ogg' }, body: 'x', expect: [429] });
-    await x('pcm: queue full', 'POST', '/speech/pcm', {
-        headers: { 'Content-Type': 'audio/pcm' }, body: 'xy', expect: [429] });
+    await submissions('queue full', 429);
 
     await x('cancel QUEUED', 'DELETE', '/tasks/' + p1.json.id,
             { expect: [200] });
