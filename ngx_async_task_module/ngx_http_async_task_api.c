@@ -503,6 +503,7 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task)
 {
     u_char                      *p;
+    ngx_int_t                    rc;
     ngx_buf_t                   *b;
     ngx_str_t                    path;
     ngx_chain_t                  out;
@@ -613,8 +614,12 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
                    "async task api: result file \"%V\", %O bytes",
                    &path, of.size);
 
-    if (ngx_http_send_header(r) == NGX_ERROR || r->header_only) {
-        return NGX_OK;
+    /* a Range past the end: the range filter answers 416 instead */
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
     }
 
     return ngx_http_output_filter(r, &out);
