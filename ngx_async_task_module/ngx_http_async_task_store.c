@@ -17,8 +17,9 @@
  * pool.  Writes that arrive while both are out wait in "pending" and go
  * together in the next batch, one transaction and one flush for all of
  * them, so the commit rate follows the load instead of capping it.  The
- * second batch is written while the first one's flush runs; batches are
- * answered in the order they were posted.
+ * batches are written in the order they were posted, one at a time, and
+ * answered in that order; with a driver that flushes apart (sync), one
+ * is written while the one before is being flushed.
  */
 
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
@@ -31,6 +32,7 @@
 typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
     ngx_uint_t                         n;
+    ngx_uint_t                         seq;        /* its turn to write */
     ngx_uint_t                         written;    /* its thread is done */
     ngx_http_async_task_op_t          *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
 } ngx_http_async_task_batch_t;
@@ -70,6 +72,13 @@ static ngx_thread_task_t  *ngx_http_async_task_batch_tasks[
 /* how many batches are out, and the oldest of them */
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
 static ngx_uint_t                    ngx_http_async_task_batch_head;
+static ngx_uint_t                    ngx_http_async_task_batch_seq;
+/* the pool threads': the turn of the next batch to write */
+static ngx_uint_t                    ngx_http_async_task_batch_turn;
+static pthread_mutex_t               ngx_http_async_task_turn_mutex =
+                                                    PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t                ngx_http_async_task_turn_cond =
+                                                    PTHREAD_COND_INITIALIZER;
 static ngx_event_t                   ngx_http_async_task_maintain_event;
 static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
 static ngx_uint_t                    ngx_http_async_task_batches;
@@ -103,6 +112,8 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ngx_http_async_task_pending);
     ngx_http_async_task_batch_busy = 0;
     ngx_http_async_task_batch_head = 0;
+    ngx_http_async_task_batch_seq = 0;
+    ngx_http_async_task_batch_turn = 0;
     ngx_http_async_task_batches = 0;
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
@@ -402,7 +413,12 @@ ngx_http_async_task_batch_start(void)
     ngx_http_async_task_batch_busy++;
     ngx_http_async_task_batches++;
 
+    batch->seq = ngx_http_async_task_batch_seq++;
+
     if (ngx_thread_task_post(batch->conf->thread_pool, task) != NGX_OK) {
+
+        /* no thread will take its turn */
+        ngx_http_async_task_batch_seq--;
 
         /* answered from the event loop, as a completed batch would be */
 
@@ -415,12 +431,51 @@ ngx_http_async_task_batch_start(void)
 }
 
 
+/*
+ * The pool's queue hands batches out in the order they were posted, but
+ * two threads may reach the store in either order: the turns keep the
+ * commits in that order too (a claim sees the inserts posted before it).
+ */
+
 static void
 ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
-    batch->conf->driver->write(batch->conf, batch->ops, batch->n, log);
+    ngx_uint_t                           i;
+    ngx_http_async_task_store_driver_t  *driver;
+
+    driver = batch->conf->driver;
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+
+    while (ngx_http_async_task_batch_turn != batch->seq) {
+        (void) pthread_cond_wait(&ngx_http_async_task_turn_cond,
+                                 &ngx_http_async_task_turn_mutex);
+    }
+
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    driver->write(batch->conf, batch->ops, batch->n, log);
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+    ngx_http_async_task_batch_turn++;
+    (void) pthread_cond_broadcast(&ngx_http_async_task_turn_cond);
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    /* a failed write failed every op; else nothing is answered unflushed */
+
+    if (driver->sync == NULL || batch->n == 0
+        || batch->ops[0]->rc == NGX_ERROR)
+    {
+        return;
+    }
+
+    if (driver->sync(batch->conf, log) != NGX_OK) {
+        for (i = 0; i < batch->n; i++) {
+            batch->ops[i]->rc = NGX_ERROR;
+        }
+    }
 }
 
 

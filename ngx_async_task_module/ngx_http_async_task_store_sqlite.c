@@ -81,6 +81,8 @@ static ngx_int_t ngx_http_async_task_sqlite_finish(
     ngx_uint_t from, ngx_http_async_task_t *task, ngx_pool_t *pool,
     ngx_log_t *log);
 
+static ngx_int_t ngx_http_async_task_sqlite_flush(
+    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_batch(
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_sqlite_t *sq,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log);
@@ -147,7 +149,8 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_reclaim,
     ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
-    ngx_http_async_task_sqlite_exit
+    ngx_http_async_task_sqlite_exit,
+    ngx_http_async_task_sqlite_flush
 };
 
 
@@ -164,9 +167,6 @@ static volatile int     ngx_http_async_task_sqlite_wal_pages;
 static volatile int     ngx_http_async_task_sqlite_wal_next =
                                                NGX_HTTP_ASYNC_TASK_WAL_PAGES;
 static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
-                                                    PTHREAD_MUTEX_INITIALIZER;
-/* the process's batch writers, one at a time */
-static pthread_mutex_t  ngx_http_async_task_sqlite_writer =
                                                     PTHREAD_MUTEX_INITIALIZER;
 
 
@@ -390,43 +390,46 @@ failed:
 /*
  * Group commit: every new task and every outcome a worker has waiting
  * goes in one transaction, one fsync.  A failed transaction fails them
- * all; an outcome whose lease is gone is NGX_DECLINED alone.
- *
- * The process's batches take turns at the write lock on a mutex of ours
- * (no busy handler's sleeps between them), and flush the log once they
- * no longer hold it: one batch is written while the one before is being
- * flushed.
+ * all; an outcome whose lease is gone is NGX_DECLINED alone.  The commit
+ * is not flushed: store.c calls sqlite_flush() once the process's next
+ * batch may write, which is written during this one's flush.
  */
 
 static void
 ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_int_t                      rc;
     ngx_uint_t                     i;
     ngx_http_async_task_sqlite_t  *sq;
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
 
-    if (sq == NULL) {
-        goto failed;
-    }
-
-    (void) pthread_mutex_lock(&ngx_http_async_task_sqlite_writer);
-
-    rc = ngx_http_async_task_sqlite_batch(conf, sq, ops, n, log);
-
-    (void) pthread_mutex_unlock(&ngx_http_async_task_sqlite_writer);
-
-    if (rc == NGX_OK && ngx_http_async_task_sqlite_sync(sq, log) == NGX_OK) {
+    if (sq != NULL
+        && ngx_http_async_task_sqlite_batch(conf, sq, ops, n, log) == NGX_OK)
+    {
         return;
     }
-
-failed:
 
     for (i = 0; i < n; i++) {
         ops[i]->rc = NGX_ERROR;
     }
+}
+
+
+/* after a batch, in its thread: the log up to its commit on disk */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_flush(ngx_http_async_task_store_conf_t *conf,
+    ngx_log_t *log)
+{
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_sqlite_sync(sq, log);
 }
 
 
