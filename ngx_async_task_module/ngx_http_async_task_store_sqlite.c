@@ -389,7 +389,7 @@ failed:
 
 /*
  * Group commit: every new task and every outcome a worker has waiting
- * goes in one transaction, one fsync.  A failed transaction fails them
+ * goes in one transaction, one flush.  A failed transaction fails them
  * all; an outcome whose lease is gone is NGX_DECLINED alone.  The commit
  * is not flushed: store.c calls sqlite_flush() once the process's next
  * batch may write, which is written during this one's flush.
