@@ -8,6 +8,11 @@
 #   ./build.sh bench            or    bench/submit.sh
 #   DURATION=10s CONNECTIONS=64 WAITING=50000 RUNS="1:1 2:2"
 #
+# To compare builds of the module on a shared machine, where figures move
+# from minute to minute: MODULES="a.so b.so" ROUNDS=3 measures only the
+# baseline and the durable submissions, the builds taking turns within
+# each round (a.so, b.so, a.so, b.so, ... for each of RUNS).
+#
 # The upstream is "down": what is measured is the API and the store, with
 # no dispatching beside it (bench/e2e.sh measures that).
 set -euo pipefail
@@ -30,7 +35,7 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 
 start_nginx() {
-    local workers=$1
+    local workers=$1 module=${2:-$module}
 
     rm -rf "$dir"
     mkdir -p "$dir/logs"
@@ -173,8 +178,38 @@ run() {
     stop_nginx
 }
 
+# one build's submissions, after a baseline of the same nginx
+compare() {
+    local workers=$1 threads=$2 build=$3 base p50 p99 bad r
+
+    start_nginx "$workers" "$build"
+    echo "$(basename "$build"): $workers worker(s), wrk -t$threads -c$conns -d$duration"
+
+    read -r base p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/baseline" /tmp/async_task_post.lua)
+    report "POST return 202 (baseline)" "$base" "$base" "$p50" "$p99" "$bad"
+
+    read -r r p50 p99 bad < <(measure "$threads" \
+        "http://127.0.0.1:$port/api/v1/image/async" /tmp/async_task_post.lua)
+    report "POST image/async (durable)" "$base" "$r" "$p50" "$p99" "$bad"
+
+    stop_nginx
+}
+
 command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
 command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
+
+if [ -n "${MODULES:-}" ]; then
+    for round in $(seq "${ROUNDS:-3}"); do
+        echo "round $round"
+        for r in ${RUNS:-1:1 2:2}; do
+            for m in $MODULES; do
+                compare "${r%:*}" "${r#*:}" "$m"
+            done
+        done
+    done
+    exit 0
+fi
 
 # workers:wrk threads
 for r in ${RUNS:-1:1 2:2}; do

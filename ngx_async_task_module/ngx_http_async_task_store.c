@@ -14,13 +14,17 @@
 
 
 /*
- * Group commit: a worker has at most one insert batch on the thread pool.
- * Submissions that arrive meanwhile wait in "pending" and go together in
- * the next batch, one transaction and one fsync for all of them, so the
- * commit rate follows the load instead of capping it.
+ * Group commit: a worker has at most two write batches on the thread
+ * pool.  Writes that arrive while both are out wait in "pending" and go
+ * together in the next batch, one transaction and one flush for all of
+ * them, so the commit rate follows the load instead of capping it.  The
+ * batches are written in the order they were posted, one at a time, and
+ * answered in that order; with a driver that flushes apart (sync), one
+ * is written while the one before is being flushed.
  */
 
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
+#define NGX_HTTP_ASYNC_TASK_BATCHES    2
 
 #define NGX_HTTP_ASYNC_TASK_MAINTAIN    1000
 #define NGX_HTTP_ASYNC_TASK_OPS_GUARD   100
@@ -30,6 +34,8 @@ typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
     ngx_uint_t                         n;
     int64_t                            usec;       /* the commit, or -1 */
+    ngx_uint_t                         seq;        /* its turn to write */
+    ngx_uint_t                         written;    /* its thread is done */
     ngx_http_async_task_op_t          *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
 } ngx_http_async_task_batch_t;
 
@@ -63,8 +69,18 @@ static void ngx_http_async_task_ops_guard(ngx_event_t *ev);
 
 
 static ngx_queue_t                   ngx_http_async_task_pending;
-static ngx_thread_task_t            *ngx_http_async_task_batch_task;
+static ngx_thread_task_t  *ngx_http_async_task_batch_tasks[
+                                               NGX_HTTP_ASYNC_TASK_BATCHES];
+/* how many batches are out, and the oldest of them */
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
+static ngx_uint_t                    ngx_http_async_task_batch_head;
+static ngx_uint_t                    ngx_http_async_task_batch_seq;
+/* the pool threads': the turn of the next batch to write */
+static ngx_uint_t                    ngx_http_async_task_batch_turn;
+static pthread_mutex_t               ngx_http_async_task_turn_mutex =
+                                                    PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t                ngx_http_async_task_turn_cond =
+                                                    PTHREAD_COND_INITIALIZER;
 static ngx_event_t                   ngx_http_async_task_maintain_event;
 static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
 static ngx_uint_t                    ngx_http_async_task_batches;
@@ -90,11 +106,16 @@ ngx_int_t
 ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf)
 {
+    ngx_uint_t                       i;
+    ngx_thread_task_t               *task;
     ngx_http_async_task_batch_t     *batch;
     ngx_http_async_task_maintain_t  *maintain;
 
     ngx_queue_init(&ngx_http_async_task_pending);
     ngx_http_async_task_batch_busy = 0;
+    ngx_http_async_task_batch_head = 0;
+    ngx_http_async_task_batch_seq = 0;
+    ngx_http_async_task_batch_turn = 0;
     ngx_http_async_task_batches = 0;
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
@@ -112,21 +133,23 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_ops_event.data = conf;
     ngx_http_async_task_ops_event.log = cycle->log;
 
-    ngx_http_async_task_batch_task =
-        ngx_thread_task_alloc(cycle->pool, sizeof(ngx_http_async_task_batch_t));
-    if (ngx_http_async_task_batch_task == NULL) {
-        return NGX_ERROR;
+    for (i = 0; i < NGX_HTTP_ASYNC_TASK_BATCHES; i++) {
+        task = ngx_thread_task_alloc(cycle->pool,
+                                     sizeof(ngx_http_async_task_batch_t));
+        if (task == NULL) {
+            return NGX_ERROR;
+        }
+
+        batch = task->ctx;
+        batch->conf = conf;
+
+        task->handler = ngx_http_async_task_batch_thread;
+        task->event.handler = ngx_http_async_task_batch_done;
+        task->event.data = batch;
+        task->event.log = cycle->log;
+
+        ngx_http_async_task_batch_tasks[i] = task;
     }
-
-    batch = ngx_http_async_task_batch_task->ctx;
-    batch->conf = conf;
-
-    ngx_http_async_task_batch_task->handler =
-                                        ngx_http_async_task_batch_thread;
-    ngx_http_async_task_batch_task->event.handler =
-                                        ngx_http_async_task_batch_done;
-    ngx_http_async_task_batch_task->event.data = batch;
-    ngx_http_async_task_batch_task->event.log = cycle->log;
 
     ngx_http_async_task_maintain_task = ngx_thread_task_alloc(cycle->pool,
                                         sizeof(ngx_http_async_task_maintain_t));
@@ -205,7 +228,7 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
     {
         ngx_queue_insert_tail(&ngx_http_async_task_pending, &op->queue);
 
-        if (!ngx_http_async_task_batch_busy) {
+        if (ngx_http_async_task_batch_busy < NGX_HTTP_ASYNC_TASK_BATCHES) {
             ngx_http_async_task_batch_start();
         }
 
@@ -367,12 +390,17 @@ ngx_http_async_task_batch_start(void)
 {
     ngx_uint_t                    i;
     ngx_queue_t                  *q;
+    ngx_thread_task_t            *task;
     ngx_http_async_task_op_t     *op;
     ngx_http_async_task_batch_t  *batch;
 
-    batch = ngx_http_async_task_batch_task->ctx;
+    task = ngx_http_async_task_batch_tasks[(ngx_http_async_task_batch_head
+                                            + ngx_http_async_task_batch_busy)
+                                           % NGX_HTTP_ASYNC_TASK_BATCHES];
+    batch = task->ctx;
     batch->n = 0;
     batch->usec = -1;
+    batch->written = 0;
 
     while (!ngx_queue_empty(&ngx_http_async_task_pending)
            && batch->n < NGX_HTTP_ASYNC_TASK_BATCH_MAX)
@@ -386,37 +414,81 @@ ngx_http_async_task_batch_start(void)
         batch->n++;
     }
 
-    ngx_http_async_task_batch_busy = 1;
+    ngx_http_async_task_batch_busy++;
     ngx_http_async_task_batches++;
 
-    if (ngx_thread_task_post(batch->conf->thread_pool,
-                             ngx_http_async_task_batch_task)
-        != NGX_OK)
-    {
+    batch->seq = ngx_http_async_task_batch_seq++;
+
+    if (ngx_thread_task_post(batch->conf->thread_pool, task) != NGX_OK) {
+
+        /* no thread will take its turn */
+        ngx_http_async_task_batch_seq--;
+
         /* answered from the event loop, as a completed batch would be */
 
         for (i = 0; i < batch->n; i++) {
             batch->ops[i]->rc = NGX_ERROR;
         }
 
-        ngx_post_event(&ngx_http_async_task_batch_task->event,
-                       &ngx_posted_events);
+        ngx_post_event(&task->event, &ngx_posted_events);
     }
 }
 
+
+/*
+ * The pool's queue hands batches out in the order they were posted, but
+ * two threads may reach the store in either order: the turns keep the
+ * commits in that order too (a claim sees the inserts posted before it).
+ */
 
 static void
 ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
-    int64_t  start;
+    int64_t                              start;
+    ngx_uint_t                           i;
+    ngx_http_async_task_store_driver_t  *driver;
+
+    driver = batch->conf->driver;
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+
+    while (ngx_http_async_task_batch_turn != batch->seq) {
+        (void) pthread_cond_wait(&ngx_http_async_task_turn_cond,
+                                 &ngx_http_async_task_turn_mutex);
+    }
+
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
 
     start = ngx_http_async_task_metrics_clock();
-    batch->conf->driver->write(batch->conf, batch->ops, batch->n, log);
+    driver->write(batch->conf, batch->ops, batch->n, log);
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+    ngx_http_async_task_batch_turn++;
+    (void) pthread_cond_broadcast(&ngx_http_async_task_turn_cond);
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    /* a failed write failed every op; else nothing is answered unflushed */
+
+    if (driver->sync && batch->n && batch->ops[0]->rc != NGX_ERROR
+        && driver->sync(batch->conf, log) != NGX_OK)
+    {
+        for (i = 0; i < batch->n; i++) {
+            batch->ops[i]->rc = NGX_ERROR;
+        }
+    }
+
     batch->usec = ngx_http_async_task_metrics_clock() - start;
 }
 
+
+/*
+ * A later batch may be flushed before an earlier one: it waits for it,
+ * so that the handlers see the batches in the order they were posted (a
+ * claim after the insert of the task it claims, an outcome after its
+ * claim).
+ */
 
 static void
 ngx_http_async_task_batch_done(ngx_event_t *ev)
@@ -429,22 +501,36 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
                    "async task batch of %ui written", batch->n);
 
-    n = batch->n;
-    ngx_memcpy(ops, batch->ops, n * sizeof(ngx_http_async_task_op_t *));
-    ngx_http_async_task_metrics_batch(ops, n, batch->usec);
+    batch->written = 1;
 
-    ngx_http_async_task_batch_busy = 0;
+    while (ngx_http_async_task_batch_busy) {
 
-    /* start the next batch first: its fsync overlaps with our answers */
+        batch = ngx_http_async_task_batch_tasks[ngx_http_async_task_batch_head]
+                ->ctx;
 
-    if (!ngx_queue_empty(&ngx_http_async_task_pending)) {
-        ngx_http_async_task_batch_start();
-    }
+        if (!batch->written) {
+            return;
+        }
 
-    ngx_http_async_task_ops -= n;
+        n = batch->n;
+        ngx_memcpy(ops, batch->ops, n * sizeof(ngx_http_async_task_op_t *));
+        ngx_http_async_task_metrics_batch(ops, n, batch->usec);
 
-    for (i = 0; i < n; i++) {
-        ops[i]->handler(ops[i]);
+        ngx_http_async_task_batch_busy--;
+        ngx_http_async_task_batch_head = (ngx_http_async_task_batch_head + 1)
+                                         % NGX_HTTP_ASYNC_TASK_BATCHES;
+
+        /* start the next batch first: it is written during our answers */
+
+        if (!ngx_queue_empty(&ngx_http_async_task_pending)) {
+            ngx_http_async_task_batch_start();
+        }
+
+        ngx_http_async_task_ops -= n;
+
+        for (i = 0; i < n; i++) {
+            ops[i]->handler(ops[i]);
+        }
     }
 }
 

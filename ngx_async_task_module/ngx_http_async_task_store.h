@@ -113,6 +113,14 @@ struct ngx_http_async_task_store_driver_s {
 
     /* at worker exit, in the main thread, once the pool threads are gone */
     void       (*exit)(void);
+
+    /*
+     * Optional (NULL: write's commit is durable).  After a write, in the
+     * same thread, once the next batch may write: makes durable every
+     * write committed so far; NGX_ERROR fails the batch.
+     */
+    ngx_int_t  (*sync)(ngx_http_async_task_store_conf_t *conf,
+                       ngx_log_t *log);
 };
 
 

@@ -82,6 +82,13 @@ static ngx_int_t ngx_http_async_task_sqlite_finish(
     ngx_uint_t from, ngx_http_async_task_t *task, ngx_pool_t *pool,
     ngx_log_t *log);
 
+static ngx_int_t ngx_http_async_task_sqlite_flush(
+    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_batch(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_sqlite_t *sq,
+    ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_sqlite_sync(
+    ngx_http_async_task_sqlite_t *sq, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_claim(
     ngx_http_async_task_sqlite_t *sq, ngx_uint_t kind, ngx_str_t *owner,
     int64_t lease, ngx_uint_t n, ngx_pool_t *pool, ngx_array_t *tasks,
@@ -143,7 +150,8 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_reclaim,
     ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
-    ngx_http_async_task_sqlite_exit
+    ngx_http_async_task_sqlite_exit,
+    ngx_http_async_task_sqlite_flush
 };
 
 
@@ -382,24 +390,58 @@ failed:
 
 /*
  * Group commit: every new task and every outcome a worker has waiting
- * goes in one transaction, one fsync.  A failed transaction fails them
- * all; an outcome whose lease is gone is NGX_DECLINED alone.
+ * goes in one transaction, one flush.  A failed transaction fails them
+ * all; an outcome whose lease is gone is NGX_DECLINED alone.  The commit
+ * is not flushed: store.c calls sqlite_flush() once the process's next
+ * batch may write, which is written during this one's flush.
  */
 
 static void
 ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_uint_t                     i, renamed;
+    ngx_uint_t                     i;
     ngx_http_async_task_sqlite_t  *sq;
-
-    renamed = 0;
 
     sq = ngx_http_async_task_sqlite_connection(conf, log);
 
-    if (sq == NULL) {
-        goto failed;
+    if (sq != NULL
+        && ngx_http_async_task_sqlite_batch(conf, sq, ops, n, log) == NGX_OK)
+    {
+        return;
     }
+
+    for (i = 0; i < n; i++) {
+        ops[i]->rc = NGX_ERROR;
+    }
+}
+
+
+/* after a batch, in its thread: the log up to its commit on disk */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_flush(ngx_http_async_task_store_conf_t *conf,
+    ngx_log_t *log)
+{
+    ngx_http_async_task_sqlite_t  *sq;
+
+    sq = ngx_http_async_task_sqlite_connection(conf, log);
+    if (sq == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_sqlite_sync(sq, log);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_sqlite_batch(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_log_t *log)
+{
+    ngx_uint_t  i, renamed;
+
+    renamed = 0;
 
     if (ngx_http_async_task_sqlite_wal_pages
         >= ngx_http_async_task_sqlite_wal_next)
@@ -408,7 +450,7 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     }
 
     if (ngx_http_async_task_sqlite_step(sq, sq->begin, log) != NGX_OK) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     for (i = 0; i < n; i++) {
@@ -444,7 +486,7 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
 
         if (ops[i]->rc == NGX_ERROR) {
             (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-            goto failed;
+            return NGX_ERROR;
         }
     }
 
@@ -456,16 +498,46 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
         (void) ngx_http_async_task_sqlite_step(sq, sq->rollback, log);
-        goto failed;
+        return NGX_ERROR;
     }
 
-    return;
+    return NGX_OK;
+}
 
-failed:
 
-    for (i = 0; i < n; i++) {
-        ops[i]->rc = NGX_ERROR;
+/*
+ * The pool threads' connections commit without a flush (synchronous =
+ * NORMAL): the writer flushes the log itself, on SQLite's own handle of
+ * it, after its commit and before anything is answered.  Everything
+ * committed to the log before this call is on disk when it returns.
+ */
+
+static ngx_int_t
+ngx_http_async_task_sqlite_sync(ngx_http_async_task_sqlite_t *sq,
+    ngx_log_t *log)
+{
+    sqlite3_file  *wal;
+
+    wal = NULL;
+
+    if (sqlite3_file_control(sq->db, "main", SQLITE_FCNTL_JOURNAL_POINTER,
+                             &wal)
+        != SQLITE_OK
+        || wal == NULL
+        || wal->pMethods == NULL)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "async_task store: the write-ahead log is not open");
+        return NGX_ERROR;
     }
+
+    if (wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "async_task store: cannot flush the write-ahead log");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -680,6 +752,10 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
+    if (ngx_http_async_task_sqlite_sync(sq, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     row.position = -1;
     *task = row;
 
@@ -833,7 +909,9 @@ ngx_http_async_task_sqlite_recover(ngx_http_async_task_store_conf_t *conf,
                       SQLITE_STATIC);
     ngx_http_async_task_sqlite_bind_str(sq->recover, 2, owner);
 
-    if (ngx_http_async_task_sqlite_step(sq, sq->recover, log) != NGX_OK) {
+    if (ngx_http_async_task_sqlite_step(sq, sq->recover, log) != NGX_OK
+        || ngx_http_async_task_sqlite_sync(sq, log) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -881,7 +959,12 @@ ngx_http_async_task_sqlite_reclaim(ngx_http_async_task_store_conf_t *conf,
     sqlite3_reset(sq->reclaim);
     sqlite3_clear_bindings(sq->reclaim);
 
-    return (rc == SQLITE_DONE) ? NGX_OK : NGX_ERROR;
+    if (rc != SQLITE_DONE || ngx_http_async_task_sqlite_sync(sq, log) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -976,6 +1059,11 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
         goto failed;
+    }
+
+    if (ngx_http_async_task_sqlite_sync(sq, log) != NGX_OK) {
+        files->nelts = 0;
+        return NGX_ERROR;
     }
 
     return found;
@@ -1083,6 +1171,16 @@ ngx_http_async_task_sqlite_connection(ngx_http_async_task_store_conf_t *conf,
             ngx_http_async_task_sqlite_close(sq);
             return NULL;
         }
+    }
+
+    /* each write flushes the log itself: see sqlite_sync() */
+
+    if (sqlite3_exec(sq->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL)
+        != SQLITE_OK)
+    {
+        ngx_http_async_task_sqlite_error(sq, log, "synchronous");
+        ngx_http_async_task_sqlite_close(sq);
+        return NULL;
     }
 
     (void) sqlite3_wal_hook(sq->db, ngx_http_async_task_sqlite_wal, NULL);
