@@ -30,12 +30,20 @@ our @EXPORT_OK = qw(http api seed store_db crash_and_restart
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
+# which stores a file's blocks run on: ":sqlite_only" (tests of SQLite
+# itself), ":postgresql_only" (tests of the shared store); by default both
+my $only = '';
+
 sub import {
     my $class = shift;
 
     my $caller = caller;
     no strict 'refs';
     for my $name (@_) {
+        if ($name =~ /^:(sqlite|postgresql)_only$/) {
+            $only = $1;
+            next;
+        }
         *{"${caller}::$name"} = \&{"AsyncTaskTest::$name"};
     }
 
@@ -81,6 +89,7 @@ EOF
     }
 
     $http_config =~ s/\@STORE\@/$dir/g;
+    $http_config = pg_config($block, $http_config);
     $block->set_value('http_config', $http_config);
 
     if (!defined $block->main_config) {
@@ -96,6 +105,74 @@ EOF
     }
 EOF
     }
+}
+
+# PostgreSQL: the suite runs a second time with TEST_NGINX_STORE=postgresql
+# (build.sh starts the cluster, TEST_NGINX_PG_HOST is its socket's
+# directory).  Each block gets a schema of its own in one database, and
+# its store line that schema's URI; "@PG@" in a config stands for it too.
+# Blocks that reach into the SQLite file (seed, sql, store_db, sqlite3)
+# and files marked ":sqlite_only" are skipped there, with skip_eval, which
+# the real Test::Nginx honours as well; ":postgresql_only" files run only
+# there.
+
+sub store {
+    return $ENV{TEST_NGINX_STORE} || 'sqlite';
+}
+
+my $pg_schemas = 0;
+
+sub pg_schema {
+    my $schema = "b${$}_" . ++$pg_schemas;
+    my $host = $ENV{TEST_NGINX_PG_HOST}
+        or die "TEST_NGINX_PG_HOST is not set: run the tests with build.sh";
+
+    system('psql', '-h', $host, '-U', 'postgres', '-d', 'async_task', '-qAt',
+           '-c', "CREATE SCHEMA $schema") == 0
+        or die "cannot create the schema $schema";
+
+    return $schema;
+}
+
+sub pg_uri {
+    my ($schema) = @_;
+    return "postgresql:///async_task?host=$ENV{TEST_NGINX_PG_HOST}"
+           . "&user=postgres&options=-csearch_path%3D$schema";
+}
+
+sub pg_config {
+    my ($block, $config) = @_;
+
+    my $needs_sqlite = $only eq 'sqlite' || grep {
+        !/^_/ && defined $block->{$_} && !ref $block->{$_}
+        && $block->{$_} =~ /\b(?:seed|store_db|sql)\s*\(|sqlite3/
+    } keys %$block;
+
+    if (store() ne 'postgresql') {
+        if ($only eq 'postgresql' && !defined $block->skip_eval) {
+            $block->set_value('skip_eval', '1: "PostgreSQL only"');
+        }
+        return $config;
+    }
+
+    if ($needs_sqlite) {
+        $block->set_value('skip_eval', '1: "SQLite only"')
+            unless defined $block->skip_eval;
+        return $config;
+    }
+
+    my $uri = pg_uri(pg_schema());
+
+    $config =~ s/\@PG\@/$uri/g;
+
+    $config =~ s{async_task_store\s+([^\s;]+\.db)([^;]*);}{
+        my ($db, $rest) = ($1, $2);
+        (my $files = $db) =~ s{[^/]*$}{files};
+        $rest .= " files=$files" unless $rest =~ /\bfiles=/;
+        "async_task_store $uri$rest;"
+    }ge;
+
+    return $config;
 }
 
 # the SQLite file of a block ("--- init" code sees the block as $block)
