@@ -304,9 +304,21 @@ pg_start() {
         exit 1
     }
     trap pg_stop EXIT
-    "${pg_run[@]}" "$pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -s \
-        -o "-c listen_addresses= -k $pg_dir -c fsync=off" \
-        -o "-c full_page_writes=off -c max_connections=400" start
+    # the tests stop and start it too (a store that goes away)
+    cat > "$pg_dir/ctl" <<EOF
+#!/bin/sh
+# $pg_dir/ctl start|stop: the tests' PostgreSQL cluster
+case \$1 in
+    start) exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" \\
+               -l "$pg_dir/server.log" -w -s \\
+               -o "-c listen_addresses= -k $pg_dir -c fsync=off" \\
+               -o "-c full_page_writes=off -c max_connections=400" start ;;
+    stop)  exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" -m fast -w -s stop ;;
+esac
+exit 2
+EOF
+    chmod 755 "$pg_dir/ctl"
+    "$pg_dir/ctl" start
     psql -h "$pg_dir" -U postgres -d postgres -qAtc \
         'CREATE DATABASE async_task' >/dev/null
     export TEST_NGINX_PG_HOST=$pg_dir

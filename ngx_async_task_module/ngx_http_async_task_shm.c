@@ -718,13 +718,15 @@ ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
 
 
 /*
- * A shared store: another node took the task (a claim, a cancel), so this
- * node's copy leaves the zone, uncounted.  A run of it here stops at its
- * worker's next tick, as after a cancel.
+ * A shared store: another node took the task (a claim, or a cancel when
+ * "running"), so this node's queued copy leaves the zone, uncounted; with
+ * "running", a run of it here too, which then stops at its worker's next
+ * tick, as after a cancel.
  */
 
 void
-ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm, u_char *id)
+ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t running)
 {
     ngx_http_async_task_node_t  *node;
 
@@ -732,7 +734,10 @@ ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm, u_char *id)
 
     node = ngx_http_async_task_shm_lookup(shm->sh, id);
 
-    if (node && node->status != NGX_HTTP_ASYNC_TASK_PENDING) {
+    if (node
+        && (node->status == NGX_HTTP_ASYNC_TASK_QUEUED
+            || (running && node->status == NGX_HTTP_ASYNC_TASK_RUNNING)))
+    {
         ngx_http_async_task_shm_delete_locked(shm, node);
     }
 

@@ -132,7 +132,7 @@ void ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm,
 void ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm,
     u_char *id);
 void ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm,
-    u_char *id);
+    u_char *id, ngx_uint_t running);
 ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
     u_char *id);
 ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,

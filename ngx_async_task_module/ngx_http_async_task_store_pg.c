@@ -26,8 +26,9 @@
  * Each worker process also keeps one connection in its event loop, which
  * only LISTENs: a node tells the others (NOTIFY, sent at COMMIT) that it
  * queued tasks ("q NODE"), so that they claim at once, and which tasks left
- * the queue through it ("g NODE ID..."; claimed, canceled), so that they
- * drop those from their zones and stop a run that was canceled.
+ * the queue through it ("g NODE ID...", claimed; "c NODE ID...", canceled),
+ * so that they drop those from their zones and stop a run that was
+ * canceled.
  *
  * Lease owners are "NODE/pid:N": the node's name (node=, the host's name
  * by default), then the worker process, as the dispatcher formats it.
@@ -60,6 +61,7 @@ typedef struct ngx_http_async_task_pg_s  ngx_http_async_task_pg_t;
 struct ngx_http_async_task_pg_s {
     ngx_http_async_task_pg_t       *next;       /* all of the process's */
     PGconn                         *conn;
+    ngx_http_async_task_store_conf_t  *conf;
 };
 
 
@@ -72,10 +74,14 @@ typedef struct {
 } ngx_http_async_task_pg_params_t;
 
 
-/* a notification of tasks that left the queue: "g NODE ID ID ..." */
+/*
+ * A notification of tasks that left the queue: "g NODE ID ID ..." (claimed)
+ * or "c NODE ID ..." (canceled).
+ */
 
 typedef struct {
     u_char                         *last;
+    u_char                          type;
     u_char                          text[4096];
 } ngx_http_async_task_pg_gone_t;
 
@@ -138,7 +144,7 @@ static ngx_int_t ngx_http_async_task_pg_rename(
     ngx_log_t *log);
 static void ngx_http_async_task_pg_gone_init(
     ngx_http_async_task_pg_gone_t *gone,
-    ngx_http_async_task_store_conf_t *conf);
+    ngx_http_async_task_store_conf_t *conf, u_char type);
 static ngx_int_t ngx_http_async_task_pg_gone_add(
     ngx_http_async_task_pg_t *pg, ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_pg_gone_t *gone, u_char *id, ngx_log_t *log);
@@ -182,6 +188,7 @@ static void ngx_http_async_task_pg_listen_close(void);
 static void ngx_http_async_task_pg_notified(ngx_str_t *node, u_char *p,
     u_char *last);
 static void ngx_http_async_task_pg_dummy(ngx_event_t *ev);
+static void ngx_http_async_task_pg_notice(void *arg, const char *message);
 
 
 ngx_http_async_task_store_driver_t  ngx_http_async_task_pg_driver = {
@@ -514,7 +521,7 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         goto failed;
     }
 
-    ngx_http_async_task_pg_gone_init(&gone, conf);
+    ngx_http_async_task_pg_gone_init(&gone, conf, 'g');
 
     for (i = 0; i < n; i++) {
         op = ops[i];
@@ -861,7 +868,7 @@ ngx_http_async_task_pg_finish(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_pg_int(&p, row.finished_at);
     ngx_http_async_task_pg_str(&p, &s);
 
-    ngx_http_async_task_pg_gone_init(&gone, conf);
+    ngx_http_async_task_pg_gone_init(&gone, conf, 'c');
 
     if (ngx_http_async_task_pg_command(pg,
             "UPDATE tasks SET status = $1, finished_at = $2::bigint, "
@@ -1343,9 +1350,10 @@ ngx_http_async_task_pg_exit(void)
 
 static void
 ngx_http_async_task_pg_gone_init(ngx_http_async_task_pg_gone_t *gone,
-    ngx_http_async_task_store_conf_t *conf)
+    ngx_http_async_task_store_conf_t *conf, u_char type)
 {
-    gone->last = ngx_sprintf(gone->text, "g %V", &conf->node);
+    gone->type = type;
+    gone->last = ngx_sprintf(gone->text, "%c %V", type, &conf->node);
 }
 
 
@@ -1393,7 +1401,7 @@ ngx_http_async_task_pg_gone_send(ngx_http_async_task_pg_t *pg,
              "SELECT pg_notify('" NGX_HTTP_ASYNC_TASK_PG_CHANNEL "', $1)",
              &p, log);
 
-    ngx_http_async_task_pg_gone_init(gone, conf);
+    ngx_http_async_task_pg_gone_init(gone, conf, gone->type);
 
     return rc;
 }
@@ -1455,6 +1463,7 @@ ngx_http_async_task_pg_connection(ngx_http_async_task_store_conf_t *conf,
         PQfinish(pg->conn);
     }
 
+    pg->conf = conf;
     pg->conn = ngx_http_async_task_pg_connect(conf, NGX_LOG_ERR, log);
 
     return pg->conn ? pg : NULL;
@@ -1480,6 +1489,9 @@ ngx_http_async_task_pg_connect(ngx_http_async_task_store_conf_t *conf,
         return NULL;
     }
 
+    /* notices ("already exists, skipping") would go to stderr */
+    (void) PQsetNoticeProcessor(conn, ngx_http_async_task_pg_notice, NULL);
+
     /* lock_timeout= bounds how long a call waits for a row lock */
 
     ngx_sprintf(sql, "SET lock_timeout = %M%Z", conf->lock_timeout);
@@ -1501,26 +1513,57 @@ ngx_http_async_task_pg_connect(ngx_http_async_task_store_conf_t *conf,
 }
 
 
-/* a statement's rows, or NULL (logged) */
+/*
+ * A statement's rows, or NULL (logged).  A connection that broke while it
+ * was idle (PostgreSQL restarted since this thread last used it) shows
+ * only at its next statement: outside a transaction, that statement goes
+ * again once on a new connection, so that the first call after an outage
+ * does not fail for nothing.
+ */
 
 static PGresult *
 ngx_http_async_task_pg_exec(ngx_http_async_task_pg_t *pg, const char *sql,
     ngx_http_async_task_pg_params_t *params, ngx_log_t *log)
 {
+    PGconn          *conn;
     PGresult        *res;
+    ngx_uint_t       idle, again;
     ExecStatusType   status;
 
-    if (params) {
-        res = PQexecParams(pg->conn, sql, params->n, NULL, params->values,
-                           params->lengths, params->formats, 0);
-    } else {
-        res = PQexec(pg->conn, sql);
-    }
+    idle = (PQtransactionStatus(pg->conn) == PQTRANS_IDLE);
 
-    status = PQresultStatus(res);
+    for (again = 0; /* void */ ; again++) {
 
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-        return res;
+        if (params) {
+            res = PQexecParams(pg->conn, sql, params->n, NULL,
+                               params->values, params->lengths,
+                               params->formats, 0);
+        } else {
+            res = PQexec(pg->conn, sql);
+        }
+
+        status = PQresultStatus(res);
+
+        if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+            return res;
+        }
+
+        if (again || !idle || PQstatus(pg->conn) != CONNECTION_BAD) {
+            break;
+        }
+
+        PQclear(res);
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "async_task store: connection lost, connecting again");
+
+        conn = ngx_http_async_task_pg_connect(pg->conf, NGX_LOG_ERR, log);
+        if (conn == NULL) {
+            return NULL;
+        }
+
+        PQfinish(pg->conn);
+        pg->conn = conn;
     }
 
     ngx_log_error(NGX_LOG_ERR, log, 0, "async_task store: \"%s\" failed: %s",
@@ -1847,6 +1890,9 @@ ngx_http_async_task_pg_listen_done(ngx_event_t *ev)
     c->write->log = ngx_cycle->log;
     c->data = ngx_http_async_task_pg_conf;
 
+    /* a graceful stop closes it, as it closes idle keepalive connections */
+    c->idle = 1;
+
     ngx_http_async_task_pg_listener = conn;
     ngx_http_async_task_pg_lc = c;
 
@@ -1873,9 +1919,17 @@ retry:
 static void
 ngx_http_async_task_pg_listen_read(ngx_event_t *ev)
 {
-    u_char    *p, *last;
-    PGnotify  *notify;
-    ngx_str_t  node;
+    u_char            *p, *last;
+    PGnotify          *notify;
+    ngx_str_t          node;
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    if (c->close) {
+        ngx_http_async_task_pg_listen_close();
+        return;
+    }
 
     if (ngx_http_async_task_pg_listener == NULL) {
         return;
@@ -1901,7 +1955,7 @@ ngx_http_async_task_pg_listen_read(ngx_event_t *ev)
         p = (u_char *) notify->extra;
         last = p + ngx_strlen(p);
 
-        /* "q NODE" or "g NODE ID ..." */
+        /* "q NODE", "g NODE ID ..." or "c NODE ID ..." */
 
         if (last - p > 2 && p[1] == ' ') {
             node.data = p + 2;
@@ -1928,6 +1982,7 @@ ngx_http_async_task_pg_listen_read(ngx_event_t *ev)
 static void
 ngx_http_async_task_pg_notified(ngx_str_t *node, u_char *p, u_char *last)
 {
+    ngx_uint_t                         canceled;
     ngx_http_async_task_shm_t         *shm;
     ngx_http_async_task_store_conf_t  *conf;
 
@@ -1947,17 +2002,25 @@ ngx_http_async_task_pg_notified(ngx_str_t *node, u_char *p, u_char *last)
         return;
     }
 
-    if (p[0] != 'g') {
+    if (p[0] != 'g' && p[0] != 'c') {
         return;
     }
 
+    canceled = (p[0] == 'c');
     shm = conf->shm_zone->data;
+
+    /*
+     * Workers read notifications each at its own pace: a claim's "g" may
+     * come after this node has claimed the task in turn (the other node
+     * gave it back), so it drops a queued copy only.  A cancel is final:
+     * a run here stops too.
+     */
 
     for (p = node->data + node->len;
          last - p >= (ssize_t) (1 + NGX_HTTP_ASYNC_TASK_ID_LEN);
          p += 1 + NGX_HTTP_ASYNC_TASK_ID_LEN)
     {
-        ngx_http_async_task_shm_gone(shm, p + 1);
+        ngx_http_async_task_shm_gone(shm, p + 1, canceled);
     }
 }
 
@@ -1998,5 +2061,11 @@ ngx_http_async_task_pg_listen_close(void)
 
 static void
 ngx_http_async_task_pg_dummy(ngx_event_t *ev)
+{
+}
+
+
+static void
+ngx_http_async_task_pg_notice(void *arg, const char *message)
 {
 }
