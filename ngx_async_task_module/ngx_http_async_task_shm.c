@@ -721,7 +721,9 @@ ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
  * A shared store: another node took the task (a claim, or a cancel when
  * "running"), so this node's queued copy leaves the zone, uncounted; with
  * "running", a run of it here too, which then stops at its worker's next
- * tick, as after a cancel.
+ * tick, as after a cancel.  A pending copy goes too: the other node saw
+ * the commit before this node's worker could enlist it, and the commit
+ * then finds nothing to enlist.
  */
 
 void
@@ -736,6 +738,7 @@ ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm, u_char *id,
 
     if (node
         && (node->status == NGX_HTTP_ASYNC_TASK_QUEUED
+            || node->status == NGX_HTTP_ASYNC_TASK_PENDING
             || (running && node->status == NGX_HTTP_ASYNC_TASK_RUNNING)))
     {
         ngx_http_async_task_shm_delete_locked(shm, node);

@@ -39,6 +39,9 @@
 #define NGX_HTTP_ASYNC_TASK_PG_PARAMS     12
 #define NGX_HTTP_ASYNC_TASK_PG_RETRY      1000
 
+/* a node not seen for this long (ms) is dead: its runs are taken back */
+#define NGX_HTTP_ASYNC_TASK_PG_DEAD       10000
+
 /* advisory lock keys: the schema's migrations, retention */
 #define NGX_HTTP_ASYNC_TASK_PG_MIGRATE    "7401001"
 #define NGX_HTTP_ASYNC_TASK_PG_EXPIRE     "7401002"
@@ -116,6 +119,8 @@ static ngx_int_t ngx_http_async_task_pg_recover(
 static ngx_int_t ngx_http_async_task_pg_reclaim(
     ngx_http_async_task_store_conf_t *conf, ngx_pool_t *pool,
     ngx_array_t *tasks, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_pg_beat(ngx_http_async_task_pg_t *pg,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_expire(
     ngx_http_async_task_store_conf_t *conf, int64_t before, ngx_uint_t n,
     ngx_uint_t *count, ngx_array_t *files, ngx_log_t *log);
@@ -236,8 +241,9 @@ static ngx_int_t
 ngx_http_async_task_pg_init(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log)
 {
-    PGconn     *conn;
-    ngx_int_t   rc;
+    PGconn                    *conn;
+    ngx_int_t                  rc;
+    ngx_http_async_task_pg_t   pg;
 
     conn = ngx_http_async_task_pg_connect(conf, NGX_LOG_EMERG, log);
     if (conn == NULL) {
@@ -245,6 +251,14 @@ ngx_http_async_task_pg_init(ngx_http_async_task_store_conf_t *conf,
     }
 
     rc = ngx_http_async_task_pg_migrate(conn, log);
+
+    /* seen from the start: a node that dies at once has its runs back */
+
+    if (rc == NGX_OK) {
+        pg.conn = conn;
+        pg.conf = conf;
+        rc = ngx_http_async_task_pg_beat(&pg, log);
+    }
 
     if (rc == NGX_OK && loader) {
         rc = ngx_http_async_task_pg_load(conf, conn, loader, fresh, log);
@@ -1134,7 +1148,10 @@ ngx_http_async_task_pg_recover(ngx_http_async_task_store_conf_t *conf,
 
 
 /*
- * Leases past their expiry, whichever node held them: those tasks queue
+ * Every few seconds (the dispatcher's reclaim timer, in each worker): this
+ * node's heartbeat, then the runs nobody will report on: leases past
+ * their expiry, whichever node held them, and the runs of nodes not seen
+ * for NGX_HTTP_ASYNC_TASK_PG_DEAD (killed, cut off).  Those tasks queue
  * again, uncharged.
  */
 
@@ -1143,6 +1160,7 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
     ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log)
 {
     int                               i;
+    int64_t                           now;
     PGresult                         *res;
     ngx_http_async_task_t            *task;
     ngx_http_async_task_pg_t         *pg;
@@ -1153,14 +1171,25 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
+    if (ngx_http_async_task_pg_beat(pg, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    now = ngx_http_async_task_now_ms();
+
     p.n = 0;
-    ngx_http_async_task_pg_int(&p, ngx_http_async_task_now_ms());
+    ngx_http_async_task_pg_int(&p, now);
+    ngx_http_async_task_pg_str(&p, &conf->node);
+    ngx_http_async_task_pg_int(&p, now - NGX_HTTP_ASYNC_TASK_PG_DEAD);
 
     res = ngx_http_async_task_pg_exec(pg,
               "UPDATE tasks SET status = 'QUEUED', started_at = NULL, "
               "lease_owner = NULL, lease_expires = NULL "
-              "WHERE status = 'RUNNING' AND lease_expires < $1::bigint "
-              "RETURNING id, attempts",
+              "WHERE status = 'RUNNING' AND (lease_expires < $1::bigint "
+              "OR split_part(lease_owner, '/', 1) IN "
+              "(SELECT name FROM nodes WHERE seen < $3::bigint "
+              "AND name <> $2)) "
+              "RETURNING id, attempts, lease_owner",
               &p, log);
 
     if (res == NULL) {
@@ -1178,6 +1207,10 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
             break;
         }
 
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "async_task: task %s of \"%s\" is taken back",
+                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
+
         ngx_memzero(task, sizeof(ngx_http_async_task_t));
         ngx_memcpy(task->id, PQgetvalue(res, i, 0),
                    NGX_HTTP_ASYNC_TASK_ID_LEN);
@@ -1191,6 +1224,24 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
     PQclear(res);
 
     return NGX_OK;
+}
+
+
+/* this node is alive: its "seen" time */
+
+static ngx_int_t
+ngx_http_async_task_pg_beat(ngx_http_async_task_pg_t *pg, ngx_log_t *log)
+{
+    ngx_http_async_task_pg_params_t  p;
+
+    p.n = 0;
+    ngx_http_async_task_pg_int(&p, ngx_http_async_task_now_ms());
+    ngx_http_async_task_pg_str(&p, &pg->conf->node);
+
+    return ngx_http_async_task_pg_command(pg,
+               "INSERT INTO nodes (name, seen) VALUES ($2, $1::bigint) "
+               "ON CONFLICT (name) DO UPDATE SET seen = EXCLUDED.seen",
+               &p, log);
 }
 
 

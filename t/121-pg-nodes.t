@@ -75,6 +75,18 @@ sub fake_prompts {
     return @p;
 }
 
+# established TCP connections to 127.0.0.1:PORT (the client side)
+sub connections_to {
+    my ($port) = @_;
+    my $n = 0;
+    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
+    while (<$fh>) {
+        my (undef, undef, $rem, $st) = split;
+        $n++ if $st && $st eq '01' && $rem eq sprintf('0100007F:%04X', $port);
+    }
+    return $n;
+}
+
 sub no_bad_log_lines {
     my @bad = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
               split /\n/, AsyncTaskTest::error_log()
@@ -360,3 +372,121 @@ main::no_bad_log_lines();
 GET /api/v1/tasks
 --- error_code: 200
 --- timeout: 60
+
+
+
+=== TEST 6: kill -9 of a whole node (master and workers) with runs in flight: the other node takes them back and every task is DONE
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task;
+    async_task_backend image gpu_image model=m timeout=300s;
+    upstream gpu_image {
+        server 127.0.0.1:19506 max_conns=4 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19506, kind => 'image', latency => 1);
+--- init
+AsyncTaskTest::node2_start(port => $main::B,
+                           edit => sub { s/ max_conns=4 down;/ max_conns=4;/ });
+my $A = AsyncTaskTest::port();
+my @ids = map { main::submit_on($A, "w $_") } 1 .. 4;
+Test::More::is(scalar(grep { defined } @ids), 4, '4 tasks accepted by node a');
+my $running = 0;
+for (1 .. 100) {
+    $running = grep { main::task_on($A, $_)->{status} eq 'RUNNING' } @ids;
+    last if $running == 4;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is($running, 4, 'node b runs all four');
+my $master = AsyncTaskTest::node2_master();
+my @workers = split ' ', `pgrep -P $master`;
+kill 'KILL', $master, @workers;
+my $killed = Time::HiRes::time();
+# node a gets the instance (a reload), and waits for node b's runs
+my $conf = AsyncTaskTest::servroot() . '/conf/nginx.conf';
+open my $in, '<', $conf or die "$conf: $!";
+my $text = do { local $/; <$in> };
+close $in;
+$text =~ s/ max_conns=4 down;/ max_conns=4;/;
+open my $out, '>', $conf or die "$conf: $!";
+print $out $text;
+close $out;
+kill 'HUP', AsyncTaskTest::pid_of_master();
+my $t;
+for (1 .. 600) {
+    $t = main::task_on($A, $ids[0]);
+    last if $t->{status} ne 'RUNNING';
+    Time::HiRes::sleep(0.05);
+}
+my $took = Time::HiRes::time() - $killed;
+Test::More::isnt($t->{status}, 'RUNNING', 'taken back before its lease ran out');
+Test::More::diag(sprintf 'takeover after the kill: %.1f s', $took);
+Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:4', 'all four DONE');
+my @attempts = map { main::task_on($A, $_)->{attempts} } @ids;
+Test::More::is(scalar(grep { $_ != 1 } @attempts), 0,
+               'the runs cut off by the kill were not charged');
+Test::More::is(scalar(grep { /is taken back/ } split /\n/,
+                      AsyncTaskTest::error_log()), 4,
+               'node a logs each of the four taken back');
+main::no_bad_log_lines();
+--- request
+GET /api/v1/tasks
+--- error_code: 200
+--- timeout: 60
+
+
+
+=== TEST 7: DELETE on one node stops a run on the other
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task;
+    async_task_backend image gpu_image model=m;
+    upstream gpu_image {
+        server 127.0.0.1:19507 max_conns=1 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19507, kind => 'image', latency => 8);
+--- init
+AsyncTaskTest::node2_start(port => $main::B,
+                           edit => sub { s/ max_conns=1 down;/ max_conns=1;/ });
+my $A = AsyncTaskTest::port();
+my $id = main::submit_on($A, 'long');
+my $t;
+for (1 .. 100) {
+    $t = main::task_on($A, $id);
+    last if $t->{status} eq 'RUNNING';
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is($t->{status}, 'RUNNING', 'node b runs it');
+my ($s, $c) = main::on($A, 'DELETE', "tasks/$id");
+Test::More::is($s, 200, 'node a cancels it');
+my $open;
+for (1 .. 80) {
+    $open = main::connections_to(19507);
+    last if $open == 0;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is($open, 0,
+               'node b closed its request long before the run would end');
+Test::More::like(AsyncTaskTest::node2_error_log(),
+                 qr/task $id canceled while it ran/, 'node b says so');
+Test::More::is(main::task_on($main::B, $id)->{status}, 'CANCELED',
+               'CANCELED on both');
+AsyncTaskTest::node2_stop();
+main::no_errors();
+--- request
+GET /api/v1/tasks
+--- error_code: 200
+--- timeout: 30
