@@ -274,8 +274,9 @@ sanitizer_check() {
 
 # A throwaway PostgreSQL cluster for the tests, under build/pg: made by
 # initdb and run by pg_ctl as "nobody" when the tests run as root (the
-# server refuses root), reachable only on its Unix socket there. No fsync:
-# nothing in it outlives the run. pg_stop runs at exit, failed tests too.
+# server refuses root), reachable only on its Unix socket there. No fsync
+# (PG_FSYNC=on for benchmarks): nothing in it outlives the run. pg_stop
+# runs at exit, failed tests too.
 pg_dir=$build/pg
 pg_run=()
 
@@ -311,7 +312,7 @@ pg_start() {
 case \$1 in
     start) exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" \\
                -l "$pg_dir/server.log" -w -s \\
-               -o "-c listen_addresses= -k $pg_dir -c fsync=off" \\
+               -o "-c listen_addresses= -k $pg_dir -c fsync=${PG_FSYNC:-off}" \\
                -o "-c full_page_writes=off -c max_connections=400" start ;;
     stop)  exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" -m fast -w -s stop ;;
 esac
@@ -458,7 +459,12 @@ case $cmd in
     run)   run_gateway ;;
     bench)
         export NGINX_BINARY=$nginx_binary MODULE_PATH=$module_path
-        for b in "$root"/bench/*.sh; do "$b"; done ;;
+        for b in "$root"/bench/*.sh; do "$b"; done
+        # the submissions again on PostgreSQL (fsync on, as SQLite's FULL)
+        if [ "${BENCH_STORES:-sqlite postgresql}" != sqlite ]; then
+            PG_FSYNC=on pg_start
+            STORE=postgresql PG_HOST=$pg_dir "$root/bench/submit.sh"
+        fi ;;
     fuzz)
         NGINX_FUZZ_SRC=${NGINX_SRC:-$(debian_source)} "$root/fuzz/run.sh" "$@" ;;
 esac

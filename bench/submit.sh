@@ -7,6 +7,9 @@
 #
 #   ./build.sh bench            or    bench/submit.sh
 #   DURATION=10s CONNECTIONS=64 WAITING=50000 RUNS="1:1 2:2"
+#   STORE=postgresql PG_HOST=DIR   the PostgreSQL store, a schema of its
+#                      own in the database async_task of the cluster whose
+#                      Unix socket is in DIR (./build.sh bench starts one)
 #
 # The upstream is "down": what is measured is the API and the store, with
 # no dispatching beside it (bench/e2e.sh measures that).
@@ -20,6 +23,8 @@ conns=${CONNECTIONS:-64}
 waiting=${WAITING:-50000}
 port=${BENCH_PORT:-18480}
 dir=$root/build/bench
+store=${STORE:-sqlite}
+schema=
 
 body='{"prompt": "a red fox standing in fresh snow at dawn, telephoto, shallow depth of field, soft golden light, highly detailed fur", "negative_prompt": "blurry, low quality, watermark, text", "width": 1024, "height": 1024, "steps": 20, "seed": 42, "cfg_scale": 4.5, "priority": 5}'
 
@@ -28,6 +33,17 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 EOF
+
+# the async_task_store line's store: SQLite, or a new PostgreSQL schema
+store_uri() {
+    if [ "$store" != postgresql ]; then
+        echo "$dir/data/tasks.db"
+        return
+    fi
+    schema=bench_$$_$RANDOM
+    psql -h "$PG_HOST" -U postgres -d async_task -qAtc "CREATE SCHEMA $schema"
+    echo "postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=bench"
+}
 
 start_nginx() {
     local workers=$1
@@ -45,7 +61,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
-    async_task_store $dir/data/tasks.db zone=async_task:512m
+    async_task_store $(store_uri) zone=async_task:512m
                      thread_pool=async_task max_queued=1000000;
     async_task_backend image gpu;
     upstream gpu { server 127.0.0.1:9 down; }
@@ -167,7 +183,12 @@ run() {
     report "GET tasks/{id}, $depth waiting" "$base_get" "$r" "$p50" "$p99" "$bad"
 
     local rows
-    rows=$(sqlite3 "$dir/data/tasks.db" "SELECT count(*) FROM tasks")
+    if [ "$store" = postgresql ]; then
+        rows=$(psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+               "SELECT count(*) FROM $schema.tasks")
+    else
+        rows=$(sqlite3 "$dir/data/tasks.db" "SELECT count(*) FROM tasks")
+    fi
     echo "  store: $rows rows on disk, queue depth $depth"
 
     stop_nginx
@@ -175,6 +196,8 @@ run() {
 
 command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
 command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
+
+echo "store: $store"
 
 # workers:wrk threads
 for r in ${RUNS:-1:1 2:2}; do

@@ -487,7 +487,7 @@ ngx_http_async_task_pg_load(ngx_http_async_task_store_conf_t *conf,
     ngx_destroy_pool(pool);
 
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "async_task store: %d live tasks of node \"%V\" loaded",
+                  "async_task store: %d live tasks loaded (node \"%V\")",
                   rows, &conf->node);
 
     return NGX_OK;
