@@ -180,7 +180,8 @@ static ngx_int_t ngx_http_async_task_pg_owner(
     ngx_http_async_task_store_conf_t *conf, ngx_str_t *owner, u_char *buf,
     size_t size, ngx_str_t *out);
 static ngx_int_t ngx_http_async_task_pg_row(PGresult *res, int row,
-    ngx_pool_t *pool, ngx_http_async_task_t *task);
+    ngx_pool_t *pool, ngx_http_async_task_t *task, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_pg_file(u_char *id, ngx_str_t *file);
 static ngx_int_t ngx_http_async_task_pg_text(PGresult *res, int row, int col,
     ngx_pool_t *pool, ngx_str_t *value);
 static int64_t ngx_http_async_task_pg_int64(PGresult *res, int row, int col);
@@ -329,7 +330,8 @@ ngx_http_async_task_pg_migrate(PGconn *conn, ngx_log_t *log)
 
         PQclear(res);
 
-        ngx_sprintf((u_char *) buf, "UPDATE async_task_schema SET version = %d%Z",
+        ngx_sprintf((u_char *) buf,
+                    "UPDATE async_task_schema SET version = %d%Z",
                     version + 1);
 
         res = PQexec(conn, buf);
@@ -433,7 +435,7 @@ ngx_http_async_task_pg_load(ngx_http_async_task_store_conf_t *conf,
 
     for (i = 0; i < rows; i++) {
 
-        if (ngx_http_async_task_pg_row(res, i, pool, &task) != NGX_OK) {
+        if (ngx_http_async_task_pg_row(res, i, pool, &task, log) != NGX_OK) {
             goto failed;
         }
 
@@ -710,7 +712,7 @@ ngx_http_async_task_pg_get(ngx_http_async_task_store_conf_t *conf,
         rc = NGX_DECLINED;
 
     } else {
-        rc = ngx_http_async_task_pg_row(res, 0, pool, task);
+        rc = ngx_http_async_task_pg_row(res, 0, pool, task, log);
     }
 
     PQclear(res);
@@ -796,7 +798,7 @@ ngx_http_async_task_pg_list(ngx_http_async_task_store_conf_t *conf,
         task = ngx_array_push(tasks);
 
         if (task == NULL
-            || ngx_http_async_task_pg_row(res, i, pool, task) != NGX_OK)
+            || ngx_http_async_task_pg_row(res, i, pool, task, log) != NGX_OK)
         {
             rc = NGX_ERROR;
             break;
@@ -852,7 +854,7 @@ ngx_http_async_task_pg_finish(ngx_http_async_task_store_conf_t *conf,
         rc = NGX_DECLINED;
 
     } else {
-        rc = ngx_http_async_task_pg_row(res, 0, pool, &row);
+        rc = ngx_http_async_task_pg_row(res, 0, pool, &row, log);
     }
 
     PQclear(res);
@@ -967,7 +969,8 @@ ngx_http_async_task_pg_claim(ngx_http_async_task_pg_t *pg,
         task = ngx_array_push(&op->tasks);
 
         if (task == NULL
-            || ngx_http_async_task_pg_row(res, i, op->pool, task) != NGX_OK
+            || ngx_http_async_task_pg_row(res, i, op->pool, task, log)
+               != NGX_OK
             || ngx_http_async_task_pg_gone_add(pg, conf, gone, task->id, log)
                != NGX_OK)
         {
@@ -1318,9 +1321,14 @@ ngx_http_async_task_pg_expire(ngx_http_async_task_store_conf_t *conf,
         }
 
         len = PQgetlength(res, i, 2);
+        text.data = (u_char *) PQgetvalue(res, i, 2);
+        text.len = len;
 
         if (PQgetisnull(res, i, 2) || len == 0
-            || len > NGX_HTTP_ASYNC_TASK_ID_LEN + 8)
+            || PQgetlength(res, i, 0) != NGX_HTTP_ASYNC_TASK_ID_LEN
+            || ngx_http_async_task_pg_file((u_char *) PQgetvalue(res, i, 0),
+                                           &text)
+               != NGX_OK)
         {
             continue;
         }
@@ -1714,7 +1722,7 @@ ngx_http_async_task_pg_owner(ngx_http_async_task_store_conf_t *conf,
 
 static ngx_int_t
 ngx_http_async_task_pg_row(PGresult *res, int row, ngx_pool_t *pool,
-    ngx_http_async_task_t *task)
+    ngx_http_async_task_t *task, ngx_log_t *log)
 {
     ngx_str_t  value;
 
@@ -1765,6 +1773,40 @@ ngx_http_async_task_pg_row(PGresult *res, int row, ngx_pool_t *pool,
            != NGX_OK
         || ngx_http_async_task_pg_text(res, row, 13, pool, &task->error)
            != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_async_task_pg_file(task->id, &task->file) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "async_task store: task %*s names the file \"%V\", "
+                      "not one of its own", NGX_HTTP_ASYNC_TASK_ID_LEN,
+                      task->id, &task->file);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The database is a network service that other hosts write: a file name
+ * in a row is used under files= only if it is one the module makes, the
+ * task's id and a suffix ("<id>.in", "<id>.png"), never a path.
+ */
+
+static ngx_int_t
+ngx_http_async_task_pg_file(u_char *id, ngx_str_t *file)
+{
+    if (file->len == 0) {
+        return NGX_OK;
+    }
+
+    if (file->len <= NGX_HTTP_ASYNC_TASK_ID_LEN
+        || file->len > NGX_HTTP_ASYNC_TASK_ID_LEN + 8
+        || ngx_memcmp(file->data, id, NGX_HTTP_ASYNC_TASK_ID_LEN) != 0
+        || file->data[NGX_HTTP_ASYNC_TASK_ID_LEN] != '.'
+        || ngx_strlchr(file->data, file->data + file->len, '/') != NULL)
     {
         return NGX_ERROR;
     }

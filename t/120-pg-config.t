@@ -118,3 +118,36 @@ invalid node "node=a/b"
 --- must_die
 --- error_log
 invalid parameter "node=a"
+
+
+
+=== TEST 8: a file name in the database that is not the task's own is never opened: 503, and the log says why
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files
+                     thread_pool=async_task;
+    async_task_backend image gpu_image model=test-image;
+    upstream gpu_image {
+        server 127.0.0.1:9 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- post_setup_server_root
+AsyncTaskTest::seed(AsyncTaskTest::servroot() . "/html/store/tasks.db",
+    {id => '01900000-0000-7000-8000-0000000000f1', kind => 'image',
+     status => 'DONE', user => 'alice', priority => 5,
+     params => '{"prompt":"x"}', created_at => 1764410000000,
+     finished_at => 1764410001000, result => '{"width":64}',
+     file => '../../conf/nginx.conf'});
+--- request
+GET /api/v1/tasks/01900000-0000-7000-8000-0000000000f1/result
+--- more_headers
+X-User-Id: alice
+--- error_code: 503
+--- error_log
+names the file "../../conf/nginx.conf", not one of its own
+--- no_error_log
+[alert]
+[crit]
