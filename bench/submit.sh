@@ -35,14 +35,14 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 
 # the async_task_store line's store: SQLite, or a new PostgreSQL schema
-store_uri() {
+store_setup() {
     if [ "$store" != postgresql ]; then
-        echo "$dir/data/tasks.db"
+        store_uri=$dir/data/tasks.db
         return
     fi
     schema=bench_$$_$RANDOM
     psql -h "$PG_HOST" -U postgres -d async_task -qAtc "CREATE SCHEMA $schema"
-    echo "postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=bench"
+    store_uri="postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=bench"
 }
 
 start_nginx() {
@@ -50,6 +50,7 @@ start_nginx() {
 
     rm -rf "$dir"
     mkdir -p "$dir/logs"
+    store_setup
 
     cat > "$dir/nginx.conf" <<EOF
 load_module $module;
@@ -61,7 +62,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
-    async_task_store $(store_uri) zone=async_task:512m
+    async_task_store $store_uri zone=async_task:512m
                      thread_pool=async_task max_queued=1000000;
     async_task_backend image gpu;
     upstream gpu { server 127.0.0.1:9 down; }

@@ -136,8 +136,13 @@ static ngx_int_t ngx_http_async_task_pg_load(
     ngx_http_async_task_store_conf_t *conf, PGconn *conn,
     ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_insert(ngx_http_async_task_pg_t *pg,
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t *task,
-    ngx_log_t *log);
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_log_t *log);
+static u_char *ngx_http_async_task_pg_element(u_char *p, u_char *data,
+    size_t len);
+static ngx_int_t ngx_http_async_task_pg_positions(
+    ngx_http_async_task_pg_t *pg, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_claim(ngx_http_async_task_pg_t *pg,
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t *op,
     ngx_http_async_task_pg_gone_t *gone, ngx_log_t *log);
@@ -519,13 +524,14 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
     ngx_fd_t                        fd;
-    ngx_uint_t                      i, renamed, queued;
+    ngx_uint_t                      i, renamed, queued, inserted;
     ngx_http_async_task_op_t       *op;
     ngx_http_async_task_pg_t       *pg;
     ngx_http_async_task_pg_gone_t   gone;
 
     renamed = 0;
     queued = 0;
+    inserted = 0;
 
     pg = ngx_http_async_task_pg_connection(conf, log);
 
@@ -540,13 +546,27 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_pg_gone_init(&gone, conf, 'g');
 
     for (i = 0; i < n; i++) {
+        if (ops[i]->type == ngx_http_async_task_op_insert) {
+            inserted = 1;
+        }
+    }
+
+    if (inserted) {
+        if (ngx_http_async_task_pg_insert(pg, conf, ops, n, log) != NGX_OK) {
+            ngx_http_async_task_pg_rollback(pg, log);
+            goto failed;
+        }
+
+        queued = 1;
+    }
+
+    for (i = 0; i < n; i++) {
         op = ops[i];
 
         switch (op->type) {
 
         case ngx_http_async_task_op_insert:
-            op->rc = ngx_http_async_task_pg_insert(pg, conf, &op->task, log);
-            queued = 1;
+            op->rc = NGX_OK;
             break;
 
         case ngx_http_async_task_op_claim:
@@ -581,8 +601,10 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    if ((queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
-                   != NGX_OK)
+    if ((inserted && ngx_http_async_task_pg_positions(pg, ops, n, log)
+                     != NGX_OK)
+        || (queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
+                      != NGX_OK)
         || ngx_http_async_task_pg_gone_send(pg, conf, &gone, log) != NGX_OK)
     {
         ngx_http_async_task_pg_rollback(pg, log);
@@ -621,56 +643,228 @@ failed:
 }
 
 
-/* the 202 tells the position: the tasks ahead of it, on every node */
+/*
+ * All the new tasks of a batch in one statement, one round trip: each
+ * column as an array (in its text form), unnested into rows.
+ */
 
 static ngx_int_t
 ngx_http_async_task_pg_insert(ngx_http_async_task_pg_t *pg,
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_t *task,
-    ngx_log_t *log)
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_log_t *log)
 {
-    PGresult                         *res;
-    ngx_http_async_task_pg_params_t   p;
-    ngx_str_t                         id;
+    u_char                           *buf, *p, *col[8];
+    size_t                            size;
+    ngx_int_t                         rc;
+    ngx_uint_t                        i, c;
+    ngx_http_async_task_t            *task;
+    ngx_http_async_task_pg_params_t   params;
 
-    p.n = 0;
+    size = 0;
 
-    id.data = task->id;
-    id.len = NGX_HTTP_ASYNC_TASK_ID_LEN;
-
-    ngx_http_async_task_pg_str(&p, &id);
-    ngx_http_async_task_pg_str(&p, &ngx_http_async_task_kinds[task->kind]);
-    ngx_http_async_task_pg_str(&p,
-                               &ngx_http_async_task_statuses[task->status]);
-
-    if (task->has_user) {
-        /* an empty user is a user: not NULL */
-        p.values[p.n] = task->user.len ? (char *) task->user.data : "";
-        p.lengths[p.n] = (int) task->user.len;
-        p.formats[p.n] = 1;
-        p.n++;
-
-    } else {
-        ngx_http_async_task_pg_null(&p);
+    for (i = 0; i < n; i++) {
+        if (ops[i]->type == ngx_http_async_task_op_insert) {
+            task = &ops[i]->task;
+            size += 8 * (4 + 2) + 2 * (NGX_HTTP_ASYNC_TASK_ID_LEN
+                                       + task->user.len + task->params.len
+                                       + task->file.len + 3 * NGX_INT64_LEN
+                                       + 16);
+        }
     }
 
-    ngx_http_async_task_pg_int(&p, (int64_t) task->priority);
-    ngx_http_async_task_pg_str(&p, &task->params);
-    ngx_http_async_task_pg_str(&p, &task->file);
-    ngx_http_async_task_pg_int(&p, task->created_at);
-    ngx_http_async_task_pg_str(&p, &conf->node);
+    buf = ngx_alloc(size + 8 * 3, log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = buf;
+
+    for (c = 0; c < 8; c++) {
+        col[c] = p;
+        *p++ = '{';
+
+        for (i = 0; i < n; i++) {
+
+            if (ops[i]->type != ngx_http_async_task_op_insert) {
+                continue;
+            }
+
+            task = &ops[i]->task;
+
+            switch (c) {
+
+            case 0:
+                p = ngx_http_async_task_pg_element(p, task->id,
+                                                NGX_HTTP_ASYNC_TASK_ID_LEN);
+                break;
+
+            case 1:
+                p = ngx_http_async_task_pg_element(p,
+                                ngx_http_async_task_kinds[task->kind].data,
+                                ngx_http_async_task_kinds[task->kind].len);
+                break;
+
+            case 2:
+                p = ngx_http_async_task_pg_element(p,
+                            ngx_http_async_task_statuses[task->status].data,
+                            ngx_http_async_task_statuses[task->status].len);
+                break;
+
+            case 3:
+                /* an empty user is a user: not NULL */
+                p = task->has_user
+                    ? ngx_http_async_task_pg_element(p, task->user.data,
+                                                     task->user.len)
+                    : ngx_cpymem(p, "NULL", 4);
+                break;
+
+            case 4:
+                p = ngx_sprintf(p, "%ui", task->priority);
+                break;
+
+            case 5:
+                p = ngx_http_async_task_pg_element(p, task->params.data,
+                                                   task->params.len);
+                break;
+
+            case 6:
+                p = task->file.len
+                    ? ngx_http_async_task_pg_element(p, task->file.data,
+                                                     task->file.len)
+                    : ngx_cpymem(p, "NULL", 4);
+                break;
+
+            default:
+                p = ngx_sprintf(p, "%L", task->created_at);
+            }
+
+            *p++ = ',';
+        }
+
+        p[-1] = '}';
+        *p++ = '\0';
+    }
+
+    params.n = 8;
+
+    for (c = 0; c < 8; c++) {
+        params.values[c] = (char *) col[c];
+        params.lengths[c] = 0;
+        params.formats[c] = 0;
+    }
+
+    ngx_http_async_task_pg_str(&params, &conf->node);
+
+    rc = ngx_http_async_task_pg_command(pg,
+             "INSERT INTO tasks (id, kind, status, \"user\", priority, "
+             "params, file, created_at, node) "
+             "SELECT id, kind, status, u, pr, pa, f, c, $9 FROM unnest("
+             "$1::text[], $2::text[], $3::text[], $4::text[], "
+             "$5::integer[], $6::text[], $7::text[], $8::bigint[]) "
+             "AS x(id, kind, status, u, pr, pa, f, c)",
+             &params, log);
+
+    ngx_free(buf);
+
+    return rc;
+}
+
+
+/* a quoted element of an array's text form */
+
+static u_char *
+ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len)
+{
+    size_t  i;
+
+    *p++ = '"';
+
+    for (i = 0; i < len; i++) {
+        if (data[i] == '"' || data[i] == '\\') {
+            *p++ = '\\';
+        }
+
+        *p++ = data[i];
+    }
+
+    *p++ = '"';
+
+    return p;
+}
+
+
+/*
+ * The positions of a batch's new tasks, for the 202s: one pass over the
+ * queue in its index's order for the whole batch, rather than a count
+ * of the tasks ahead for each task.
+ */
+
+static ngx_int_t
+ngx_http_async_task_pg_positions(ngx_http_async_task_pg_t *pg,
+    ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
+{
+    int                               i;
+    u_char                           *p, *ids;
+    ngx_uint_t                        k;
+    PGresult                         *res;
+    ngx_http_async_task_pg_params_t   params;
+
+    ids = ngx_alloc(3 + n * (NGX_HTTP_ASYNC_TASK_ID_LEN + 1), log);
+    if (ids == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ids;
+    *p++ = '{';
+
+    for (k = 0; k < n; k++) {
+        if (ops[k]->type == ngx_http_async_task_op_insert) {
+            p = ngx_cpymem(p, ops[k]->task.id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+            *p++ = ',';
+        }
+    }
+
+    p[-1] = '}';
+    *p = '\0';
+
+    /* an array goes in its text form */
+
+    params.n = 1;
+    params.values[0] = (char *) ids;
+    params.lengths[0] = 0;
+    params.formats[0] = 0;
 
     res = ngx_http_async_task_pg_exec(pg,
-              "INSERT INTO tasks AS t (id, kind, status, \"user\", priority, "
-              "params, file, created_at, node) "
-              "VALUES ($1, $2, $3, $4, $5::integer, $6, $7, $8::bigint, $9) "
-              "RETURNING " NGX_HTTP_ASYNC_TASK_PG_POSITION,
-              &p, log);
+              "SELECT id, pos FROM (SELECT id, row_number() OVER "
+              "(PARTITION BY kind ORDER BY priority DESC, created_at, id) - 1 "
+              "AS pos FROM tasks WHERE status = 'QUEUED') q "
+              "WHERE id = ANY($1::text[])",
+              &params, log);
+
+    ngx_free(ids);
 
     if (res == NULL) {
         return NGX_ERROR;
     }
 
-    task->position = (ngx_int_t) ngx_http_async_task_pg_int64(res, 0, 0);
+    for (i = 0; i < PQntuples(res); i++) {
+
+        if (PQgetlength(res, i, 0) != NGX_HTTP_ASYNC_TASK_ID_LEN) {
+            continue;
+        }
+
+        for (k = 0; k < n; k++) {
+            if (ops[k]->type == ngx_http_async_task_op_insert
+                && ngx_memcmp(ops[k]->task.id, PQgetvalue(res, i, 0),
+                              NGX_HTTP_ASYNC_TASK_ID_LEN)
+                   == 0)
+            {
+                ops[k]->task.position = (ngx_int_t)
+                                  ngx_http_async_task_pg_int64(res, i, 1);
+                break;
+            }
+        }
+    }
 
     PQclear(res);
 
