@@ -23,6 +23,10 @@
 #                      fails the test run
 #   STATIC=1           the module linked into nginx (--add-module)
 #
+# "test" runs the suite on each store of TEST_STORES ("sqlite postgresql"
+# by default): for PostgreSQL it starts a throwaway cluster of its own
+# under build/pg (a Unix socket there, no TCP port), stopped at the end.
+#
 # SANITIZE=1 and STATIC=1 without NGINX_SRC use the source of Debian's
 # nginx, fetched once with apt-get source into build/.
 set -euo pipefail
@@ -38,12 +42,12 @@ say() { printf '==> %s\n' "$*"; }
 
 # Debian packages each command needs, on top of what building needs
 packages_build=(nginx-core nginx-dev libsqlite3-dev libcjson-dev uuid-dev
-                build-essential)
+                libpq-dev build-essential)
 packages_source=(dpkg-dev libpcre2-dev zlib1g-dev libssl-dev)
 packages_sanitize=(clang)
 packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
                libwww-perl liburi-perl libhttp-message-perl
-               python3 curl sqlite3 procps prometheus)
+               python3 curl sqlite3 procps prometheus postgresql)
 # the status page's test runs Chromium, the OpenAPI tests node and npm tools
 packages_test+=(chromium nodejs)
 packages_run=(python3 curl)
@@ -104,7 +108,8 @@ install_packages() {
 
 # a fingerprint of what configure depends on: a change reconfigures
 config_stamp() {
-    { cat "$root/config" "$root"/migrations/*.sql "$1" 2>/dev/null
+    { cat "$root/config" "$root"/migrations/*.sql \
+          "$root"/migrations/postgresql/*.sql "$1" 2>/dev/null
       cat "$root"/ngx_async_task_module/*.html 2>/dev/null
       echo "$2"; } | md5sum | cut -d' ' -f1
 }
@@ -283,17 +288,81 @@ sanitizer_check() {
     say "no sanitizer reports (nginx's own leaks at exit aside)"
 }
 
-run_tests() {
-    local rc=0
+# A throwaway PostgreSQL cluster for the tests, under build/pg: made by
+# initdb and run by pg_ctl as "nobody" when the tests run as root (the
+# server refuses root), reachable only on its Unix socket there. No fsync
+# (PG_FSYNC=on for benchmarks): nothing in it outlives the run. pg_stop
+# runs at exit, failed tests too.
+pg_dir=$build/pg
+pg_run=()
 
-    say "running the test suite"
+pg_start() {
+    local bin
+
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ ! -x "$bin/initdb" ]; then
+        echo "build.sh: PostgreSQL's server is missing:" \
+             "apt-get install postgresql" >&2
+        exit 1
+    fi
+    pg_ctl=$bin/pg_ctl
+
+    rm -rf "$pg_dir"
+    mkdir -p "$pg_dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown nobody:nogroup "$pg_dir"
+        pg_run=(runuser -u nobody --)
+    fi
+
+    say "starting a PostgreSQL cluster in $pg_dir"
+    "${pg_run[@]}" "$bin/initdb" -D "$pg_dir/data" -A trust -U postgres \
+        -E UTF8 --locale=C --no-sync > "$pg_dir/initdb.log" 2>&1 || {
+        cat "$pg_dir/initdb.log" >&2
+        exit 1
+    }
+    trap pg_stop EXIT
+    # the tests stop and start it too (a store that goes away)
+    cat > "$pg_dir/ctl" <<EOF
+#!/bin/sh
+# $pg_dir/ctl start|stop: the tests' PostgreSQL cluster
+case \$1 in
+    start) exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" \\
+               -l "$pg_dir/server.log" -w -s \\
+               -o "-c listen_addresses= -k $pg_dir -c fsync=${PG_FSYNC:-off}" \\
+               -o "-c full_page_writes=off -c max_connections=400" start ;;
+    stop)  exec ${pg_run[*]} "$pg_ctl" -D "$pg_dir/data" -m fast -w -s stop ;;
+esac
+exit 2
+EOF
+    chmod 755 "$pg_dir/ctl"
+    "$pg_dir/ctl" start
+    psql -h "$pg_dir" -U postgres -d postgres -qAtc \
+        'CREATE DATABASE async_task' >/dev/null
+    export TEST_NGINX_PG_HOST=$pg_dir
+}
+
+pg_stop() {
+    if [ -n "${pg_ctl:-}" ] && [ -f "$pg_dir/data/postmaster.pid" ]; then
+        "${pg_run[@]}" "$pg_ctl" -D "$pg_dir/data" -m immediate -s stop \
+            || true
+    fi
+}
+
+run_tests() {
+    local rc=0 store stores=${TEST_STORES:-sqlite postgresql}
+
     export TEST_NGINX_BINARY=$nginx_binary
     export TEST_NGINX_LOAD_MODULES=$module_path
     export TEST_NGINX_SERVROOT=${TEST_NGINX_SERVROOT:-$build/servroot}
     export TEST_NGINX_FAKE_GPU=$root/tools/fake_gpu.py
     export ASYNC_TASK_NPM=$npm_dir
     [ "${SANITIZE:-0}" = 1 ] && sanitizer_env
-    prove -I "$root/t/lib" -r ${PROVE_ARGS:-} "${@:-t/}" || rc=$?
+    case " $stores " in *" postgresql "*) pg_start ;; esac
+    for store in $stores; do
+        say "running the test suite on $store"
+        TEST_NGINX_STORE=$store \
+            prove -I "$root/t/lib" -r ${PROVE_ARGS:-} "${@:-t/}" || rc=$?
+    done
     if [ "${SANITIZE:-0}" = 1 ]; then
         sanitizer_check || rc=1
     fi
@@ -471,7 +540,12 @@ case $cmd in
     run)   run_gateway ;;
     bench)
         export NGINX_BINARY=$nginx_binary MODULE_PATH=$module_path
-        for b in "$root"/bench/*.sh; do "$b"; done ;;
+        for b in "$root"/bench/*.sh; do "$b"; done
+        # the submissions again on PostgreSQL (fsync on, as SQLite's FULL)
+        if [ "${BENCH_STORES:-sqlite postgresql}" != sqlite ]; then
+            PG_FSYNC=on pg_start
+            STORE=postgresql PG_HOST=$pg_dir "$root/bench/submit.sh"
+        fi ;;
     fuzz)
         NGINX_FUZZ_SRC=${NGINX_SRC:-$(debian_source)} "$root/fuzz/run.sh" "$@" ;;
 esac

@@ -7,6 +7,9 @@
 #
 #   ./build.sh bench            or    bench/submit.sh
 #   DURATION=10s CONNECTIONS=64 WAITING=50000 RUNS="1:1 2:2"
+#   STORE=postgresql PG_HOST=DIR   the PostgreSQL store, a schema of its
+#                      own in the database async_task of the cluster whose
+#                      Unix socket is in DIR (./build.sh bench starts one)
 #
 # To compare builds of the module on a shared machine, where figures move
 # from minute to minute: MODULES="a.so b.so" ROUNDS=3 measures only the
@@ -25,6 +28,8 @@ conns=${CONNECTIONS:-64}
 waiting=${WAITING:-50000}
 port=${BENCH_PORT:-18480}
 dir=$root/build/bench
+store=${STORE:-sqlite}
+schema=
 
 body='{"prompt": "a red fox standing in fresh snow at dawn, telephoto, shallow depth of field, soft golden light, highly detailed fur", "negative_prompt": "blurry, low quality, watermark, text", "width": 1024, "height": 1024, "steps": 20, "seed": 42, "cfg_scale": 4.5, "priority": 5}'
 
@@ -34,11 +39,23 @@ wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 EOF
 
+# the async_task_store line's store: SQLite, or a new PostgreSQL schema
+store_setup() {
+    if [ "$store" != postgresql ]; then
+        store_uri=$dir/data/tasks.db
+        return
+    fi
+    schema=bench_$$_$RANDOM
+    psql -h "$PG_HOST" -U postgres -d async_task -qAtc "CREATE SCHEMA $schema"
+    store_uri="postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=bench"
+}
+
 start_nginx() {
     local workers=$1 module=${2:-$module}
 
     rm -rf "$dir"
     mkdir -p "$dir/logs"
+    store_setup
 
     cat > "$dir/nginx.conf" <<EOF
 load_module $module;
@@ -50,7 +67,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
-    async_task_store $dir/data/tasks.db zone=async_task:512m
+    async_task_store $store_uri zone=async_task:512m
                      thread_pool=async_task max_queued=1000000;
     async_task_backend image gpu;
     upstream gpu { server 127.0.0.1:9 down; }
@@ -172,7 +189,12 @@ run() {
     report "GET tasks/{id}, $depth waiting" "$base_get" "$r" "$p50" "$p99" "$bad"
 
     local rows
-    rows=$(sqlite3 "$dir/data/tasks.db" "SELECT count(*) FROM tasks")
+    if [ "$store" = postgresql ]; then
+        rows=$(psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+               "SELECT count(*) FROM $schema.tasks")
+    else
+        rows=$(sqlite3 "$dir/data/tasks.db" "SELECT count(*) FROM tasks")
+    fi
     echo "  store: $rows rows on disk, queue depth $depth"
 
     stop_nginx
@@ -198,6 +220,8 @@ compare() {
 
 command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
 command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
+
+echo "store: $store"
 
 if [ -n "${MODULES:-}" ]; then
     for round in $(seq "${ROUNDS:-3}"); do

@@ -231,6 +231,16 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
             queued = 1;
         }
 
+        /* a shared store: other nodes' tasks are not in the zone */
+
+        if (queued == 0
+            && ngx_http_async_task_store_remote(k,
+                                ev == &ngx_http_async_task_tick_event
+                                && ngx_http_async_task_ticks % 5 == 0))
+        {
+            queued = free;
+        }
+
         want = ngx_min(free, queued);
 
         if (want <= ngx_http_async_task_claiming[k]) {

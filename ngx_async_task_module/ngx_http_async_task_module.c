@@ -47,6 +47,12 @@ static void *ngx_http_async_task_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 
+static ngx_uint_t ngx_http_async_task_store_uri(ngx_str_t *value);
+static ngx_int_t ngx_http_async_task_store_redact(ngx_pool_t *pool,
+    ngx_str_t *uri, ngx_str_t *out);
+static ngx_int_t ngx_http_async_task_store_node_name(ngx_str_t *name);
+static ngx_int_t ngx_http_async_task_store_node_default(ngx_conf_t *cf,
+    ngx_http_async_task_store_conf_t *store);
 static char *ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -426,9 +432,6 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* the only driver so far; the one place that names it */
-    store->driver = &ngx_http_async_task_sqlite_driver;
-
     value = cf->args->elts;
 
     store->path = value[1];
@@ -438,8 +441,35 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_conf_full_name(cf->cycle, &store->path, 0) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    /* the one place that chooses the driver: a URI is PostgreSQL's */
+
+    if (ngx_http_async_task_store_uri(&value[1])) {
+        store->driver = &ngx_http_async_task_pg_driver;
+
+        /* libpq takes it as a C string */
+
+        store->conninfo.len = value[1].len;
+        store->conninfo.data = ngx_pnalloc(cf->pool, value[1].len + 1);
+        if (store->conninfo.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(store->conninfo.data, value[1].data, value[1].len + 1);
+
+        /* what logs show: the URI without its password */
+        if (ngx_http_async_task_store_redact(cf->pool, &value[1],
+                                             &store->path)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        store->driver = &ngx_http_async_task_sqlite_driver;
+
+        if (ngx_conf_full_name(cf->cycle, &store->path, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     ngx_str_set(&store->zone_name, NGX_HTTP_ASYNC_TASK_ZONE_NAME);
@@ -492,6 +522,22 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (tp.len == 0) {
                 goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "node=", 5) == 0
+            && store->driver->shared)
+        {
+            store->node.data = value[i].data + 5;
+            store->node.len = value[i].len - 5;
+
+            if (ngx_http_async_task_store_node_name(&store->node) != NGX_OK)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid node \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
             }
 
             continue;
@@ -558,6 +604,24 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    if (store->driver->shared) {
+
+        /* several nodes read the same uploads and results */
+
+        if (store->files.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a PostgreSQL store requires \"files=\", "
+                               "a directory that every node shares");
+            return NGX_CONF_ERROR;
+        }
+
+        if (store->node.len == 0
+            && ngx_http_async_task_store_node_default(cf, store) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     /* results and uploads live beside the database unless told otherwise */
 
     if (store->files.len == 0) {
@@ -622,6 +686,7 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     store->shm_zone->init = ngx_http_async_task_shm_init_zone;
     store->shm_zone->data = shm;
+    shm->shared = store->driver->shared;
 
     amcf->store = store;
 
@@ -832,6 +897,147 @@ invalid:
 }
 
 
+static ngx_uint_t
+ngx_http_async_task_store_uri(ngx_str_t *value)
+{
+    if ((value->len > sizeof("postgresql://") - 1
+         && ngx_strncasecmp(value->data, (u_char *) "postgresql://",
+                            sizeof("postgresql://") - 1)
+            == 0)
+        || (value->len > sizeof("postgres://") - 1
+            && ngx_strncasecmp(value->data, (u_char *) "postgres://",
+                               sizeof("postgres://") - 1)
+               == 0))
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The URI as logs may show it: the password of "user:password@" and the
+ * value of every "password=" parameter become "xxx".
+ */
+
+static ngx_int_t
+ngx_http_async_task_store_redact(ngx_pool_t *pool, ngx_str_t *uri,
+    ngx_str_t *out)
+{
+    u_char  *p, *q, *last, *at, *colon, *end;
+
+    out->data = ngx_pnalloc(pool, uri->len + sizeof("xxx"));
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = uri->data;
+    last = uri->data + uri->len;
+    q = out->data;
+
+    /* the authority: up to the first '/', '?' or '#' after "://" */
+
+    p = ngx_strlcasestrn(p, last, (u_char *) "://", 3 - 1) + 3;
+    q = ngx_cpymem(q, uri->data, p - uri->data);
+
+    for (end = p; end < last; end++) {
+        if (*end == '/' || *end == '?' || *end == '#') {
+            break;
+        }
+    }
+
+    at = NULL;
+
+    for (colon = end; colon > p; colon--) {
+        if (colon[-1] == '@') {
+            at = colon - 1;
+            break;
+        }
+    }
+
+    colon = at ? ngx_strlchr(p, at, ':') : NULL;
+
+    if (colon) {
+        q = ngx_cpymem(q, p, colon + 1 - p);
+        q = ngx_cpymem(q, "xxx", 3);
+        p = at;
+    }
+
+    /* then the parameters: password=... up to the next '&' */
+
+    while (p < last) {
+        if ((*p == '?' || *p == '&')
+            && last - p > (ssize_t) sizeof("password=") - 1
+            && ngx_strncasecmp(p + 1, (u_char *) "password=",
+                               sizeof("password=") - 1)
+               == 0)
+        {
+            q = ngx_cpymem(q, p, sizeof("?password=") - 1);
+            q = ngx_cpymem(q, "xxx", 3);
+            p += sizeof("?password=") - 1;
+
+            while (p < last && *p != '&' && *p != '#') {
+                p++;
+            }
+
+            continue;
+        }
+
+        *q++ = *p++;
+    }
+
+    out->len = q - out->data;
+
+    return NGX_OK;
+}
+
+
+/* a node's name goes into lease owners and notifications: no spaces */
+
+static ngx_int_t
+ngx_http_async_task_store_node_name(ngx_str_t *name)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (name->len == 0 || name->len > 64) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < name->len; i++) {
+        c = name->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the host's name, unless node= names the node */
+
+static ngx_int_t
+ngx_http_async_task_store_node_default(ngx_conf_t *cf,
+    ngx_http_async_task_store_conf_t *store)
+{
+    store->node = cf->cycle->hostname;
+
+    if (ngx_http_async_task_store_node_name(&store->node) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the host name \"%V\" cannot name the node: "
+                           "set \"node=\"", &store->node);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /*
  * In the master, before any worker exists: the store's schema is brought
  * up to date and, when the zone is new (first start, or a reload that
@@ -910,6 +1116,27 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     ngx_core_conf_t  *ccf;
     u_char            dir[NGX_MAX_PATH];
 
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    owner = (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT);
+
+    if (store->driver->shared) {
+
+        /* no database file here: the files= directory only */
+
+        if (ngx_http_async_task_create_dirs(cycle, store->files.data,
+                                            owner ? ccf : NULL)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        dir[0] = '\0';
+
+        return ngx_http_async_task_check_paths(cycle, store, dir,
+                                               owner ? ccf : NULL);
+    }
+
     for (p = store->path.data + store->path.len;
          p > store->path.data && p[-1] != '/';
          p--)
@@ -925,10 +1152,6 @@ ngx_http_async_task_prepare_paths(ngx_cycle_t *cycle,
     }
 
     ngx_cpystrn(dir, store->path.data, p - store->path.data + 1);
-
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-
-    owner = (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT);
 
     if (ngx_http_async_task_create_dirs(cycle, dir, owner ? ccf : NULL)
         != NGX_OK
@@ -1058,17 +1281,19 @@ ngx_http_async_task_check_paths(ngx_cycle_t *cycle,
     paths[n].what = "files= directory";
     paths[n++].mode = W_OK|X_OK;
 
-    paths[n].path = store->path.data;
-    paths[n].what = "database";
-    paths[n++].mode = R_OK|W_OK;
+    if (!store->driver->shared) {
+        paths[n].path = store->path.data;
+        paths[n].what = "database";
+        paths[n++].mode = R_OK|W_OK;
 
-    paths[n].path = wal;
-    paths[n].what = "database";
-    paths[n++].mode = R_OK|W_OK;
+        paths[n].path = wal;
+        paths[n].what = "database";
+        paths[n++].mode = R_OK|W_OK;
 
-    paths[n].path = shm;
-    paths[n].what = "database";
-    paths[n++].mode = R_OK|W_OK;
+        paths[n].path = shm;
+        paths[n].what = "database";
+        paths[n++].mode = R_OK|W_OK;
+    }
 
     if (ccf == NULL) {
         answer[0] = (int) ngx_http_async_task_try_paths(paths, n);

@@ -160,7 +160,10 @@ typedef struct ngx_http_async_task_store_driver_s
 
 typedef struct {
     ngx_http_async_task_store_driver_t *driver; /* chosen with the store */
-    ngx_str_t                       path;       /* the SQLite file */
+    ngx_str_t                       path;       /* the SQLite file; a
+                                                   URI as it may be logged */
+    ngx_str_t                       conninfo;   /* PostgreSQL: the URI */
+    ngx_str_t                       node;       /* PostgreSQL: this node */
     ngx_str_t                       files;      /* uploads and results */
     ngx_str_t                       zone_name;
     size_t                          zone_size;

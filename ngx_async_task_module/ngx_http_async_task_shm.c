@@ -362,6 +362,11 @@ ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
     sh = shm->sh;
     data = NULL;
 
+    if (shm->shared) {
+        /* other nodes change tasks too: the store has them as they are */
+        return NGX_DECLINED;
+    }
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     node = ngx_http_async_task_shm_lookup(sh, id);
@@ -444,14 +449,18 @@ ngx_http_async_task_shm_live(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_shctx_t  *sh;
 
     sh = shm->sh;
-    task->position = -1;
+
+    if (!shm->shared) {
+        /* with a shared store, the store counts the whole queue */
+        task->position = -1;
+    }
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     node = ngx_http_async_task_shm_lookup(sh, task->id);
 
     if (node && node->status == NGX_HTTP_ASYNC_TASK_QUEUED
-        && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
+        && task->status == NGX_HTTP_ASYNC_TASK_QUEUED && !shm->shared)
     {
         task->position = ngx_http_async_task_treap_rank(sh->queue[node->kind],
                                                         node);
@@ -704,6 +713,37 @@ ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm, u_char *id)
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "async_task zone: %*s run dropped",
                    NGX_HTTP_ASYNC_TASK_ID_LEN, id);
+}
+
+
+/*
+ * A shared store: another node took the task (a claim, or a cancel when
+ * "running"), so this node's queued copy leaves the zone, uncounted; with
+ * "running", a run of it here too, which then stops at its worker's next
+ * tick, as after a cancel.  A pending copy goes too: the other node saw
+ * the commit before this node's worker could enlist it, and the commit
+ * then finds nothing to enlist.
+ */
+
+void
+ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm, u_char *id,
+    ngx_uint_t running)
+{
+    ngx_http_async_task_node_t  *node;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    node = ngx_http_async_task_shm_lookup(shm->sh, id);
+
+    if (node
+        && (node->status == NGX_HTTP_ASYNC_TASK_QUEUED
+            || node->status == NGX_HTTP_ASYNC_TASK_PENDING
+            || (running && node->status == NGX_HTTP_ASYNC_TASK_RUNNING)))
+    {
+        ngx_http_async_task_shm_delete_locked(shm, node);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 

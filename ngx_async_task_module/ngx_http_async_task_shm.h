@@ -155,6 +155,8 @@ typedef struct {
     ngx_array_t                    *instances;  /* of the configuration */
     ngx_uint_t                      max_live;   /* queued and running */
     ngx_uint_t                      per_page;   /* nodes in a page */
+    ngx_uint_t                      shared;     /* a store of several
+                                                   nodes: reads from it */
 } ngx_http_async_task_shm_t;
 
 
@@ -189,6 +191,8 @@ void ngx_http_async_task_shm_expire(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t attempts);
 void ngx_http_async_task_shm_drop(ngx_http_async_task_shm_t *shm,
     u_char *id);
+void ngx_http_async_task_shm_gone(ngx_http_async_task_shm_t *shm,
+    u_char *id, ngx_uint_t running);
 ngx_int_t ngx_http_async_task_shm_runs(ngx_http_async_task_shm_t *shm,
     u_char *id);
 ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,

@@ -88,6 +88,9 @@ static ngx_uint_t                    ngx_http_async_task_batches_seen;
 static ngx_uint_t                    ngx_http_async_task_wrote;
 static ngx_uint_t                    ngx_http_async_task_ops;
 static ngx_event_t                   ngx_http_async_task_ops_event;
+/* a shared store: another node queued tasks of a kind (NOTIFY) */
+static ngx_uint_t                    ngx_http_async_task_remote[
+                                                NGX_HTTP_ASYNC_TASK_NKINDS];
 
 
 static ngx_http_async_task_store_conf_t *
@@ -120,6 +123,8 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
     ngx_http_async_task_ops = 0;
+    ngx_memzero(ngx_http_async_task_remote,
+                sizeof(ngx_http_async_task_remote));
 
     /*
      * Not cancelable: a worker that exits (reload, quit) waits until every
@@ -176,6 +181,10 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
 
     ngx_add_timer(&ngx_http_async_task_maintain_event,
                   NGX_HTTP_ASYNC_TASK_MAINTAIN);
+
+    if (conf->driver->worker) {
+        return conf->driver->worker(conf, cycle);
+    }
 
     return NGX_OK;
 }
@@ -529,8 +538,50 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
         ngx_http_async_task_ops -= n;
 
         for (i = 0; i < n; i++) {
+
+            /* the queue of that kind is empty for now, on every node */
+
+            if (ops[i]->type == ngx_http_async_task_op_claim
+                && ops[i]->rc == NGX_DECLINED)
+            {
+                ngx_http_async_task_remote[ops[i]->filter.kind] = 0;
+            }
+
             ops[i]->handler(ops[i]);
         }
+    }
+}
+
+
+/*
+ * A shared store: tasks that other nodes queued are not in this node's
+ * zone.  The dispatcher claims when a notification said so, until a claim
+ * finds nothing, and at "tick" in any case (a notification missed while
+ * the listening connection was down).
+ */
+
+ngx_uint_t
+ngx_http_async_task_store_remote(ngx_uint_t kind, ngx_uint_t tick)
+{
+    ngx_http_async_task_store_conf_t  *conf;
+
+    conf = ngx_http_async_task_store_conf();
+
+    if (!conf->driver->shared) {
+        return 0;
+    }
+
+    return tick || ngx_http_async_task_remote[kind];
+}
+
+
+void
+ngx_http_async_task_store_queued(void)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        ngx_http_async_task_remote[k] = 1;
     }
 }
 

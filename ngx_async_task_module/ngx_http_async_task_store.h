@@ -121,6 +121,17 @@ struct ngx_http_async_task_store_driver_s {
      */
     ngx_int_t  (*sync)(ngx_http_async_task_store_conf_t *conf,
                        ngx_log_t *log);
+
+    /*
+     * A store shared by several nginx nodes (PostgreSQL): the zone holds
+     * only what this node does, so reads, listings and positions come
+     * from the store, and the dispatcher claims whatever the zone says.
+     */
+    ngx_uint_t   shared;
+
+    /* in a worker process, once the store's thread work can be posted */
+    ngx_int_t  (*worker)(ngx_http_async_task_store_conf_t *conf,
+                         ngx_cycle_t *cycle);
 };
 
 
@@ -164,6 +175,7 @@ struct ngx_http_async_task_op_s {
 
 
 extern ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver;
+extern ngx_http_async_task_store_driver_t  ngx_http_async_task_pg_driver;
 
 
 ngx_http_async_task_op_t *ngx_http_async_task_op_create(ngx_log_t *log,
@@ -176,6 +188,9 @@ ngx_int_t ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
 
 ngx_int_t ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf);
+ngx_uint_t ngx_http_async_task_store_remote(ngx_uint_t kind,
+    ngx_uint_t tick);
+void ngx_http_async_task_store_queued(void);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_STORE_H_INCLUDED_ */

@@ -151,7 +151,9 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_expire,
     ngx_http_async_task_sqlite_maintain,
     ngx_http_async_task_sqlite_exit,
-    ngx_http_async_task_sqlite_flush
+    ngx_http_async_task_sqlite_flush,
+    0,
+    NULL
 };
 
 

@@ -38,6 +38,7 @@ run_tests();
 __DATA__
 
 === TEST 1: a store directory the worker user cannot write stops nginx
+--- skip_eval: 2: AsyncTaskTest::on_postgresql()
 --- post_setup_server_root
 main::root_dir('store');
 --- must_die
@@ -59,6 +60,7 @@ qr/\[emerg\] .*async_task_store files= directory ".*\/html\/files" is not writab
 
 
 === TEST 3: a database file the worker user cannot read and write stops nginx
+--- skip_eval: 2: AsyncTaskTest::on_postgresql()
 --- http_config
     async_task_store @STORE@/tasks.db thread_pool=async_task;
 --- post_setup_server_root
@@ -113,6 +115,7 @@ GET /api/v1/system/stats
 
 
 === TEST 7: missing directories are made, for the worker user only; so is the database
+--- skip_eval: 9: AsyncTaskTest::on_postgresql()
 --- http_config
     async_task_store $TEST_NGINX_SERVER_ROOT/html/new/deep/tasks.db
                      files=$TEST_NGINX_SERVER_ROOT/html/new/uploads

@@ -1148,6 +1148,7 @@ Content-Type: application/json
 
 
 === TEST 32: a task that was RUNNING when nginx stopped is QUEUED again at start
+--- skip_eval: 3: AsyncTaskTest::on_postgresql()
 --- post_setup_server_root
 AsyncTaskTest::seed(::store_db(),
     ::task(0x41, kind => 'image', status => 'RUNNING', user => 'alice',

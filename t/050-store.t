@@ -2,7 +2,7 @@
 # store that cannot be written, a full queue.
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(:sqlite_only);
 
 master_on();
 workers(2);

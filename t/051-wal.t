@@ -3,7 +3,7 @@
 # back to nothing.
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(:sqlite_only);
 use Time::HiRes ();
 
 master_on();

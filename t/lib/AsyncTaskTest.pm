@@ -19,7 +19,7 @@ use warnings;
 
 use Test::Nginx::Socket ();
 use IO::Socket::INET;
-use File::Path qw(make_path);
+use File::Path qw(make_path remove_tree);
 use Time::HiRes qw(sleep time);
 use POSIX qw(WNOHANG);
 use Cwd qw(abs_path);
@@ -30,12 +30,20 @@ our @EXPORT_OK = qw(http api seed store_db crash_and_restart
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
+# which stores a file's blocks run on: ":sqlite_only" (tests of SQLite
+# itself), ":postgresql_only" (tests of the shared store); by default both
+my $only = '';
+
 sub import {
     my $class = shift;
 
     my $caller = caller;
     no strict 'refs';
     for my $name (@_) {
+        if ($name =~ /^:(sqlite|postgresql)_only$/) {
+            $only = $1;
+            next;
+        }
         *{"${caller}::$name"} = \&{"AsyncTaskTest::$name"};
     }
 
@@ -81,6 +89,7 @@ EOF
     }
 
     $http_config =~ s/\@STORE\@/$dir/g;
+    $http_config = pg_config($block, $http_config);
     $block->set_value('http_config', $http_config);
 
     if (!defined $block->main_config) {
@@ -98,10 +107,92 @@ EOF
     }
 }
 
+# PostgreSQL: the suite runs a second time with TEST_NGINX_STORE=postgresql
+# (build.sh starts the cluster, TEST_NGINX_PG_HOST is its socket's
+# directory).  Each block gets a schema of its own in one database, and
+# its store line that schema's URI; "@PG@" in a config stands for it too.
+# Blocks that reach into the SQLite file (seed, sql, store_db, sqlite3)
+# and files marked ":sqlite_only" are skipped there, with skip_eval, which
+# the real Test::Nginx honours as well; ":postgresql_only" files run only
+# there.
+
+sub store {
+    return $ENV{TEST_NGINX_STORE} || 'sqlite';
+}
+
+# for "--- skip_eval: N: AsyncTaskTest::on_postgresql()" in blocks about
+# SQLite's own files
+sub on_postgresql {
+    return store() eq 'postgresql';
+}
+
+my $pg_schemas = 0;
+my $pg_current;         # the schema of the block that runs now
+
+sub pg_schema {
+    my $schema = "b${$}_" . ++$pg_schemas;
+    my $host = $ENV{TEST_NGINX_PG_HOST}
+        or die "TEST_NGINX_PG_HOST is not set: run the tests with build.sh";
+
+    system('psql', '-h', $host, '-U', 'postgres', '-d', 'async_task', '-qAt',
+           '-c', "CREATE SCHEMA $schema") == 0
+        or die "cannot create the schema $schema";
+
+    return $schema;
+}
+
+sub pg_uri {
+    my ($schema) = @_;
+    return "postgresql:///async_task?host=$ENV{TEST_NGINX_PG_HOST}"
+           . "&user=postgres&options=-csearch_path%3D$schema";
+}
+
+sub pg_config {
+    my ($block, $config) = @_;
+
+    my $raw = $block->original_values;
+    my $needs_sqlite = $only eq 'sqlite' || grep {
+        defined && !ref && /\bsql\s*\(|sqlite3/
+    } values %$raw;
+
+    if (store() ne 'postgresql') {
+        if ($only eq 'postgresql' && !defined $block->skip_eval) {
+            $block->set_value('skip_eval', '1: "PostgreSQL only"');
+        }
+        return $config;
+    }
+
+    if ($needs_sqlite) {
+        $block->set_value('skip_eval', '1: "SQLite only"')
+            unless defined $block->skip_eval;
+        return $config;
+    }
+
+    my $schema = pg_schema();
+    my $uri = pg_uri($schema);
+
+    $pg_current = $schema;
+
+    $config =~ s/\@PG\@/$uri/g;
+    $config =~ s/\@PG_SCHEMA\@/$schema/g;
+    $config =~ s/\@PG_HOST\@/$ENV{TEST_NGINX_PG_HOST}/g;
+
+    $config =~ s{async_task_store\s+([^\s;]+\.db)([^;]*);}{
+        my ($db, $rest) = ($1, $2);
+        $block->{_async_task_db} = $db;
+        (my $files = $db) =~ s{[^/]*$}{files};
+        $rest .= " files=$files" unless $rest =~ /\bfiles=/;
+        "async_task_store $uri$rest;"
+    }ge;
+
+    return $config;
+}
+
 # the SQLite file of a block ("--- init" code sees the block as $block)
 sub store_db {
     my $block = shift;
-    my ($db) = $block->http_config =~ /async_task_store\s+([^\s;]+)/;
+    my ($db) = $block->{_async_task_db}
+               // $block->http_config =~ /async_task_store\s+([^\s;]+)/;
     my $servroot = servroot();
     $db =~ s/\$TEST_NGINX_SERVER_ROOT/$servroot/;
     return $db;
@@ -168,9 +259,65 @@ sub sql {
     close $fh or die "sqlite3 failed on: $sql";
 }
 
+sub pg_migrations {
+    return sort glob("$root/migrations/postgresql/[0-9]*.sql");
+}
+
+# rows straight into the block's schema, with the schema made first as
+# the module would make it (psql as the client)
+sub pg_seed {
+    my ($db, @tasks) = @_;
+
+    # as the SQLite seed leaves it: the store's directory is there
+    make_path(dirname($db));
+
+    my $sql = "SET search_path TO $pg_current;\n"
+              . "SET client_min_messages TO warning;\n";
+
+    my $made = `psql -h $ENV{TEST_NGINX_PG_HOST} -U postgres -d async_task -qAt -c "SELECT count(*) FROM pg_tables WHERE schemaname = '$pg_current' AND tablename = 'tasks'"`;
+
+    if ($made =~ /^0/) {
+        my @m = pg_migrations();
+        $sql .= "BEGIN;\n";
+        for my $m (@m) {
+            local $/;
+            open my $fh, '<', $m or die "$m: $!";
+            $sql .= <$fh>;
+        }
+        $sql .= "CREATE TABLE async_task_schema (version integer NOT NULL);\n"
+                . "INSERT INTO async_task_schema VALUES (" . scalar(@m)
+                . ");\nCOMMIT;\n";
+    }
+
+    $sql .= "BEGIN;\n";
+
+    for my $t (@tasks) {
+        my @cols = sort keys %$t;
+        my @vals = map {
+            my $v = $t->{$_};
+            !defined $v ? 'NULL'
+                : $v =~ /^-?\d+$/ && $_ !~ /^(id|user|params|result|error)$/
+                    ? $v
+                    : do { (my $q = $v) =~ s/'/''/g; "'$q'" }
+        } @cols;
+        $sql .= "INSERT INTO tasks (" . join(', ', map { "\"$_\"" } @cols)
+                . ") VALUES (" . join(', ', @vals) . ");\n";
+    }
+
+    $sql .= "COMMIT;\n";
+
+    open my $fh, '|-', 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U',
+         'postgres', '-d', 'async_task', '-qAt', '-v', 'ON_ERROR_STOP=1'
+        or die "psql: $!";
+    print $fh $sql;
+    close $fh or die "psql failed on: $sql";
+}
+
 # rows straight into a store, as the sqlite3 CLI would put them
 sub seed {
     my ($db, @tasks) = @_;
+
+    return pg_seed($db, @tasks) if on_postgresql();
 
     my $sql = '';
 
@@ -317,7 +464,7 @@ sub stop_fake_gpu {
     @fakes = grep { $_ != $pid } @fakes;
 }
 
-END { stop_fake_gpus() }
+END { stop_fake_gpus(); node2_stop() }
 
 # the fake's control API: fake_control(PORT, {mode => ...}) or GET paths
 sub fake {
@@ -469,6 +616,99 @@ sub tls_certs {
     die "openssl failed, see $dir/openssl.log" if $failed;
 
     return $dir;
+}
+
+# A second nginx node on the same PostgreSQL store, for "--- init" code:
+# the block's nginx.conf with its own prefix (servroot/html/node2: conf,
+# logs, temporary files; under html/, which either runner makes anew per
+# block), its own port and node=b for node=a.  The rest of html/ (files=)
+# stays shared, as a shared directory would be.
+
+my $node2_pid;
+
+sub node2_root {
+    return servroot() . '/html/node2';
+}
+
+sub node2_start {
+    my (%opt) = @_;
+
+    node2_stop();
+
+    my $port = $opt{port} or die "node2_start needs a port";
+    my $servroot = servroot();
+    my $root2 = node2_root();
+
+    open my $in, '<', "$servroot/conf/nginx.conf" or die "nginx.conf: $!";
+    local $/;
+    my $conf = <$in>;
+    close $in;
+
+    remove_tree($root2);
+
+    my $main = port();
+    $conf =~ s{\Q$servroot\E/(logs|conf|\w+_temp)}{$root2/$1}g;
+    $conf =~ s{\blisten\s+(127\.0\.0\.1:)?$main\b}{listen $port}g;
+    $conf =~ s{\bnode=a\b}{node=b}g;
+    $opt{edit}->() for grep { $opt{edit} } $conf;
+
+    make_path("$root2/conf", "$root2/logs");
+    open my $out, '>', "$root2/conf/nginx.conf" or die "$root2: $!";
+    print $out $conf;
+    close $out;
+
+    my $binary = $Test::Nginx::Util::NginxBinary
+                 || $ENV{TEST_NGINX_BINARY} || 'nginx';
+
+    system("$binary -p $root2/ -c $root2/conf/nginx.conf "
+           . "-e $root2/logs/error.log") == 0
+        or die "the second node did not start";
+
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 1);
+        if ($s) {
+            close $s;
+            $node2_pid = node2_master();
+            return;
+        }
+        sleep 0.05;
+    }
+
+    die "the second node does not listen on $port";
+}
+
+sub node2_master {
+    my $file = node2_root() . '/logs/nginx.pid';
+    open my $fh, '<', $file or return undef;
+    my $pid = <$fh>;
+    chomp $pid;
+    return $pid;
+}
+
+sub node2_stop {
+    my $pid = $node2_pid or return;
+    undef $node2_pid;
+    kill 'QUIT', $pid;
+    for (1 .. 500) {
+        last unless kill 0, $pid;
+        sleep 0.02;
+    }
+    kill 'KILL', $pid if kill 0, $pid;
+}
+
+sub node2_error_log {
+    open my $fh, '<', node2_root() . '/logs/error.log' or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+# the tests' PostgreSQL cluster: stop and start it (build.sh's script)
+sub pg_ctl {
+    my ($what) = @_;
+    system("$ENV{TEST_NGINX_PG_HOST}/ctl", $what) == 0
+        or die "cannot $what PostgreSQL";
 }
 
 sub error_log {
