@@ -224,6 +224,39 @@ ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc)
 }
 
 
+/*
+ * A finished exchange's client, ready for the next exchange of the same
+ * run (ComfyUI's): the settings stay, the outcome and the state go.
+ */
+
+void
+ngx_http_async_task_client_reset(ngx_http_async_task_client_t *hc)
+{
+    hc->peer.connection = NULL;
+    hc->result = ngx_http_async_task_client_ok;
+    hc->status = 0;
+    ngx_str_null(&hc->body);
+
+    hc->request_start = NULL;
+    ngx_memzero(&hc->deadline, sizeof(ngx_event_t));
+    hc->raw = NULL;
+    hc->body_start = NULL;
+    hc->content_length = 0;
+    hc->chunk_left = 0;
+    hc->state = 0;
+    hc->connected = 0;
+    hc->sent = 0;
+    hc->send_failed = 0;
+    hc->reused = 0;
+    hc->retried = 0;
+    hc->close_after = 0;
+    hc->chunked = 0;
+    hc->headers_done = 0;
+    hc->big_headers = 0;
+    hc->done = 0;
+}
+
+
 static void
 ngx_http_async_task_client_write(ngx_event_t *wev)
 {

@@ -90,6 +90,7 @@ struct ngx_http_async_task_client_s {
 
 ngx_int_t ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc);
 void ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc);
+void ngx_http_async_task_client_reset(ngx_http_async_task_client_t *hc);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_CLIENT_H_INCLUDED_ */

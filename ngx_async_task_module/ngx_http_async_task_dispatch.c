@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
@@ -57,6 +58,7 @@ typedef struct {
     ngx_array_t                        files;      /* expired */
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_outcome_t      outcome;
+    ngx_http_async_task_comfyui_run_t  comfyui;    /* protocol=comfyui */
 
     ngx_str_t                          temp;       /* the run's file */
     ngx_fd_t                           fd;         /* speech input */
@@ -81,6 +83,8 @@ static ngx_int_t ngx_http_async_task_job_adopt(
 static void ngx_http_async_task_start(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_run(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc);
+static void ngx_http_async_task_comfyui_finished(
+    ngx_http_async_task_comfyui_run_t *run);
 static void ngx_http_async_task_complete(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_complete_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_complete_done(ngx_event_t *ev);
@@ -592,6 +596,24 @@ ngx_http_async_task_run(ngx_http_async_task_job_t *job)
                    "async task %*s runs", NGX_HTTP_ASYNC_TASK_ID_LEN,
                    job->task.id);
 
+    if (job->backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI) {
+
+        /* several exchanges on the same client: comfyui.c leads them */
+
+        job->comfyui.client = hc;
+        job->comfyui.pool = job->pool;
+        job->comfyui.log = &job->log;
+        job->comfyui.backend = job->backend;
+        job->comfyui.instance = job->instance;
+        job->comfyui.task = &job->task;
+        job->comfyui.outcome = &job->outcome;
+        job->comfyui.handler = ngx_http_async_task_comfyui_finished;
+        job->comfyui.data = job;
+
+        ngx_http_async_task_comfyui_start(&job->comfyui);
+        return;
+    }
+
     hc->request = ngx_http_async_task_protocol_request(job->pool,
                                         job->backend, job->instance,
                                         &job->task, job->outcome.boundary,
@@ -623,6 +645,17 @@ ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
     job->outcome.result = hc->result;
     job->outcome.status = hc->status;
     job->outcome.body = hc->body;
+
+    ngx_http_async_task_complete(job);
+}
+
+
+static void
+ngx_http_async_task_comfyui_finished(ngx_http_async_task_comfyui_run_t *run)
+{
+    ngx_http_async_task_job_t  *job = run->data;
+
+    ngx_queue_remove(&job->queue);
 
     ngx_http_async_task_complete(job);
 }
@@ -1021,7 +1054,13 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
                        NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
 
         ngx_queue_remove(&job->queue);
-        ngx_http_async_task_client_close(&job->client);
+
+        if (job->backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI) {
+            ngx_http_async_task_comfyui_cancel(&job->comfyui);
+
+        } else {
+            ngx_http_async_task_client_close(&job->client);
+        }
 
         ngx_http_async_task_upstream_release(ngx_http_async_task_shm_ctx,
                                              job->instance->sh, &job->log);

@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
@@ -633,8 +634,9 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * async_task_backend kind upstream [protocol=openai|sdcpp] [model=name]
- *                    [timeout=time] [retries=number];
+ * async_task_backend kind upstream [protocol=openai|sdcpp|comfyui]
+ *                    [workflow=file] [model=name] [timeout=time]
+ *                    [retries=number];
  */
 
 static char *
@@ -691,6 +693,35 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_SDCPP;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "protocol=comfyui") == 0) {
+            if (kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" is only for image backends",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "workflow=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            if (s.len == 0) {
+                goto invalid;
+            }
+
+            if (ngx_http_async_task_comfyui_workflow(cf, backend, &s)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 
@@ -764,6 +795,18 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         goto invalid;
+    }
+
+    /* a workflow is what a ComfyUI backend runs, and only it */
+
+    if ((backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI)
+        != (backend->comfyui != NULL))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           backend->comfyui
+                           ? "\"workflow\" is only for protocol=comfyui"
+                           : "protocol=comfyui needs \"workflow=\"");
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

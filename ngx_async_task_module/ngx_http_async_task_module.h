@@ -37,6 +37,7 @@
 
 #define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
 #define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
+#define NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI  2
 
 #define NGX_HTTP_ASYNC_TASK_ROUND_ROBIN    0
 #define NGX_HTTP_ASYNC_TASK_USER_HASH      1
@@ -44,6 +45,9 @@
 
 
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
+
+/* a ComfyUI workflow (workflow=), ready to be filled in */
+typedef struct ngx_http_async_task_comfyui_s  ngx_http_async_task_comfyui_t;
 
 
 /* a task as the handlers and the store exchange it */
@@ -136,6 +140,7 @@ typedef struct {
     ngx_uint_t                      retries;
     ngx_msec_t                      backoff;
     ngx_uint_t                      keepalive;  /* idle connections kept */
+    ngx_http_async_task_comfyui_t  *comfyui;    /* workflow= */
 
     u_char                         *file;       /* where it was declared */
     ngx_uint_t                      line;

@@ -23,7 +23,6 @@
  */
 
 
-#define NGX_HTTP_ASYNC_TASK_MESSAGE_MAX  200
 #define NGX_HTTP_ASYNC_TASK_SCAN_BLOCK   (64 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BOUNDARY_TRIES  8
 
@@ -42,10 +41,6 @@ typedef struct {
 } ngx_http_async_task_speech_parts_t;
 
 
-static ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
-    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, const char *type,
-    ngx_str_t *boundary, off_t length, size_t extra);
 static char *ngx_http_async_task_protocol_image(
     ngx_http_async_task_backend_t *backend, cJSON *params);
 static void ngx_http_async_task_protocol_inert(char *text);
@@ -67,11 +62,13 @@ static u_char *ngx_http_async_task_protocol_part(u_char *p,
 static void ngx_http_async_task_protocol_image_done(
     ngx_http_async_task_t *task, ngx_http_async_task_outcome_t *out,
     cJSON *json, ngx_pool_t *pool, ngx_log_t *log);
+static void ngx_http_async_task_protocol_raw_done(ngx_http_async_task_t *task,
+    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log);
+static void ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
+    ngx_http_async_task_outcome_t *out, ngx_str_t *image, ngx_pool_t *pool,
+    ngx_log_t *log);
 static void ngx_http_async_task_protocol_speech_done(
     ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool);
-static void ngx_http_async_task_protocol_fail(
-    ngx_http_async_task_outcome_t *out, ngx_http_async_task_run_e run,
-    const char *code, ngx_pool_t *pool, const char *fmt, ...);
 static ngx_int_t ngx_http_async_task_protocol_text(ngx_pool_t *pool,
     char *text, ngx_str_t *out);
 
@@ -80,6 +77,8 @@ static ngx_str_t  ngx_http_async_task_image_path =
     ngx_string("/v1/images/generations");
 static ngx_str_t  ngx_http_async_task_speech_path =
     ngx_string("/v1/audio/transcriptions");
+
+static u_char  ngx_http_async_task_png_signature[] = "\x89PNG\r\n\x1a\n";
 
 
 /*
@@ -173,7 +172,7 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
     len = ngx_strlen(body);
 
-    b = ngx_http_async_task_protocol_head(pool,
+    b = ngx_http_async_task_protocol_head(pool, "POST",
                                           &ngx_http_async_task_image_path,
                                           backend, in, "application/json",
                                           NULL, len, len);
@@ -198,11 +197,14 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 }
 
 
-/* the request line and headers, with room for "extra" bytes after them */
+/*
+ * The request line and headers, with room for "extra" bytes after them;
+ * a body's Content-Type and Content-Length when it has a type.
+ */
 
-static ngx_buf_t *
-ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
-    ngx_http_async_task_backend_t *backend,
+ngx_buf_t *
+ngx_http_async_task_protocol_head(ngx_pool_t *pool, const char *method,
+    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
     ngx_http_async_task_instance_t *in, const char *type,
     ngx_str_t *boundary, off_t length, size_t extra)
 {
@@ -215,26 +217,32 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, ngx_str_t *path,
                                          "Accept: application/json" CRLF
                                          "User-Agent: ngx_async_task" CRLF
                                          "Connection: keep-alive" CRLF CRLF)
+                                  + ngx_strlen(method)
                                   + path->len + in->server.len
-                                  + ngx_strlen(type)
+                                  + (type ? ngx_strlen(type) : 0)
                                   + (boundary ? boundary->len : 0)
                                   + NGX_OFF_T_LEN + extra);
     if (b == NULL) {
         return NULL;
     }
 
-    b->last = ngx_sprintf(b->last, "POST %V HTTP/1.1" CRLF
-                          "Host: %V" CRLF "Content-Type: %s",
-                          path, &in->server, type);
+    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF "Host: %V" CRLF,
+                          method, path, &in->server);
 
-    if (boundary) {
-        b->last = ngx_sprintf(b->last, "; boundary=%V", boundary);
+    if (type) {
+        b->last = ngx_sprintf(b->last, "Content-Type: %s", type);
+
+        if (boundary) {
+            b->last = ngx_sprintf(b->last, "; boundary=%V", boundary);
+        }
+
+        b->last = ngx_sprintf(b->last, CRLF "Content-Length: %O" CRLF,
+                              length);
     }
 
-    b->last = ngx_sprintf(b->last, CRLF "Content-Length: %O" CRLF
-                          "Accept: application/json" CRLF
+    b->last = ngx_sprintf(b->last, "Accept: application/json" CRLF
                           "User-Agent: ngx_async_task" CRLF
-                          "Connection: %s" CRLF CRLF, length,
+                          "Connection: %s" CRLF CRLF,
                           backend->keepalive ? "keep-alive" : "close");
 
     return b;
@@ -557,7 +565,7 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
 
     /* the request line and headers go in front of the parts */
 
-    cl->buf = ngx_http_async_task_protocol_head(pool,
+    cl->buf = ngx_http_async_task_protocol_head(pool, "POST",
                      &ngx_http_async_task_speech_path, backend, in,
                      "multipart/form-data", &boundary,
                      (head->last - head->pos) + size
@@ -759,87 +767,26 @@ void
 ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log)
 {
-    cJSON       *json, *error, *message;
-    const char  *text;
+    cJSON  *json;
 
-    switch (out->result) {
-
-    case ngx_http_async_task_client_ok:
-        break;
-
-    case ngx_http_async_task_client_refused:
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
-                                          "backend_error", pool,
-                                          "the instance could not be reached");
+    if (ngx_http_async_task_protocol_exchange(out,
+                                   out->raw ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX
+                                            : ngx_http_async_task_answer_max(
+                                                  task->kind),
+                                   pool)
+        != NGX_OK)
+    {
         return;
+    }
 
-    case ngx_http_async_task_client_aborted:
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
-                                          "backend_error", pool,
-                                          "nginx is shutting down");
-        return;
-
-    case ngx_http_async_task_client_timeout:
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "timeout", pool,
-                                          "the instance did not answer "
-                                          "in time");
-        return;
-
-    case ngx_http_async_task_client_too_big:
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "the answer is larger than the "
-                                          "limit of %uz bytes",
-                                          (size_t)
-                                          ngx_http_async_task_answer_max(
-                                              task->kind));
-        return;
-
-    case ngx_http_async_task_client_headers_too_big:
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "the answer's header block is "
-                                          "larger than %d bytes",
-                                          NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
-        return;
-
-    default: /* ngx_http_async_task_client_broken */
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "backend_error", pool,
-                                          "the connection failed before "
-                                          "a complete answer");
+    if (out->raw) {
+        ngx_http_async_task_protocol_raw_done(task, out, pool, log);
         return;
     }
 
     json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
 
-    if (out->status >= 400) {
-
-        /* the instance's own words, when it gives them */
-
-        text = NULL;
-        error = cJSON_GetObjectItemCaseSensitive(json, "error");
-        message = cJSON_GetObjectItemCaseSensitive(error, "message");
-
-        if (cJSON_IsString(message)) {
-            text = message->valuestring;
-
-        } else if (cJSON_IsString(error)) {
-            text = error->valuestring;
-        }
-
-        ngx_http_async_task_protocol_fail(out,
-                       out->status < 500 ? ngx_http_async_task_run_failed
-                                         : ngx_http_async_task_run_error,
-                       out->status < 500 ? "backend_rejected"
-                                         : "backend_error",
-                       pool, "the instance answered %ui%s%*s",
-                       out->status, text ? ": " : "",
-                       text ? ngx_min(ngx_strlen(text),
-                                      NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
-                            : (size_t) 0,
-                       text ? text : "");
+    if (ngx_http_async_task_protocol_status(out, json, pool) != NGX_OK) {
         cJSON_Delete(json);
         return;
     }
@@ -865,19 +812,139 @@ ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
 }
 
 
+/* NGX_OK: a whole answer came; otherwise the outcome is set */
+
+ngx_int_t
+ngx_http_async_task_protocol_exchange(ngx_http_async_task_outcome_t *out,
+    size_t max, ngx_pool_t *pool)
+{
+    switch (out->result) {
+
+    case ngx_http_async_task_client_ok:
+        return NGX_OK;
+
+    case ngx_http_async_task_client_refused:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
+                                          "backend_error", pool,
+                                          "the instance could not be reached");
+        break;
+
+    case ngx_http_async_task_client_aborted:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
+                                          "backend_error", pool,
+                                          "nginx is shutting down");
+        break;
+
+    case ngx_http_async_task_client_timeout:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "timeout", pool,
+                                          "the instance did not answer "
+                                          "in time");
+        break;
+
+    case ngx_http_async_task_client_too_big:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "the answer is larger than the "
+                                          "limit of %uz bytes", max);
+        break;
+
+    case ngx_http_async_task_client_headers_too_big:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "the answer's header block is "
+                                          "larger than %d bytes",
+                                          NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
+        break;
+
+    default: /* ngx_http_async_task_client_broken */
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "backend_error", pool,
+                                          "the connection failed before "
+                                          "a complete answer");
+    }
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * NGX_OK: a status below 400; otherwise the outcome is set, quoting the
+ * instance's error.message (or error, a string), when json has one.
+ */
+
+ngx_int_t
+ngx_http_async_task_protocol_status(ngx_http_async_task_outcome_t *out,
+    cJSON *json, ngx_pool_t *pool)
+{
+    cJSON       *error, *message;
+    const char  *text;
+
+    if (out->status < 400) {
+        return NGX_OK;
+    }
+
+    text = NULL;
+    error = cJSON_GetObjectItemCaseSensitive(json, "error");
+    message = cJSON_GetObjectItemCaseSensitive(error, "message");
+
+    if (cJSON_IsString(message)) {
+        text = message->valuestring;
+
+    } else if (cJSON_IsString(error)) {
+        text = error->valuestring;
+    }
+
+    ngx_http_async_task_protocol_fail(out,
+                   out->status < 500 ? ngx_http_async_task_run_failed
+                                     : ngx_http_async_task_run_error,
+                   out->status < 500 ? "backend_rejected" : "backend_error",
+                   pool, "the instance answered %ui%s%*s",
+                   out->status, text ? ": " : "",
+                   text ? ngx_min(ngx_strlen(text),
+                                  NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
+                        : (size_t) 0,
+                   text ? text : "");
+
+    return NGX_ERROR;
+}
+
+
+/* the answer is the image itself (ComfyUI's /view) */
+
+static void
+ngx_http_async_task_protocol_raw_done(ngx_http_async_task_t *task,
+    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log)
+{
+    if (ngx_http_async_task_protocol_status(out, NULL, pool) != NGX_OK) {
+        return;
+    }
+
+    if (out->status < 200 || out->status >= 300
+        || out->body.len < sizeof(ngx_http_async_task_png_signature) - 1
+        || ngx_memcmp(out->body.data, ngx_http_async_task_png_signature,
+                      sizeof(ngx_http_async_task_png_signature) - 1)
+           != 0)
+    {
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "the image the instance sent is "
+                                          "not a PNG (status %ui)",
+                                          out->status);
+        return;
+    }
+
+    ngx_http_async_task_protocol_png(task, out, &out->body, pool, log);
+}
+
+
 static void
 ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool,
     ngx_log_t *log)
 {
-    u_char     *p;
     cJSON      *data, *b64;
-    ssize_t     n;
-    ngx_fd_t    fd;
     ngx_str_t   src, png;
-    u_char      path[NGX_MAX_PATH];
-
-    static u_char  signature[] = "\x89PNG\r\n\x1a\n";
 
     data = cJSON_GetObjectItemCaseSensitive(json, "data");
     b64 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
@@ -899,8 +966,10 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     png.data = src.data;
 
     if (ngx_decode_base64(&png, &src) != NGX_OK
-        || png.len < sizeof(signature) - 1
-        || ngx_memcmp(png.data, signature, sizeof(signature) - 1) != 0)
+        || png.len < sizeof(ngx_http_async_task_png_signature) - 1
+        || ngx_memcmp(png.data, ngx_http_async_task_png_signature,
+                      sizeof(ngx_http_async_task_png_signature) - 1)
+           != 0)
     {
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
@@ -908,6 +977,28 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
                                           "a base64 PNG");
         return;
     }
+
+    ngx_http_async_task_protocol_png(task, out, &png, pool, log);
+}
+
+
+/*
+ * The task's PNG, under this run's own name in files=, synced with its
+ * directory: the store renames it when it takes the outcome.
+ */
+
+static void
+ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
+    ngx_http_async_task_outcome_t *out, ngx_str_t *image, ngx_pool_t *pool,
+    ngx_log_t *log)
+{
+    u_char     *p;
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t   png;
+    u_char      path[NGX_MAX_PATH];
+
+    png = *image;
 
     out->file.len = NGX_HTTP_ASYNC_TASK_ID_LEN + sizeof(".png") - 1;
     out->file.data = ngx_pnalloc(pool, out->file.len);
@@ -1059,7 +1150,7 @@ failed:
 }
 
 
-static void
+void
 ngx_http_async_task_protocol_fail(ngx_http_async_task_outcome_t *out,
     ngx_http_async_task_run_e run, const char *code, ngx_pool_t *pool,
     const char *fmt, ...)

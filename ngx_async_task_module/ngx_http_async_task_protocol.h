@@ -8,6 +8,8 @@
 #define _NGX_HTTP_ASYNC_TASK_PROTOCOL_H_INCLUDED_
 
 
+#include <cjson/cJSON.h>
+
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_client.h"
 
@@ -25,6 +27,10 @@
     ((kind) == NGX_HTTP_ASYNC_TASK_IMAGE                                      \
      ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX                                   \
      : NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX)
+
+
+/* how much of an instance's own error message a task's error quotes */
+#define NGX_HTTP_ASYNC_TASK_MESSAGE_MAX  200
 
 
 /* a multipart boundary: a prefix and 128 bits from the kernel, in hex */
@@ -52,6 +58,7 @@ typedef struct {
     ngx_str_t                       body;
     ngx_str_t                      *files;
     ngx_str_t                       suffix;     /* of this run's own file */
+    unsigned                        raw:1;      /* the body is the image */
 
     /* out */
     ngx_http_async_task_run_e       run;
@@ -71,6 +78,18 @@ ngx_chain_t *ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     u_char *boundary, ngx_fd_t fd, off_t size);
 void ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
     ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log);
+ngx_buf_t *ngx_http_async_task_protocol_head(ngx_pool_t *pool,
+    const char *method, ngx_str_t *path,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, const char *type,
+    ngx_str_t *boundary, off_t length, size_t extra);
+ngx_int_t ngx_http_async_task_protocol_exchange(
+    ngx_http_async_task_outcome_t *out, size_t max, ngx_pool_t *pool);
+ngx_int_t ngx_http_async_task_protocol_status(
+    ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool);
+void ngx_http_async_task_protocol_fail(ngx_http_async_task_outcome_t *out,
+    ngx_http_async_task_run_e run, const char *code, ngx_pool_t *pool,
+    const char *fmt, ...);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_PROTOCOL_H_INCLUDED_ */

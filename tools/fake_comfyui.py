@@ -304,10 +304,13 @@ class FakeComfyUI:
             for node_id in item.outputs:
                 node = item.graph[node_id]
                 self.counter += 1
+                # "sub/dir/name" writes "name_00001_.png" into sub/dir
                 prefix = node["inputs"].get("filename_prefix", "ComfyUI")
+                sub, _, prefix = prefix.rpartition("/")
                 name = (self.conf["filename"]
                         or f"{prefix}_{self.counter:05}_.png")
-                sub = self.conf["subfolder"] or ""
+                if self.conf["subfolder"] is not None:
+                    sub = self.conf["subfolder"]
                 kind = ("output" if node["class_type"] == "SaveImage"
                         else "temp")
                 self.images[(name, sub, kind)] = png
