@@ -149,3 +149,282 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 2: the example Qwen-Image GGUF workflow runs as it is: defaults for what a task leaves out
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19791; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19791, kind => 'comfyui');
+--- init
+my $id = main::submit({prompt => 'a lighthouse at dusk', seed => 7});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'DONE', 'DONE') or Test::More::diag(JSON::PP::encode_json($t));
+my ($post) = main::requests(19791, 'POST', qr{^/prompt$});
+Test::More::is_deeply($post->{params}, {prompt => 'a lighthouse at dusk',
+    negative_prompt => '', seed => 7, steps => 20, cfg_scale => 2.5,
+    width => 1024, height => 1024}, 'the task\'s values, the file\'s cfg, no negative');
+my ($view) = main::requests(19791, 'GET', qr{^/view$});
+Test::More::is_deeply($view->{view}, {filename => 'ngx_async_task_7_00001_.png',
+    subfolder => 'qwen-image', type => 'output'}, 'the SaveImage output, in its subfolder');
+Test::More::is(Digest::SHA::sha256_hex(main::result_png($id)),
+    Digest::SHA::sha256_hex(main::expected_png(19791, 'a lighthouse at dusk', 7)),
+    'the PNG');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: a graph ComfyUI refuses (node errors in its 400): backend_rejected, at once, with ComfyUI's words
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=2
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19792; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+main::seed_task(1, {prompt => 'tiny', width => 8, height => 64, seed => 1,
+                    steps => 4});
+AsyncTaskTest::fake_gpu(port => 19792, kind => 'comfyui');
+--- init
+my $t = AsyncTaskTest::wait_task(main::tid(1), ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{attempts}, 1, 'not retried');
+Test::More::is($t->{error}{code}, 'backend_rejected', 'backend_rejected');
+Test::More::is($t->{error}{message},
+    'ComfyUI refused the workflow (400): Prompt outputs failed validation; '
+    . 'node 7 (EmptySD3LatentImage): Value 8 smaller than min of 16: width',
+    'ComfyUI\'s message and the node\'s error');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 4: ComfyUI fails the prompt (status_str "error"): backend_error with its exception message
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19793; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19793, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19793, 'POST', '/control/comfyui',
+    {execution_error => "CUDA out of memory. Tried to allocate 2.00 GiB"});
+my $id = main::submit({prompt => 'x', width => 64, height => 64, seed => 1});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{error}{code}, 'backend_error', 'backend_error');
+Test::More::is($t->{error}{message},
+    'ComfyUI failed the prompt: node 3 (KSampler): CUDA out of memory. '
+    . 'Tried to allocate 2.00 GiB', 'the node and its exception');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 5: a failed prompt is retried as a 5xx is; a 500 from /prompt too
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=2 backoff=10ms
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19794; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19794, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19794, 'POST', '/control/comfyui',
+    {execution_error => "boom"});
+AsyncTaskTest::fake_control(19794, mode => 'error500', times => 1);
+my $id = main::submit({prompt => 'y', width => 64, height => 64, seed => 2});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'DONE', 'DONE on the third attempt');
+Test::More::is($t->{attempts}, 3, 'three attempts');
+Test::More::is(scalar(() = main::requests(19794, 'POST', qr{^/prompt$})), 3,
+               'three prompts posted');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 6: a history answer over 4 MiB is a bad_response, not a worker's memory
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19795; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19795, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19795, 'POST', '/control/comfyui', {fault_on => 'history'});
+AsyncTaskTest::fake_control(19795, mode => 'huge_body', huge_size => 5000000);
+my $id = main::submit({prompt => 'z', width => 64, height => 64, seed => 3});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{error}{code}, 'bad_response', 'bad_response');
+Test::More::is($t->{error}{message},
+    'the answer is larger than the limit of 4194304 bytes', 'the cap');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[alert]
+
+
+
+=== TEST 7: what /view sends must be a PNG
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19796; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19796, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19796, 'POST', '/control/comfyui', {fault_on => 'view'});
+AsyncTaskTest::fake_control(19796, mode => 'malformed');
+my $id = main::submit({prompt => 'w', width => 64, height => 64, seed => 4});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{error}{code}, 'bad_response', 'bad_response');
+Test::More::is($t->{error}{message},
+    'the image the instance sent is not a PNG (status 200)', 'why');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 8: an odd file name and subfolder reach /view escaped, and come back exact
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19797; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19797, kind => 'comfyui');
+--- init
+my $name = "fox & hound #1?=%+ caf\x{e9}.png";
+my $sub = "a b/c&d=e;f";
+AsyncTaskTest::fake(19797, 'POST', '/control/comfyui',
+    {filename => $name, subfolder => $sub});
+my $id = main::submit({prompt => 'v', width => 64, height => 64, seed => 5});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'DONE', 'DONE') or Test::More::diag(JSON::PP::encode_json($t));
+my ($view) = main::requests(19797, 'GET', qr{^/view$});
+Test::More::is_deeply($view->{view}, {filename => $name, subfolder => $sub,
+    type => 'output'}, 'the names as ComfyUI gave them');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 9: a file name with control bytes is not asked for
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19798; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19798, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19798, 'POST', '/control/comfyui',
+    {filename => "a\r\nHost: evil\r\n.png"});
+my $id = main::submit({prompt => 'u', width => 64, height => 64, seed => 6});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{error}{code}, 'bad_response', 'bad_response');
+Test::More::is(scalar(() = main::requests(19798, 'GET', qr{^/view$})), 0,
+               'no /view request');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 10: a stored task whose values the graph cannot take is not sent
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui retries=0
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19799; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+main::seed_task(1, {prompt => 'p', width => 64, height => 64,
+                    seed => '1, "x": 2', steps => 4});
+AsyncTaskTest::fake_gpu(port => 19799, kind => 'comfyui');
+--- init
+my $t = AsyncTaskTest::wait_task(main::tid(1), ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is(scalar(() = main::requests(19799, 'POST', qr{^/prompt$})), 0,
+               'nothing posted');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- error_log
+the ComfyUI request of task 01900000-0000-7000-8000-000000000001 could not be made
+--- no_error_log
+[error]

@@ -44,6 +44,9 @@ from urllib.parse import parse_qs
 
 JSON = "application/json"
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
+# fault modes that answer in place of ComfyUI: a prompt they hit is not queued
+REPLACING = ("error400", "error500", "malformed", "hang", "reset",
+             "huge_body", "endless_chunked", "huge_headers")
 LINK = "link"
 
 # class_type -> {input: kind}: "INT", "FLOAT", "STRING", or LINK
@@ -343,6 +346,8 @@ class FakeComfyUI:
         if refused is not None:
             return refused, "refused"
         record["params"] = job_params(graph)
+        if self.app.settings.mode in REPLACING and self.fault_applies(req):
+            return (200, b"{}", JSON), "not queued: a fault answers"
         item = self.enqueue(graph, body.get("client_id"),
                             self.app.settings.latency)
         record["prompt_id"] = item.prompt_id
