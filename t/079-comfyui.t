@@ -428,3 +428,170 @@ GET /api/v1/system/stats
 the ComfyUI request of task 01900000-0000-7000-8000-000000000001 could not be made
 --- no_error_log
 [error]
+
+
+
+=== TEST 11: a task canceled while ComfyUI executes its prompt: POST /interrupt names that prompt
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19800; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19800, kind => 'comfyui', latency => 30);
+--- init
+my $id = main::submit({prompt => 'slow', width => 64, height => 64, seed => 1});
+my $pid = main::wait_prompt(19800, 'queue_running');
+Test::More::ok($pid, 'ComfyUI runs it');
+my ($s, $t) = AsyncTaskTest::api('DELETE', "tasks/$id");
+Test::More::is($t->{status}, 'CANCELED', 'CANCELED');
+my @int;
+for (1 .. 100) {
+    @int = main::requests(19800, 'POST', qr{^/interrupt$});
+    last if @int;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is_deeply([map { $_->{json} } @int], [{prompt_id => $pid}],
+                      'one interrupt, for our prompt');
+Test::More::is(scalar(() = main::requests(19800, 'POST', qr{^/queue$})), 0,
+               'no delete');
+my $h = AsyncTaskTest::fake(19800, 'GET', "/history/$pid");
+Test::More::is($h->{$pid}{status}{messages}[-1][0], 'execution_interrupted',
+               'ComfyUI stopped it');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1\}
+--- error_log
+dropped on comfy/127.0.0.1:19800
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 12: a task canceled while its prompt waits in ComfyUI's queue: POST /queue deletes it, nothing is interrupted
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19801; }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19801, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19801, 'POST', '/control/comfyui', {busy => 30});
+my $id = main::submit({prompt => 'queued', width => 64, height => 64, seed => 1});
+my $pid = main::wait_prompt(19801, 'queue_pending');
+Test::More::ok($pid, 'ComfyUI holds it behind another client\'s');
+my ($s, $t) = AsyncTaskTest::api('DELETE', "tasks/$id");
+Test::More::is($t->{status}, 'CANCELED', 'CANCELED');
+my @del;
+for (1 .. 100) {
+    @del = main::requests(19801, 'POST', qr{^/queue$});
+    last if @del;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is_deeply([map { $_->{json} } @del], [{delete => [$pid]}],
+                      'one delete, of our prompt');
+Test::More::is(scalar(() = main::requests(19801, 'POST', qr{^/interrupt$})), 0,
+               'the other client\'s prompt runs on');
+my $q = AsyncTaskTest::fake(19801, 'GET', '/queue');
+Test::More::is(scalar @{ $q->{queue_pending} }, 0, 'ours is out of the queue');
+Test::More::is(scalar @{ $q->{queue_running} }, 1, 'theirs still runs');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1\}
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 13: ComfyUI busy with others' prompts past the timeout: the task times out, the instance stays healthy, our prompt leaves its queue
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui timeout=1500ms
+                       retries=0 workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy {
+        zone comfy 64k;
+        server 127.0.0.1:19802;
+        async_task_health_check interval=200ms timeout=1s fails=1 passes=1
+                                uri=/system_stats;
+    }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19802, kind => 'comfyui');
+--- init
+AsyncTaskTest::fake(19802, 'POST', '/control/comfyui', {busy => 30});
+my $id = main::submit({prompt => 'late', width => 64, height => 64, seed => 1});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'FAILED', 'FAILED');
+Test::More::is($t->{error}{code}, 'timeout', 'timeout');
+Test::More::like($t->{error}{message}, qr/^ComfyUI did not finish prompt [0-9a-f-]{36} in time$/,
+                 'why');
+Time::HiRes::sleep(0.5);
+my $b = AsyncTaskTest::backend_stats('127.0.0.1:19802');
+Test::More::ok($b->{healthy}, 'still healthy');
+my @del;
+for (1 .. 100) {
+    @del = main::requests(19802, 'POST', qr{^/queue$});
+    last if @del;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is(scalar @del, 1, 'our prompt deleted from ComfyUI\'s queue');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "FAILED":1,
+--- no_error_log
+[error]
+[alert]
+is down
+
+
+
+=== TEST 14: a ComfyUI whose /system_stats fails is down: tasks wait
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy {
+        zone comfy 64k;
+        server 127.0.0.1:19803;
+        async_task_health_check interval=200ms timeout=1s fails=1 passes=1
+                                uri=/system_stats;
+    }
+--- post_setup_server_root
+require File::Copy;
+File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                 AsyncTaskTest::servroot() . '/html/') or die $!;
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19803, kind => 'comfyui', health => 'down');
+--- init
+Time::HiRes::sleep(0.6);
+my $id = main::submit({prompt => 'wait', width => 64, height => 64, seed => 1});
+Time::HiRes::sleep(0.6);
+Test::More::is(AsyncTaskTest::task($id)->{status}, 'QUEUED', 'the task waits');
+Test::More::ok(!AsyncTaskTest::backend_stats('127.0.0.1:19803')->{healthy},
+               'down');
+AsyncTaskTest::fake_control(19803, health => 'up');
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'DONE', 'runs once it is up');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- error_log
+async_task: instance comfy/127.0.0.1:19803 is down
+async_task: instance comfy/127.0.0.1:19803 is up again
+--- no_error_log
+[error]
+[alert]
