@@ -595,3 +595,148 @@ async_task: instance comfy/127.0.0.1:19803 is up again
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 15: nginx -t refuses a workflow file that is not there, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/nope.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- must_die
+--- error_log
+nope.json" failed (2: No such file or directory)
+
+
+
+=== TEST 16: nginx -t refuses a workflow that is not JSON, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "X", "inputs": {"text": "{{prompt}}"}},}
+--- must_die
+--- error_log
+wf.json" is not valid JSON
+
+
+
+=== TEST 17: nginx -t refuses a workflow in the UI's format, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"nodes": [{"id": 1, "type": "KSampler", "widgets_values": ["{{prompt}}"]}], "links": []}
+--- must_die
+--- error_log
+wf.json" is not in ComfyUI's API format
+
+
+
+=== TEST 18: nginx -t refuses a workflow without a prompt placeholder, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "seed": "{{seed}}"}}}
+--- must_die
+--- error_log
+wf.json" has no "{{prompt}}" placeholder
+
+
+
+=== TEST 19: nginx -t refuses an unknown placeholder, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "x": "{{promt}}"}}}
+--- must_die
+--- error_log
+wf.json" has an unknown placeholder "{{promt}}"
+
+
+
+=== TEST 20: nginx -t refuses a placeholder left open, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}"}}}
+--- must_die
+--- error_log
+wf.json" has a "{{" that no "}}" closes in its string
+
+
+
+=== TEST 21: nginx -t refuses cfg_scale without a default, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "KSampler", "inputs": {"text": "{{prompt}}", "cfg": "{{cfg_scale}}"}}}
+--- must_die
+--- error_log
+"{{cfg_scale}}" needs a default, as in "{{cfg_scale|4.0}}"
+
+
+
+=== TEST 22: nginx -t refuses a default that is not an integer, naming the file
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "KSampler", "inputs": {"text": "{{prompt}}", "steps": "{{steps|20.5}}"}}}
+--- must_die
+--- error_log
+the default of "{{steps}}" is not an integer
+
+
+
+=== TEST 23: nginx -t refuses protocol=comfyui without a workflow
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui ;
+    upstream comfy { server 127.0.0.1:19804; }
+--- must_die
+--- error_log
+protocol=comfyui needs "workflow="
+
+
+
+=== TEST 24: a workflow is only for protocol=comfyui
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}}}
+--- must_die
+--- error_log
+"workflow" is only for protocol=comfyui
+
+
+
+=== TEST 25: protocol=comfyui is for images
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend speech comfy protocol=comfyui;
+    upstream comfy { server 127.0.0.1:19804; }
+--- must_die
+--- error_log
+"protocol=comfyui" is only for image backends
