@@ -737,7 +737,9 @@ ngx_http_async_task_comfyui_value(u_char *dst,
     if (item == NULL) {
         len = hole->value.len;
 
-        if (dst) {
+        /* no default: "" (a NULL source has no defined memcpy) */
+
+        if (dst && len) {
             ngx_memcpy(dst + q, hole->value.data, len);
         }
 
