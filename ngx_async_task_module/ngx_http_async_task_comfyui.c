@@ -287,19 +287,31 @@ static ngx_int_t
 ngx_http_async_task_comfyui_api_format(ngx_conf_t *cf, ngx_str_t *name,
     ngx_str_t *text)
 {
+    u_char      *p, *last;
     cJSON       *json, *node;
-    const char  *error;
+    const char  *end;
 
-    json = cJSON_ParseWithLength((char *) text->data, text->len);
+    /* the whole file, where cJSON would stop after the first value */
+
+    end = NULL;
+    last = text->data + text->len;
+
+    json = cJSON_ParseWithLengthOpts((char *) text->data, text->len, &end, 0);
+
+    for (p = json ? (u_char *) end : last; p < last; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(json);
+            json = NULL;
+            break;
+        }
+    }
 
     if (json == NULL) {
-        error = cJSON_GetErrorPtr();
-
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "workflow \"%V\" is not valid JSON "
                            "(near byte %uz)", name,
-                           error ? (size_t) (error - (char *) text->data)
-                                 : (size_t) 0);
+                           end ? (size_t) ((u_char *) end - text->data)
+                               : (size_t) 0);
         return NGX_ERROR;
     }
 
@@ -374,6 +386,16 @@ ngx_http_async_task_comfyui_parse(ngx_conf_t *cf,
             if (*q == '\\') {
                 q++;
                 continue;
+            }
+
+            if (*q < 0x20) {
+                /* cJSON lets it pass, ComfyUI's parser would not */
+
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "workflow \"%V\" has a control "
+                                   "character in a string (near byte %uz)",
+                                   &wf->file, (size_t) (q - text->data));
+                return NGX_ERROR;
             }
 
             if (*q != '{' || q + 1 == last || q[1] != '{') {

@@ -740,3 +740,30 @@ protocol=comfyui needs "workflow="
 --- must_die
 --- error_log
 "protocol=comfyui" is only for image backends
+
+
+
+=== TEST 26: nginx -t refuses a workflow with anything after its object (cJSON alone would stop at the object's end)
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files
+>>> wf.json
+{"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}}} "x": "{{seed
+--- must_die
+--- error_log
+wf.json" is not valid JSON (near byte 73)
+
+
+
+=== TEST 27: nginx -t refuses a raw control character in a workflow's string
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui workflow=../html/wf.json;
+    upstream comfy { server 127.0.0.1:19804; }
+--- user_files eval
+[["wf.json", qq({"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}\x01"}}})]]
+--- must_die
+--- error_log
+wf.json" has a control character in a string (near byte 69)
