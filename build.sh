@@ -5,6 +5,8 @@
 #   ./build.sh test     ... and run the whole test suite (t/*.t)
 #   ./build.sh run      ... and run the gateway on 127.0.0.1:${PORT:-8080}
 #   ./build.sh bench    ... and run the benchmarks (bench/*.sh)
+#   ./build.sh deb      the Debian package libnginx-mod-http-async-task
+#                       (debian/) with dpkg-buildpackage, into build/
 #   ./build.sh fuzz [SECONDS] [HARNESS...]
 #                       ... and run the libFuzzer harnesses (fuzz/run.sh),
 #                       SECONDS each (60); 0 replays the committed inputs
@@ -39,11 +41,14 @@ packages_source=(dpkg-dev libpcre2-dev zlib1g-dev)
 packages_sanitize=(clang)
 packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
                libwww-perl liburi-perl libhttp-message-perl
-               python3 curl sqlite3 procps)
+               python3 curl sqlite3 procps prometheus)
 packages_run=(python3 curl)
 packages_bench=(python3 curl wrk bc procps)
 # the fuzzing harnesses are built with clang and libFuzzer
 packages_fuzz=(clang libfuzzer-14-dev "${packages_source[@]}")
+# the package builds with nginx-dev's dh_nginx and nginx_mod build system;
+# t/092-deb.t checks it with lintian
+packages_deb=(dpkg-dev debhelper nginx-dev fakeroot lintian)
 
 packages_for() {
     local list=("${packages_build[@]}")
@@ -54,10 +59,11 @@ packages_for() {
         list+=("${packages_sanitize[@]}")
     fi
     case $1 in
-        test)  list+=("${packages_test[@]}") ;;
+        test)  list+=("${packages_test[@]}" "${packages_deb[@]}") ;;
         run)   list+=("${packages_run[@]}") ;;
         bench) list+=("${packages_bench[@]}") ;;
         fuzz)  list+=("${packages_fuzz[@]}") ;;
+        deb)   list+=("${packages_deb[@]}") ;;
     esac
     echo "${list[@]}"
 }
@@ -283,6 +289,30 @@ run_tests() {
     return $rc
 }
 
+# the Debian package, from a copy of the checkout in build/deb/source
+# (dpkg-buildpackage writes its output next to the source tree, and its
+# clean step would touch the checkout); the .deb files go to build/
+build_deb() {
+    local work=$build/deb log=$build/deb/build.log
+
+    rm -rf "$work"
+    mkdir -p "$work/source"
+    tar -C "$root" --exclude=./build --exclude=./.git --exclude=./run \
+        --exclude='./t/servroot*' -cf - . | tar -C "$work/source" -xf -
+
+    say "building the Debian package (log: $log)"
+    if ! (cd "$work/source" && dpkg-buildpackage -us -uc -b) > "$log" 2>&1
+    then
+        tail -n 40 "$log" >&2
+        echo "build.sh: dpkg-buildpackage failed, see $log" >&2
+        exit 1
+    fi
+
+    rm -f "$build"/libnginx-mod-http-async-task*.deb
+    cp "$work"/*.deb "$build/"
+    say "built" "$build"/libnginx-mod-http-async-task_*.deb
+}
+
 # what run_gateway started, global for its EXIT trap
 pids=()
 nginx=()
@@ -378,11 +408,15 @@ cmd=${1:-build}
 [ $# -gt 0 ] && shift
 
 case $cmd in
-    build|test|run|bench|fuzz) ;;
-    *) echo "usage: $0 [build|test|run|bench|fuzz]" >&2; exit 2 ;;
+    build|test|run|bench|fuzz|deb) ;;
+    *) echo "usage: $0 [build|test|run|bench|fuzz|deb]" >&2; exit 2 ;;
 esac
 
 install_packages "$cmd"
+if [ "$cmd" = deb ]; then
+    build_deb
+    exit
+fi
 build_module
 
 case $cmd in

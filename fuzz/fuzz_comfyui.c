@@ -94,10 +94,12 @@ fuzz_request(ngx_pool_t *pool, ngx_http_async_task_comfyui_t *wf,
 {
     ngx_chain_t                     *cl;
     ngx_http_async_task_t            task;
+    ngx_http_async_task_run_t        run;
     ngx_http_async_task_backend_t    backend;
     ngx_http_async_task_instance_t   in;
 
     ngx_memzero(&task, sizeof(ngx_http_async_task_t));
+    ngx_memzero(&run, sizeof(ngx_http_async_task_run_t));
     ngx_memzero(&backend, sizeof(ngx_http_async_task_backend_t));
     ngx_memzero(&in, sizeof(ngx_http_async_task_instance_t));
 
@@ -107,7 +109,13 @@ fuzz_request(ngx_pool_t *pool, ngx_http_async_task_comfyui_t *wf,
     backend.comfyui = wf;
     ngx_str_set(&in.server, "127.0.0.1:8188");
 
-    cl = ngx_http_async_task_comfyui_prompt(pool, &backend, &in, &task);
+    run.pool = pool;
+    run.log = &fuzz_log;
+    run.task = &task;
+    run.backend = &backend;
+    run.instance = &in;
+
+    cl = ngx_http_async_task_comfyui_prompt(&run);
 
     if (cl) {
         fuzz_body(cl);
@@ -137,7 +145,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_int_t                            rc;
     ngx_str_t                            id;
     ngx_pool_t                          *pool;
-    ngx_http_async_task_outcome_t        out;
+    ngx_http_async_task_t                task;
+    ngx_http_async_task_run_t            run;
+    ngx_http_async_task_outcome_t       *out;
     ngx_http_async_task_comfyui_t       *wf;
     ngx_http_async_task_comfyui_image_t  image;
 
@@ -170,16 +180,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
 
-        ngx_memzero(&out, sizeof(ngx_http_async_task_outcome_t));
+        ngx_memzero(&task, sizeof(ngx_http_async_task_t));
+        ngx_memzero(&run, sizeof(ngx_http_async_task_run_t));
 
-        out.status = (data[1] << 8 | data[2]) % 600;
-        out.body.len = size - 3;
-        out.body.data = ngx_pnalloc(pool, out.body.len);
-        fuzz_assert(out.body.len == 0 || out.body.data != NULL);
-        ngx_memcpy(out.body.data, data + 3, out.body.len);
+        task.kind = NGX_HTTP_ASYNC_TASK_IMAGE;
+        run.pool = pool;
+        run.log = &fuzz_log;
+        run.task = &task;
+
+        /* a whole answer, as process() gets them */
+
+        out = &run.outcome;
+        out->status = (data[1] << 8 | data[2]) % 600;
+        out->body.len = size - 3;
+        out->body.data = ngx_pnalloc(pool, out->body.len);
+        fuzz_assert(out->body.len == 0 || out->body.data != NULL);
+        ngx_memcpy(out->body.data, data + 3, out->body.len);
 
         if (data[0] % 4 == 2) {
-            rc = ngx_http_async_task_comfyui_prompt_answer(&out, pool, &id);
+            rc = ngx_http_async_task_comfyui_prompt_answer(&run, &id);
 
             if (rc == NGX_OK) {
                 fuzz_assert(id.len > 0
@@ -195,7 +214,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         } else {
             ngx_str_set(&id, "p1");
-            rc = ngx_http_async_task_comfyui_history_answer(&out, pool, &id,
+            rc = ngx_http_async_task_comfyui_history_answer(&run, &id,
                                                             &image);
             if (rc == NGX_OK) {
                 fuzz_assert(image.filename.len > 0);
@@ -206,9 +225,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         if (rc == NGX_ERROR) {
-            fuzz_assert(out.code != NULL);
-            fuzz_assert(out.message.len > 0);
-            fuzz_touch(&out.message);
+            fuzz_assert(out->code != NULL);
+            fuzz_assert(out->message.len > 0);
+            fuzz_touch(&out->message);
         }
     }
 

@@ -11,27 +11,19 @@
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
-#include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_variables.h"
 
 
 #define NGX_HTTP_ASYNC_TASK_LIST_DEFAULT  20
 
 #define NGX_HTTP_ASYNC_TASK_GET           (NGX_HTTP_GET|NGX_HTTP_HEAD)
 
-
-typedef ngx_int_t (*ngx_http_async_task_route_pt)(ngx_http_request_t *r,
-    ngx_str_t *id);
-
-typedef struct {
-    ngx_str_t                       path;       /* "*" stands for an id */
-    ngx_uint_t                      methods;
-    const char                     *allow;
-    ngx_http_async_task_route_pt    handler;
-} ngx_http_async_task_route_t;
 
 typedef struct {
     ngx_http_async_task_filter_t   *filter;
@@ -41,6 +33,9 @@ typedef struct {
 
 static ngx_http_async_task_route_t *ngx_http_async_task_find_route(
     ngx_http_request_t *r, ngx_str_t *id, ngx_str_t *base);
+static ngx_http_async_task_route_t *ngx_http_async_task_find_in(
+    ngx_http_async_task_route_t *routes, ngx_str_t *uri, size_t max,
+    ngx_str_t *id, ngx_str_t *base);
 static ngx_int_t ngx_http_async_task_match(ngx_str_t *pattern,
     ngx_str_t *uri, ngx_str_t *id, ngx_str_t *base);
 static ngx_int_t ngx_http_async_task_get(ngx_http_request_t *r,
@@ -95,16 +90,8 @@ static ngx_http_async_task_request_arg_t  ngx_http_async_task_list_names[] = {
 };
 
 
+/* the endpoints of every kind; the submissions are in the kind table */
 static ngx_http_async_task_route_t  ngx_http_async_task_routes[] = {
-
-    { ngx_string("image/async"), NGX_HTTP_POST, "POST",
-      ngx_http_async_task_submit_image },
-
-    { ngx_string("speech/transcribe"), NGX_HTTP_POST, "POST",
-      ngx_http_async_task_submit_speech },
-
-    { ngx_string("speech/pcm"), NGX_HTTP_POST, "POST",
-      ngx_http_async_task_submit_pcm },
 
     { ngx_string("tasks"), NGX_HTTP_ASYNC_TASK_GET, "GET, HEAD",
       ngx_http_async_task_list },
@@ -196,6 +183,7 @@ ngx_http_async_task_find_route(ngx_http_request_t *r, ngx_str_t *id,
     ngx_str_t *base)
 {
     size_t                        max;
+    ngx_uint_t                    k;
     ngx_http_core_loc_conf_t     *clcf;
     ngx_http_async_task_route_t  *route;
 
@@ -212,10 +200,29 @@ ngx_http_async_task_find_route(ngx_http_request_t *r, ngx_str_t *id,
         }
     }
 
-    for (route = ngx_http_async_task_routes; route->path.len; route++) {
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        route = ngx_http_async_task_find_in(
+                                      ngx_http_async_task_kind(k)->routes,
+                                      &r->uri, max, id, base);
+        if (route) {
+            return route;
+        }
+    }
 
-        if (ngx_http_async_task_match(&route->path, &r->uri, id, base)
-            == NGX_OK
+    return ngx_http_async_task_find_in(ngx_http_async_task_routes, &r->uri,
+                                       max, id, base);
+}
+
+
+static ngx_http_async_task_route_t *
+ngx_http_async_task_find_in(ngx_http_async_task_route_t *routes,
+    ngx_str_t *uri, size_t max, ngx_str_t *id, ngx_str_t *base)
+{
+    ngx_http_async_task_route_t  *route;
+
+    for (route = routes; route->path.len; route++) {
+
+        if (ngx_http_async_task_match(&route->path, uri, id, base) == NGX_OK
             && base->len <= max)
         {
             return route;
@@ -447,6 +454,7 @@ ngx_http_async_task_lookup_done(ngx_http_async_task_op_t *op)
             cln->handler = ngx_http_async_task_op_cleanup;
             cln->data = op;
 
+            ngx_http_async_task_variables_set(r, &op->task);
             rc = ngx_http_async_task_send_result(r, &op->task);
 
             ngx_http_async_task_request_finish(r, rc);
@@ -494,12 +502,13 @@ static ngx_int_t
 ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task)
 {
-    u_char                    *p;
-    ngx_buf_t                 *b;
-    ngx_str_t                  path;
-    ngx_chain_t                out;
-    ngx_open_file_info_t       of;
-    ngx_http_core_loc_conf_t  *clcf;
+    u_char                      *p;
+    ngx_buf_t                   *b;
+    ngx_str_t                    path;
+    ngx_chain_t                  out;
+    ngx_open_file_info_t         of;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_async_task_kind_t  *kind;
 
     if (task->status != NGX_HTTP_ASYNC_TASK_DONE || task->result.len == 0) {
         p = ngx_pnalloc(r->pool, sizeof("the task is CANCELED, not DONE"));
@@ -515,13 +524,15 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
                                                       NULL);
     }
 
-    if (task->kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+    kind = ngx_http_async_task_kind(task->kind);
+
+    if (kind->result_type.len == 0) {
         return ngx_http_async_task_request_send_json(r, NGX_HTTP_OK,
                                                      task->result.data,
                                                      task->result.len);
     }
 
-    /* an image: the PNG file the dispatcher wrote, sent as a static file */
+    /* a result file the dispatcher wrote (a PNG), sent as a static file */
 
     if (task->file.len == 0) {
         return ngx_http_async_task_request_send_error(r, NGX_HTTP_NOT_FOUND,
@@ -565,7 +576,7 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = of.size;
     r->headers_out.last_modified_time = of.mtime;
-    ngx_str_set(&r->headers_out.content_type, "image/png");
+    r->headers_out.content_type = kind->result_type;
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->allow_ranges = 1;
 
@@ -669,6 +680,7 @@ ngx_http_async_task_cancel_done(ngx_http_async_task_op_t *op)
         ngx_http_async_task_shm_finish(ngx_http_async_task_request_shm(r),
                                        op->task.id, NGX_HTTP_ASYNC_TASK_QUEUED,
                                        NGX_HTTP_ASYNC_TASK_CANCELED);
+        ngx_http_async_task_metrics_finished(&op->task, NULL);
 
         /* a run here stops now; one elsewhere at its worker's next tick */
         ngx_http_async_task_dispatch_cancel(op->task.id);
@@ -874,12 +886,13 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
 {
     ngx_http_request_t  *r = op->data;
 
-    u_char                 *data, *next;
-    size_t                  len;
-    ngx_int_t               rc;
-    ngx_str_t               prefix;
-    ngx_uint_t              i, n;
-    ngx_http_async_task_t  *tasks;
+    u_char                              *data, *next;
+    size_t                               len;
+    ngx_int_t                            rc;
+    ngx_str_t                            prefix;
+    ngx_uint_t                           i, n;
+    ngx_http_async_task_t               *tasks;
+    ngx_http_async_task_kind_listed_pt   listed;
 
     r->main->blocked--;
 
@@ -901,9 +914,9 @@ ngx_http_async_task_list_done(ngx_http_async_task_op_t *op)
                                          &tasks[i], r->pool);
         }
 
-        if (ngx_http_async_task_json_list_result(r->pool, &tasks[i], &prefix)
-            != NGX_OK)
-        {
+        listed = ngx_http_async_task_kind(tasks[i].kind)->listed;
+
+        if (listed && listed(r->pool, &tasks[i], &prefix) != NGX_OK) {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
             goto done;
         }
@@ -984,7 +997,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
         b = &stats.backends[i];
 
-        b->kind = &ngx_http_async_task_kinds[in[i].kind];
+        b->kind = &ngx_http_async_task_kind(in[i].kind)->name;
         b->upstream.data = in[i].name.data;
         b->upstream.len = in[i].name.len - in[i].server.len - 1;
         b->server = &in[i].server;
@@ -1076,6 +1089,7 @@ ngx_http_async_task_api_send_task(ngx_http_request_t *r, ngx_uint_t status,
     size_t      len;
     ngx_str_t   prefix;
 
+    ngx_http_async_task_variables_set(r, task);
     ngx_http_async_task_api_prefix(r, &prefix);
 
     len = ngx_http_async_task_json_task(NULL, task, &prefix);

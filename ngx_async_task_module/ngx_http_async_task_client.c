@@ -206,6 +206,31 @@ ngx_http_async_task_client_attach(ngx_http_async_task_client_t *hc,
 }
 
 
+/*
+ * A client for one exchange with an instance of a backend: its address,
+ * the backend's kept connections, a deadline.  The caller adds the pool,
+ * log, request, answer cap and handler.
+ */
+
+void
+ngx_http_async_task_client_init(ngx_http_async_task_client_t *hc,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, ngx_msec_t timeout)
+{
+    ngx_memzero(hc, sizeof(ngx_http_async_task_client_t));
+
+    hc->timeout = timeout;
+    hc->connect_timeout = ngx_min(timeout, NGX_HTTP_ASYNC_TASK_CONNECT);
+    hc->keepalive = backend->keepalive;
+    hc->idle = &in->idle;
+    hc->nidle = &in->nidle;
+
+    hc->peer.sockaddr = in->sockaddr;
+    hc->peer.socklen = in->socklen;
+    hc->peer.name = &in->name;
+}
+
+
 /* drops the exchange without calling the handler: the task was canceled */
 
 void
@@ -221,39 +246,6 @@ ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc)
     }
 
     hc->done = 1;
-}
-
-
-/*
- * A finished exchange's client, ready for the next exchange of the same
- * run (ComfyUI's): the settings stay, the outcome and the state go.
- */
-
-void
-ngx_http_async_task_client_reset(ngx_http_async_task_client_t *hc)
-{
-    hc->peer.connection = NULL;
-    hc->result = ngx_http_async_task_client_ok;
-    hc->status = 0;
-    ngx_str_null(&hc->body);
-
-    hc->request_start = NULL;
-    ngx_memzero(&hc->deadline, sizeof(ngx_event_t));
-    hc->raw = NULL;
-    hc->body_start = NULL;
-    hc->content_length = 0;
-    hc->chunk_left = 0;
-    hc->state = 0;
-    hc->connected = 0;
-    hc->sent = 0;
-    hc->send_failed = 0;
-    hc->reused = 0;
-    hc->retried = 0;
-    hc->close_after = 0;
-    hc->chunked = 0;
-    hc->headers_done = 0;
-    hc->big_headers = 0;
-    hc->done = 0;
 }
 
 

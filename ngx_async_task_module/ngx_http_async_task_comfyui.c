@@ -13,7 +13,9 @@
 #include <stdlib.h>
 
 #include "ngx_http_async_task_comfyui.h"
+#include "ngx_http_async_task_client.h"
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_kind.h"
 
 
 /*
@@ -21,9 +23,10 @@
  * server.py), as a graph in its API format that the operator exported
  * (workflow=FILE).  The graph's strings may hold placeholders, {{name}}
  * or {{name|default}}, which a run replaces with the task's values,
- * JSON-safely (docs/directives.md, "ComfyUI workflows").  A run posts
- * the graph, follows it in /history, fetches the image with /view; a
- * canceled one is interrupted or taken out of ComfyUI's queue.
+ * JSON-safely (docs/directives.md, "ComfyUI").  A run posts the graph,
+ * follows it in /history, fetches the image with /view, each a step of
+ * the protocol seam; a canceled one is interrupted or taken out of
+ * ComfyUI's queue.
  */
 
 
@@ -39,18 +42,14 @@
 /* a number's text: "%.17g" of a double */
 #define NGX_HTTP_ASYNC_TASK_COMFYUI_NUMBER_LEN  32
 
-/* how long telling ComfyUI to drop a prompt may take */
+/* how long each request telling ComfyUI to drop a prompt may take */
 #define NGX_HTTP_ASYNC_TASK_COMFYUI_STOP_TIMEOUT  10000
 
-#define NGX_HTTP_ASYNC_TASK_COMFYUI_CONNECT   5000
 
-
-/* a run's states: the exchange under way, or the wait between polls */
+/* a run's steps */
 #define NGX_HTTP_ASYNC_TASK_COMFYUI_POST      0
-#define NGX_HTTP_ASYNC_TASK_COMFYUI_WAIT      1
-#define NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY   2
-#define NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW      3
-#define NGX_HTTP_ASYNC_TASK_COMFYUI_OVER      4
+#define NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY   1
+#define NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW      2
 
 
 typedef struct {
@@ -76,14 +75,34 @@ struct ngx_http_async_task_comfyui_s {
 };
 
 
-/* telling ComfyUI to drop the prompt of a run that is over for us */
+/* an output image, as /history names it and /view takes it */
+
+typedef struct {
+    ngx_str_t                       filename;
+    ngx_str_t                       subfolder;
+    ngx_str_t                       type;
+} ngx_http_async_task_comfyui_image_t;
+
+
+/* a run's own, in run->data */
+
+typedef struct {
+    ngx_uint_t                      state;
+    ngx_str_t                       prompt_id;
+    ngx_http_async_task_comfyui_image_t  image;
+} ngx_http_async_task_comfyui_ctx_t;
+
+
+/*
+ * Telling ComfyUI to drop the prompt of a run that is over for us: a
+ * copy of the run, on a pool of its own, for the requests' head.
+ */
 
 typedef struct {
     ngx_pool_t                     *pool;
     ngx_log_t                       log;
+    ngx_http_async_task_run_t       run;
     ngx_http_async_task_client_t    client;
-    ngx_http_async_task_backend_t  *backend;
-    ngx_http_async_task_instance_t *instance;
     ngx_str_t                       prompt_id;
     ngx_uint_t                      queried;    /* GET /queue is done */
     u_char                          task[NGX_HTTP_ASYNC_TASK_ID_LEN];
@@ -101,35 +120,30 @@ static ngx_int_t ngx_http_async_task_comfyui_hole(ngx_conf_t *cf,
     ngx_http_async_task_comfyui_hole_t *hole, u_char *start, u_char *end);
 static ngx_uint_t ngx_http_async_task_comfyui_is_number(ngx_str_t *text,
     ngx_uint_t integer);
+static ngx_chain_t *ngx_http_async_task_comfyui_prompt(
+    ngx_http_async_task_run_t *run);
 static ngx_int_t ngx_http_async_task_comfyui_values(
     ngx_http_async_task_comfyui_t *wf, cJSON *params, cJSON **items);
 static size_t ngx_http_async_task_comfyui_value(u_char *dst,
     ngx_http_async_task_comfyui_hole_t *hole, cJSON *item);
-static ngx_chain_t *ngx_http_async_task_comfyui_request(ngx_pool_t *pool,
-    const char *method, ngx_str_t *path,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, ngx_str_t *body);
+static ngx_chain_t *ngx_http_async_task_comfyui_send(
+    ngx_http_async_task_run_t *run, const char *method, ngx_str_t *path,
+    ngx_str_t *body);
 static size_t ngx_http_async_task_comfyui_escape_arg(u_char *dst,
     ngx_str_t *arg);
-static ngx_int_t ngx_http_async_task_comfyui_json(
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, cJSON **json);
+static ngx_int_t ngx_http_async_task_comfyui_prompt_answer(
+    ngx_http_async_task_run_t *run, ngx_str_t *id);
+static ngx_int_t ngx_http_async_task_comfyui_history_answer(
+    ngx_http_async_task_run_t *run, ngx_str_t *id,
+    ngx_http_async_task_comfyui_image_t *image);
 static ngx_int_t ngx_http_async_task_comfyui_copy(ngx_pool_t *pool,
     cJSON *item, ngx_str_t *out, ngx_uint_t id);
 static void ngx_http_async_task_comfyui_failed(
     ngx_http_async_task_outcome_t *out, cJSON *entry, ngx_pool_t *pool);
 static ngx_int_t ngx_http_async_task_comfyui_pick(cJSON *entry,
     ngx_pool_t *pool, ngx_http_async_task_comfyui_image_t *image);
-static void ngx_http_async_task_comfyui_exchange(
-    ngx_http_async_task_comfyui_run_t *run, ngx_uint_t state);
-static void ngx_http_async_task_comfyui_answer(
-    ngx_http_async_task_client_t *hc);
-static void ngx_http_async_task_comfyui_poll(ngx_event_t *ev);
-static void ngx_http_async_task_comfyui_timed_out(
-    ngx_http_async_task_comfyui_run_t *run);
-static void ngx_http_async_task_comfyui_over(
-    ngx_http_async_task_comfyui_run_t *run);
-static void ngx_http_async_task_comfyui_stop(
-    ngx_http_async_task_comfyui_run_t *run);
+static ngx_int_t ngx_http_async_task_comfyui_wait(
+    ngx_http_async_task_run_t *run);
 static void ngx_http_async_task_comfyui_stop_send(
     ngx_http_async_task_comfyui_stop_t *st, const char *method,
     ngx_str_t *path, ngx_str_t *body);
@@ -204,6 +218,29 @@ ngx_http_async_task_comfyui_workflow(ngx_conf_t *cf,
     backend->comfyui = wf;
 
     return NGX_CONF_OK;
+}
+
+
+/* a workflow is what a ComfyUI backend runs, and only it needs one */
+
+char *
+ngx_http_async_task_comfyui_check(ngx_conf_t *cf,
+    ngx_http_async_task_backend_t *backend)
+{
+    ngx_uint_t  comfyui;
+
+    comfyui = (backend->protocol->process
+               == ngx_http_async_task_comfyui_process);
+
+    if (comfyui == (backend->comfyui != NULL)) {
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       comfyui ? "protocol=comfyui needs \"workflow=\""
+                               : "\"workflow\" is only for protocol=comfyui");
+
+    return NGX_CONF_ERROR;
 }
 
 
@@ -606,10 +643,8 @@ ngx_http_async_task_comfyui_is_number(ngx_str_t *text, ngx_uint_t integer)
  * trusted): the request cannot be made.
  */
 
-ngx_chain_t *
-ngx_http_async_task_comfyui_prompt(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task)
+static ngx_chain_t *
+ngx_http_async_task_comfyui_prompt(ngx_http_async_task_run_t *run)
 {
     u_char                              *p;
     cJSON                               *params;
@@ -617,12 +652,14 @@ ngx_http_async_task_comfyui_prompt(ngx_pool_t *pool,
     ngx_str_t                            body;
     ngx_uint_t                           i;
     ngx_chain_t                         *cl;
+    ngx_http_async_task_t               *task;
     ngx_http_async_task_comfyui_t       *wf;
     ngx_http_async_task_comfyui_hole_t  *hole;
 
     cJSON  *items[NGX_HTTP_ASYNC_TASK_COMFYUI_NFIELDS];
 
-    wf = backend->comfyui;
+    task = run->task;
+    wf = run->backend->comfyui;
 
     params = cJSON_ParseWithLength((char *) task->params.data,
                                    task->params.len);
@@ -647,7 +684,7 @@ ngx_http_async_task_comfyui_prompt(ngx_pool_t *pool,
                                                    items[hole[i].field]);
     }
 
-    body.data = ngx_pnalloc(pool, len);
+    body.data = ngx_pnalloc(run->pool, len);
     if (body.data == NULL) {
         goto done;
     }
@@ -666,9 +703,9 @@ ngx_http_async_task_comfyui_prompt(ngx_pool_t *pool,
 
     body.len = p - body.data;
 
-    cl = ngx_http_async_task_comfyui_request(pool, "POST",
+    cl = ngx_http_async_task_comfyui_send(run, "POST",
                                      &ngx_http_async_task_comfyui_prompt_path,
-                                     backend, in, &body);
+                                     &body);
 
 done:
 
@@ -804,14 +841,12 @@ ngx_http_async_task_comfyui_value(u_char *dst,
 /* one request: the head and, for a POST, its JSON body, in one buffer */
 
 static ngx_chain_t *
-ngx_http_async_task_comfyui_request(ngx_pool_t *pool, const char *method,
-    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, ngx_str_t *body)
+ngx_http_async_task_comfyui_send(ngx_http_async_task_run_t *run,
+    const char *method, ngx_str_t *path, ngx_str_t *body)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    ngx_buf_t  *b;
 
-    b = ngx_http_async_task_protocol_head(pool, method, path, backend, in,
+    b = ngx_http_async_task_protocol_head(run, method, path,
                                           body ? "application/json" : NULL,
                                           NULL, body ? body->len : 0,
                                           body ? body->len : 0);
@@ -823,15 +858,83 @@ ngx_http_async_task_comfyui_request(ngx_pool_t *pool, const char *method,
         b->last = ngx_cpymem(b->last, body->data, body->len);
     }
 
-    cl = ngx_alloc_chain_link(pool);
-    if (cl == NULL) {
-        return NULL;
+    return ngx_http_async_task_protocol_chain(run->pool, b);
+}
+
+
+/*
+ * create_request: the step's request, in the run's pool.  /prompt and
+ * /history answers are capped lower than an image: they are parsed on
+ * the event loop.
+ */
+
+ngx_chain_t *
+ngx_http_async_task_comfyui_request(ngx_http_async_task_run_t *run)
+{
+    u_char                             *p;
+    size_t                              len;
+    ngx_str_t                           path;
+    ngx_http_async_task_comfyui_ctx_t  *ctx;
+
+    ctx = run->data;
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(run->pool,
+                          sizeof(ngx_http_async_task_comfyui_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        run->data = ctx;
     }
 
-    cl->buf = b;
-    cl->next = NULL;
+    run->max_response = NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX;
 
-    return cl;
+    switch (ctx->state) {
+
+    case NGX_HTTP_ASYNC_TASK_COMFYUI_POST:
+        return ngx_http_async_task_comfyui_prompt(run);
+
+    case NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY:
+        path.data = ngx_pnalloc(run->pool, sizeof("/history/") - 1
+                                           + ctx->prompt_id.len);
+        if (path.data == NULL) {
+            return NULL;
+        }
+
+        path.len = ngx_sprintf(path.data, "/history/%V", &ctx->prompt_id)
+                   - path.data;
+
+        return ngx_http_async_task_comfyui_send(run, "GET", &path, NULL);
+
+    default: /* NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW */
+        run->max_response = NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX;
+
+        len = sizeof("/view?filename=&subfolder=&type=") - 1
+              + ngx_http_async_task_comfyui_escape_arg(NULL,
+                                                       &ctx->image.filename)
+              + ngx_http_async_task_comfyui_escape_arg(NULL,
+                                                       &ctx->image.subfolder)
+              + ngx_http_async_task_comfyui_escape_arg(NULL,
+                                                       &ctx->image.type);
+
+        path.data = ngx_pnalloc(run->pool, len);
+        if (path.data == NULL) {
+            return NULL;
+        }
+
+        p = ngx_cpymem(path.data, "/view?filename=",
+                       sizeof("/view?filename=") - 1);
+        p += ngx_http_async_task_comfyui_escape_arg(p, &ctx->image.filename);
+        p = ngx_cpymem(p, "&subfolder=", sizeof("&subfolder=") - 1);
+        p += ngx_http_async_task_comfyui_escape_arg(p, &ctx->image.subfolder);
+        p = ngx_cpymem(p, "&type=", sizeof("&type=") - 1);
+        p += ngx_http_async_task_comfyui_escape_arg(p, &ctx->image.type);
+
+        path.len = p - path.data;
+
+        return ngx_http_async_task_comfyui_send(run, "GET", &path, NULL);
+    }
 }
 
 
@@ -879,29 +982,26 @@ ngx_http_async_task_comfyui_escape_arg(u_char *dst, ngx_str_t *arg)
 
 
 /*
- * The answer to POST /prompt: NGX_OK and its prompt_id; otherwise the
- * outcome is set.  A 4xx is ComfyUI refusing the graph: its message and
+ * The answer to POST /prompt, a whole one: NGX_OK and its prompt_id;
+ * otherwise the outcome is set.  A 4xx is ComfyUI refusing the graph: its message and
  * the first error of the first node it names.
  */
 
-ngx_int_t
-ngx_http_async_task_comfyui_prompt_answer(ngx_http_async_task_outcome_t *out,
-    ngx_pool_t *pool, ngx_str_t *id)
+static ngx_int_t
+ngx_http_async_task_comfyui_prompt_answer(ngx_http_async_task_run_t *run,
+    ngx_str_t *id)
 {
-    cJSON       *json, *error, *message, *node, *errors, *item, *text;
-    const char  *what, *type, *detail;
+    cJSON                          *json, *error, *message, *node, *errors,
+                                   *item, *text;
+    ngx_pool_t                     *pool;
+    const char                     *what, *type, *detail;
+    ngx_http_async_task_outcome_t  *out;
 
-    if (ngx_http_async_task_protocol_exchange(out,
-                                      NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX,
-                                      pool)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
+    out = &run->outcome;
+    pool = run->pool;
 
     if (out->status >= 400 && out->status < 500) {
+        json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
         error = cJSON_GetObjectItemCaseSensitive(json, "error");
         message = cJSON_GetObjectItemCaseSensitive(error, "message");
 
@@ -956,16 +1056,15 @@ ngx_http_async_task_comfyui_prompt_answer(ngx_http_async_task_outcome_t *out,
         return NGX_ERROR;
     }
 
-    if (ngx_http_async_task_protocol_status(out, json, pool) != NGX_OK) {
-        cJSON_Delete(json);
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
         return NGX_ERROR;
     }
 
-    if (out->status < 200 || out->status >= 300
-        || ngx_http_async_task_comfyui_copy(pool,
+    if (ngx_http_async_task_comfyui_copy(pool,
                       cJSON_GetObjectItemCaseSensitive(json, "prompt_id"),
                       id, 1)
-           != NGX_OK)
+        != NGX_OK)
     {
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
@@ -988,16 +1087,31 @@ ngx_http_async_task_comfyui_prompt_answer(ngx_http_async_task_outcome_t *out,
  * outcome set.
  */
 
-ngx_int_t
-ngx_http_async_task_comfyui_history_answer(
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_str_t *id,
-    ngx_http_async_task_comfyui_image_t *image)
+static ngx_int_t
+ngx_http_async_task_comfyui_history_answer(ngx_http_async_task_run_t *run,
+    ngx_str_t *id, ngx_http_async_task_comfyui_image_t *image)
 {
-    cJSON       *json, *entry, *status, *str;
-    ngx_int_t    rc;
-    u_char       name[NGX_HTTP_ASYNC_TASK_COMFYUI_ID_MAX + 1];
+    cJSON                          *json, *entry, *status, *str;
+    ngx_int_t                       rc;
+    ngx_pool_t                     *pool;
+    ngx_http_async_task_outcome_t  *out;
+    u_char                          name[NGX_HTTP_ASYNC_TASK_COMFYUI_ID_MAX
+                                         + 1];
 
-    if (ngx_http_async_task_comfyui_json(out, pool, &json) != NGX_OK) {
+    out = &run->outcome;
+    pool = run->pool;
+
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (!cJSON_IsObject(json)) {
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "bad_response", pool,
+                                          "ComfyUI's history is not a JSON "
+                                          "object");
+        cJSON_Delete(json);
         return NGX_ERROR;
     }
 
@@ -1033,41 +1147,6 @@ ngx_http_async_task_comfyui_history_answer(
     cJSON_Delete(json);
 
     return rc == NGX_OK ? NGX_OK : NGX_ERROR;
-}
-
-
-/* a whole 2xx JSON answer, or the outcome set */
-
-static ngx_int_t
-ngx_http_async_task_comfyui_json(ngx_http_async_task_outcome_t *out,
-    ngx_pool_t *pool, cJSON **json)
-{
-    if (ngx_http_async_task_protocol_exchange(out,
-                                      NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX,
-                                      pool)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    *json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
-
-    if (ngx_http_async_task_protocol_status(out, *json, pool) != NGX_OK) {
-        cJSON_Delete(*json);
-        return NGX_ERROR;
-    }
-
-    if (out->status < 200 || out->status >= 300 || !cJSON_IsObject(*json)) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "ComfyUI's answer is not the "
-                                          "expected JSON (status %ui)",
-                                          out->status);
-        cJSON_Delete(*json);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1261,334 +1340,139 @@ done:
 }
 
 
-/* on the event loop: the run's client is set up, its outcome empty */
+/*
+ * process: after each whole answer.  NGX_AGAIN with the next step, or
+ * NGX_OK: the image is there for done(), or the run ended with its
+ * outcome set.
+ */
 
-void
-ngx_http_async_task_comfyui_start(ngx_http_async_task_comfyui_run_t *run)
+ngx_int_t
+ngx_http_async_task_comfyui_process(ngx_http_async_task_run_t *run)
 {
-    run->deadline = ngx_current_msec + run->backend->timeout;
+    ngx_int_t                           rc;
+    ngx_http_async_task_comfyui_ctx_t  *ctx;
 
-    run->poll.handler = ngx_http_async_task_comfyui_poll;
-    run->poll.data = run;
-    run->poll.log = run->log;
+    ctx = run->data;
 
-    ngx_http_async_task_comfyui_exchange(run,
-                                         NGX_HTTP_ASYNC_TASK_COMFYUI_POST);
-}
-
-
-/* the next exchange: within what is left of the run's timeout */
-
-static void
-ngx_http_async_task_comfyui_exchange(ngx_http_async_task_comfyui_run_t *run,
-    ngx_uint_t state)
-{
-    u_char                        *p;
-    size_t                         len;
-    ngx_msec_int_t                 left;
-    ngx_str_t                      path;
-    ngx_pool_t                    *pool;
-    ngx_chain_t                   *cl;
-    ngx_http_async_task_client_t  *hc;
-
-    left = (ngx_msec_int_t) (run->deadline - ngx_current_msec);
-
-    if (left <= 0) {
-        ngx_http_async_task_comfyui_timed_out(run);
-        return;
-    }
-
-    /* the image stays in the run's pool for the outcome */
-
-    if (state == NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW) {
-        pool = run->pool;
-        run->exchange = NULL;
-
-    } else {
-        pool = ngx_create_pool(4096, run->log);
-        if (pool == NULL) {
-            goto failed;
-        }
-
-        run->exchange = pool;
-    }
-
-    run->state = state;
-    cl = NULL;
-
-    switch (state) {
+    switch (ctx->state) {
 
     case NGX_HTTP_ASYNC_TASK_COMFYUI_POST:
-        cl = ngx_http_async_task_comfyui_prompt(pool, run->backend,
-                                                run->instance, run->task);
-        break;
-
-    case NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY:
-        path.data = ngx_pnalloc(pool, sizeof("/history/") - 1
-                                      + run->prompt_id.len);
-        if (path.data == NULL) {
-            break;
+        if (ngx_http_async_task_comfyui_prompt_answer(run, &ctx->prompt_id)
+            != NGX_OK)
+        {
+            return NGX_OK;
         }
 
-        path.len = ngx_sprintf(path.data, "/history/%V", &run->prompt_id)
-                   - path.data;
+        ctx->state = NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY;
 
-        cl = ngx_http_async_task_comfyui_request(pool, "GET", &path,
-                                                 run->backend, run->instance,
-                                                 NULL);
-        break;
-
-    default: /* NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW */
-        len = sizeof("/view?filename=&subfolder=&type=") - 1
-              + ngx_http_async_task_comfyui_escape_arg(NULL,
-                                                       &run->image.filename)
-              + ngx_http_async_task_comfyui_escape_arg(NULL,
-                                                       &run->image.subfolder)
-              + ngx_http_async_task_comfyui_escape_arg(NULL,
-                                                       &run->image.type);
-
-        path.data = ngx_pnalloc(pool, len);
-        if (path.data == NULL) {
-            break;
-        }
-
-        p = ngx_cpymem(path.data, "/view?filename=",
-                       sizeof("/view?filename=") - 1);
-        p += ngx_http_async_task_comfyui_escape_arg(p, &run->image.filename);
-        p = ngx_cpymem(p, "&subfolder=", sizeof("&subfolder=") - 1);
-        p += ngx_http_async_task_comfyui_escape_arg(p, &run->image.subfolder);
-        p = ngx_cpymem(p, "&type=", sizeof("&type=") - 1);
-        p += ngx_http_async_task_comfyui_escape_arg(p, &run->image.type);
-
-        path.len = p - path.data;
-
-        cl = ngx_http_async_task_comfyui_request(pool, "GET", &path,
-                                                 run->backend, run->instance,
-                                                 NULL);
-    }
-
-    if (cl == NULL) {
-        goto failed;
-    }
-
-    hc = run->client;
-
-    ngx_http_async_task_client_reset(hc);
-
-    hc->pool = pool;
-    hc->log = run->log;
-    hc->request = cl;
-    hc->timeout = (ngx_msec_t) left;
-    hc->connect_timeout = ngx_min((ngx_msec_t) left,
-                                  NGX_HTTP_ASYNC_TASK_COMFYUI_CONNECT);
-    hc->max_response = (state == NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW)
-                       ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX
-                       : NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX;
-    hc->handler = ngx_http_async_task_comfyui_answer;
-    hc->data = run;
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, run->log, 0,
-                   "async task %*s: comfyui exchange %ui",
-                   NGX_HTTP_ASYNC_TASK_ID_LEN, run->task->id, state);
-
-    if (ngx_http_async_task_client_start(hc) != NGX_OK) {
-        hc->result = ngx_http_async_task_client_refused;
-        ngx_http_async_task_comfyui_answer(hc);
-    }
-
-    return;
-
-failed:
-
-    /* as a request that cannot be made: a broken run */
-
-    ngx_log_error(NGX_LOG_ALERT, run->log, 0,
-                  "async_task: the ComfyUI request of task %*s could not "
-                  "be made", NGX_HTTP_ASYNC_TASK_ID_LEN, run->task->id);
-
-    if (run->exchange) {
-        ngx_destroy_pool(run->exchange);
-        run->exchange = NULL;
-    }
-
-    run->outcome->result = ngx_http_async_task_client_broken;
-
-    (void) ngx_http_async_task_protocol_exchange(run->outcome, 0, run->pool);
-
-    ngx_http_async_task_comfyui_over(run);
-}
-
-
-static void
-ngx_http_async_task_comfyui_answer(ngx_http_async_task_client_t *hc)
-{
-    ngx_http_async_task_comfyui_run_t *run = hc->data;
-
-    ngx_int_t                       rc;
-    ngx_http_async_task_outcome_t  *out;
-
-    out = run->outcome;
-
-    out->result = hc->result;
-    out->status = hc->status;
-    out->body = hc->body;
-
-    switch (run->state) {
-
-    case NGX_HTTP_ASYNC_TASK_COMFYUI_POST:
-        rc = ngx_http_async_task_comfyui_prompt_answer(out, run->pool,
-                                                       &run->prompt_id);
-        break;
+        return ngx_http_async_task_comfyui_wait(run);
 
     case NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY:
-        rc = ngx_http_async_task_comfyui_history_answer(out, run->pool,
-                                                        &run->prompt_id,
-                                                        &run->image);
-        break;
+        rc = ngx_http_async_task_comfyui_history_answer(run, &ctx->prompt_id,
+                                                        &ctx->image);
+        if (rc == NGX_AGAIN) {
+            return ngx_http_async_task_comfyui_wait(run);
+        }
 
-    default: /* NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW */
+        if (rc != NGX_OK) {
+            return NGX_OK;
+        }
 
-        /* the body is the image: a pool thread checks and stores it */
-
-        out->raw = 1;
-        ngx_http_async_task_comfyui_over(run);
-        return;
-    }
-
-    /* what is needed of the answer is in the run's pool now */
-
-    ngx_destroy_pool(run->exchange);
-    run->exchange = NULL;
-    out->body.len = 0;
-    out->body.data = NULL;
-
-    if (rc == NGX_ERROR) {
-        ngx_http_async_task_comfyui_over(run);
-        return;
-    }
-
-    if (rc == NGX_OK && run->state == NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY) {
         ngx_log_debug4(NGX_LOG_DEBUG_HTTP, run->log, 0,
                        "async task %*s: comfyui image \"%V\" in \"%V\"",
                        NGX_HTTP_ASYNC_TASK_ID_LEN, run->task->id,
-                       &run->image.filename, &run->image.subfolder);
+                       &ctx->image.filename, &ctx->image.subfolder);
 
-        ngx_http_async_task_comfyui_exchange(run,
-                                             NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW);
-        return;
+        ctx->state = NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW;
+        run->delay = 0;
+
+        return NGX_AGAIN;
+
+    default: /* NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW */
+        return NGX_OK;
     }
-
-    /* posted, or not done yet: ask again after a while */
-
-    if ((ngx_msec_int_t) (run->deadline - ngx_current_msec) <= 0) {
-        ngx_http_async_task_comfyui_timed_out(run);
-        return;
-    }
-
-    run->state = NGX_HTTP_ASYNC_TASK_COMFYUI_WAIT;
-
-    ngx_add_timer(&run->poll,
-                  ngx_min(NGX_HTTP_ASYNC_TASK_COMFYUI_POLL,
-                          (ngx_msec_t) (run->deadline - ngx_current_msec)));
 }
 
 
 /*
- * The poll timer is not cancelable: a worker that is shutting down
- * waits for the run, as for any other (at most the backend's timeout).
+ * The prompt is queued or runs: ask again after a while, unless the run's
+ * time is up before that.  Then ComfyUI has answered every question: it
+ * is busy (its queue was long, or the graph slow), not down, and the
+ * instance's health does not suffer (the last exchange is a whole 200);
+ * the prompt is dropped there and the task retried as after any timeout.
  */
 
-static void
-ngx_http_async_task_comfyui_poll(ngx_event_t *ev)
+static ngx_int_t
+ngx_http_async_task_comfyui_wait(ngx_http_async_task_run_t *run)
 {
-    ngx_http_async_task_comfyui_run_t *run = ev->data;
+    ngx_http_async_task_comfyui_ctx_t  *ctx;
 
-    if (ngx_terminate) {
-        run->outcome->result = ngx_http_async_task_client_aborted;
-        (void) ngx_http_async_task_protocol_exchange(run->outcome, 0,
-                                                     run->pool);
-        ngx_http_async_task_comfyui_over(run);
-        return;
+    if ((ngx_msec_int_t) (run->deadline - ngx_current_msec)
+        > NGX_HTTP_ASYNC_TASK_COMFYUI_POLL)
+    {
+        run->delay = NGX_HTTP_ASYNC_TASK_COMFYUI_POLL;
+        return NGX_AGAIN;
     }
 
-    ngx_http_async_task_comfyui_exchange(run,
-                                         NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY);
-}
+    ctx = run->data;
 
-
-/*
- * The prompt was not done within the timeout.  ComfyUI answered every
- * question: it is busy (its queue was long, or the graph slow), not
- * down, so the instance's health does not suffer; the prompt is dropped
- * there and the task retried as after any timeout.
- */
-
-static void
-ngx_http_async_task_comfyui_timed_out(ngx_http_async_task_comfyui_run_t *run)
-{
-    run->outcome->result = ngx_http_async_task_client_ok;
-    run->outcome->status = 200;
-
-    ngx_http_async_task_protocol_fail(run->outcome,
+    ngx_http_async_task_protocol_fail(&run->outcome,
                                       ngx_http_async_task_run_error,
                                       "timeout", run->pool,
                                       "ComfyUI did not finish prompt %V "
-                                      "in time", &run->prompt_id);
+                                      "in time", &ctx->prompt_id);
 
-    ngx_http_async_task_comfyui_stop(run);
-    ngx_http_async_task_comfyui_over(run);
+    ngx_http_async_task_comfyui_cancel(run);
+
+    return NGX_OK;
 }
 
 
-static void
-ngx_http_async_task_comfyui_over(ngx_http_async_task_comfyui_run_t *run)
-{
-    run->state = NGX_HTTP_ASYNC_TASK_COMFYUI_OVER;
-    run->handler(run);
-}
-
-
-/* the task was canceled: the run ends here, and ComfyUI drops the prompt */
+/* finalize, in a pool thread: the answer of /view is the image itself */
 
 void
-ngx_http_async_task_comfyui_cancel(ngx_http_async_task_comfyui_run_t *run)
+ngx_http_async_task_comfyui_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
 {
-    if (run->poll.timer_set) {
-        ngx_del_timer(&run->poll);
+    if (ngx_http_async_task_protocol_answer(run) != NGX_OK) {
+        return;
     }
 
-    if (run->state != NGX_HTTP_ASYNC_TASK_COMFYUI_WAIT
-        && run->state != NGX_HTTP_ASYNC_TASK_COMFYUI_OVER)
+    if (ngx_http_async_task_protocol_png(run, &run->outcome.body, log)
+        == NGX_DECLINED)
     {
-        ngx_http_async_task_client_close(run->client);
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "the image ComfyUI sent is not "
+                                          "a PNG");
     }
-
-    if (run->exchange) {
-        ngx_destroy_pool(run->exchange);
-        run->exchange = NULL;
-    }
-
-    ngx_http_async_task_comfyui_stop(run);
-
-    run->state = NGX_HTTP_ASYNC_TASK_COMFYUI_OVER;
 }
 
 
 /*
- * A prompt of ours that no one waits for any more: interrupted when it is
- * the one ComfyUI executes (POST /interrupt names it, and only it is
- * stopped in versions that read the name), taken out of the queue when
- * it waits there (POST /queue {"delete": [id]}).  GET /queue tells
- * which.  On a pool of its own: the run is gone meanwhile.
+ * cancel: a prompt of ours that no one waits for any more (the task was
+ * canceled, the run timed out, the worker shuts down) is interrupted
+ * when it is the one ComfyUI executes (POST /interrupt names it, and
+ * versions that read the name stop only it), or taken out of the queue
+ * when it waits there (POST /queue {"delete": [id]}).  GET /queue tells
+ * which.  On a pool and a client of its own: the run is freed right
+ * after this.  A run that ComfyUI has not answered /prompt for has no
+ * id to name: its prompt, if ComfyUI took it, runs to its end.
  */
 
-static void
-ngx_http_async_task_comfyui_stop(ngx_http_async_task_comfyui_run_t *run)
+void
+ngx_http_async_task_comfyui_cancel(ngx_http_async_task_run_t *run)
 {
     ngx_pool_t                          *pool;
+    ngx_http_async_task_comfyui_ctx_t   *ctx;
     ngx_http_async_task_comfyui_stop_t  *st;
 
-    if (run->prompt_id.len == 0) {
+    ctx = run->data;
+
+    if (ctx == NULL || ctx->prompt_id.len == 0
+        || ctx->state == NGX_HTTP_ASYNC_TASK_COMFYUI_VIEW)
+    {
         return;
     }
 
@@ -1606,20 +1490,21 @@ ngx_http_async_task_comfyui_stop(ngx_http_async_task_comfyui_run_t *run)
     st->pool = pool;
     st->log = *run->log;
     pool->log = &st->log;
-    st->backend = run->backend;
-    st->instance = run->instance;
     ngx_memcpy(st->task, run->task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
 
-    st->prompt_id.len = run->prompt_id.len;
-    st->prompt_id.data = ngx_pstrdup(pool, &run->prompt_id);
+    st->prompt_id.len = ctx->prompt_id.len;
+    st->prompt_id.data = ngx_pstrdup(pool, &ctx->prompt_id);
     if (st->prompt_id.data == NULL) {
         ngx_destroy_pool(pool);
         return;
     }
 
-    /* the run's connection settings, for exchanges of its own */
+    /* what the requests' head needs of the run: its instance, backend */
 
-    st->client = *run->client;
+    st->run.pool = pool;
+    st->run.log = &st->log;
+    st->run.backend = run->backend;
+    st->run.instance = run->instance;
 
     ngx_http_async_task_comfyui_stop_send(st, "GET",
                                    &ngx_http_async_task_comfyui_queue_path,
@@ -1636,32 +1521,31 @@ ngx_http_async_task_comfyui_stop_send(ngx_http_async_task_comfyui_stop_t *st,
 
     hc = &st->client;
 
-    cl = ngx_http_async_task_comfyui_request(st->pool, method, path,
-                                             st->backend, st->instance, body);
+    ngx_http_async_task_client_init(hc, st->run.backend, st->run.instance,
+                                    ngx_min(st->run.backend->timeout,
+                                      NGX_HTTP_ASYNC_TASK_COMFYUI_STOP_TIMEOUT));
+
+    hc->pool = st->pool;
+    hc->log = &st->log;
+    hc->max_response = NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX;
+    hc->handler = ngx_http_async_task_comfyui_stop_answer;
+    hc->data = st;
+
+    cl = ngx_http_async_task_comfyui_send(&st->run, method, path, body);
+
     if (cl == NULL) {
         ngx_destroy_pool(st->pool);
         return;
     }
 
-    ngx_http_async_task_client_reset(hc);
-
-    hc->pool = st->pool;
-    hc->log = &st->log;
     hc->request = cl;
-    hc->timeout = ngx_min(st->backend->timeout,
-                          NGX_HTTP_ASYNC_TASK_COMFYUI_STOP_TIMEOUT);
-    hc->connect_timeout = ngx_min(hc->timeout,
-                                  NGX_HTTP_ASYNC_TASK_COMFYUI_CONNECT);
-    hc->max_response = NGX_HTTP_ASYNC_TASK_COMFYUI_ANSWER_MAX;
-    hc->handler = ngx_http_async_task_comfyui_stop_answer;
-    hc->data = st;
 
     if (ngx_http_async_task_client_start(hc) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, &st->log, 0,
                       "async_task: ComfyUI prompt %V of task %*s could not "
                       "be dropped on %V", &st->prompt_id,
                       NGX_HTTP_ASYNC_TASK_ID_LEN, st->task,
-                      &st->instance->name);
+                      &st->run.instance->name);
         ngx_destroy_pool(st->pool);
     }
 }
@@ -1684,7 +1568,7 @@ ngx_http_async_task_comfyui_stop_answer(ngx_http_async_task_client_t *hc)
                       "async_task: ComfyUI prompt %V of task %*s could not "
                       "be dropped on %V (%s, status %ui)", &st->prompt_id,
                       NGX_HTTP_ASYNC_TASK_ID_LEN, st->task,
-                      &st->instance->name,
+                      &st->run.instance->name,
                       st->queried ? "interrupt or delete" : "queue",
                       hc->status);
         goto done;
@@ -1694,7 +1578,7 @@ ngx_http_async_task_comfyui_stop_answer(ngx_http_async_task_client_t *hc)
         ngx_log_error(NGX_LOG_INFO, &st->log, 0,
                       "async_task: ComfyUI prompt %V of task %*s dropped "
                       "on %V", &st->prompt_id, NGX_HTTP_ASYNC_TASK_ID_LEN,
-                      st->task, &st->instance->name);
+                      st->task, &st->run.instance->name);
         goto done;
     }
 
@@ -1763,3 +1647,4 @@ ngx_http_async_task_comfyui_in_queue(cJSON *list, ngx_str_t *id)
 
     return 0;
 }
+

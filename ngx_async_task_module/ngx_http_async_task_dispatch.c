@@ -12,8 +12,9 @@
 
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
-#include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_health.h"
+#include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
@@ -36,9 +37,7 @@
 
 #define NGX_HTTP_ASYNC_TASK_TICK          200
 #define NGX_HTTP_ASYNC_TASK_REAP          1000
-#define NGX_HTTP_ASYNC_TASK_GUARD         100
 #define NGX_HTTP_ASYNC_TASK_CLAIMS        64
-#define NGX_HTTP_ASYNC_TASK_CONNECT       5000
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
@@ -57,12 +56,11 @@ typedef struct {
     ngx_array_t                        tasks;      /* reclaimed */
     ngx_array_t                        files;      /* expired */
     ngx_http_async_task_client_t       client;
-    ngx_http_async_task_outcome_t      outcome;
-    ngx_http_async_task_comfyui_run_t  comfyui;    /* protocol=comfyui */
+    ngx_http_async_task_run_t          run;        /* as protocols see it */
+    ngx_event_t                        next;       /* a run's next step */
+    ngx_pool_t                        *exchange;   /* a step's answer */
 
     ngx_str_t                          temp;       /* the run's file */
-    ngx_fd_t                           fd;         /* speech input */
-    off_t                              size;
     int64_t                            not_before;
     ngx_msec_t                         backoff;    /* an uncharged requeue */
     ngx_int_t                          rc;
@@ -81,10 +79,9 @@ static void ngx_http_async_task_open_done(ngx_event_t *ev);
 static ngx_int_t ngx_http_async_task_job_adopt(
     ngx_http_async_task_job_t *job, ngx_http_async_task_t *task);
 static void ngx_http_async_task_start(ngx_http_async_task_job_t *job);
-static void ngx_http_async_task_run(ngx_http_async_task_job_t *job);
+static void ngx_http_async_task_send(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc);
-static void ngx_http_async_task_comfyui_finished(
-    ngx_http_async_task_comfyui_run_t *run);
+static void ngx_http_async_task_next_step(ngx_event_t *ev);
 static void ngx_http_async_task_complete(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_complete_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_complete_done(ngx_event_t *ev);
@@ -93,8 +90,6 @@ static void ngx_http_async_task_complete_apply(
     ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_discard_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_discard_done(ngx_event_t *ev);
-static ngx_int_t ngx_http_async_task_error_json(ngx_pool_t *pool,
-    ngx_http_async_task_outcome_t *out, ngx_str_t *json);
 static void ngx_http_async_task_tick(ngx_event_t *ev);
 static void ngx_http_async_task_reap(ngx_event_t *ev);
 static void ngx_http_async_task_reclaim_thread(void *data, ngx_log_t *log);
@@ -104,8 +99,6 @@ static void ngx_http_async_task_recover_done(ngx_event_t *ev);
 static void ngx_http_async_task_expire(ngx_event_t *ev);
 static void ngx_http_async_task_expire_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_expire_done(ngx_event_t *ev);
-static void ngx_http_async_task_hold(void);
-static void ngx_http_async_task_guard(ngx_event_t *ev);
 static ngx_http_async_task_instance_t *ngx_http_async_task_instance(
     ngx_http_async_task_backend_t *backend, ngx_str_t *name);
 
@@ -117,11 +110,9 @@ static ngx_event_t      ngx_http_async_task_dispatch_event;
 static ngx_event_t      ngx_http_async_task_tick_event;
 static ngx_event_t      ngx_http_async_task_reap_event;
 static ngx_event_t      ngx_http_async_task_expire_event;
-static ngx_event_t      ngx_http_async_task_guard_event;
 static ngx_queue_t      ngx_http_async_task_jobs;
 static ngx_uint_t       ngx_http_async_task_claiming[
                                                  NGX_HTTP_ASYNC_TASK_NKINDS];
-static ngx_uint_t       ngx_http_async_task_threads;    /* ops under way */
 static ngx_uint_t       ngx_http_async_task_expiring;
 static ngx_uint_t       ngx_http_async_task_reaps;
 static ngx_uint_t       ngx_http_async_task_ticks;
@@ -147,7 +138,6 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     ngx_queue_init(&ngx_http_async_task_jobs);
     ngx_memzero(ngx_http_async_task_claiming,
                 sizeof(ngx_http_async_task_claiming));
-    ngx_http_async_task_threads = 0;
 
     /* the lease owner: this process */
 
@@ -175,11 +165,6 @@ ngx_http_async_task_dispatch_init(ngx_cycle_t *cycle,
     ngx_http_async_task_expire_event.log = cycle->log;
     ngx_http_async_task_expire_event.data = amcf;
     ngx_http_async_task_expire_event.cancelable = 1;
-
-    /* not cancelable: an exiting worker waits for its thread operations */
-    ngx_http_async_task_guard_event.handler = ngx_http_async_task_guard;
-    ngx_http_async_task_guard_event.log = cycle->log;
-    ngx_http_async_task_guard_event.data = amcf;
 
     ngx_add_timer(&ngx_http_async_task_tick_event, NGX_HTTP_ASYNC_TASK_TICK);
     ngx_add_timer(&ngx_http_async_task_reap_event, NGX_HTTP_ASYNC_TASK_REAP);
@@ -271,7 +256,6 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
         (void) ngx_http_async_task_op_post(op);
 
         ngx_http_async_task_claiming[k] += want;
-        ngx_http_async_task_hold();
     }
 }
 
@@ -296,10 +280,20 @@ ngx_http_async_task_job_create(ngx_uint_t kind)
     job->pool = pool;
     job->backend = &ngx_http_async_task_amcf->backends[kind];
     job->task.kind = kind;
-    job->fd = NGX_INVALID_FILE;
 
     job->log = *ngx_cycle->log;
     pool->log = &job->log;
+
+    job->run.pool = pool;
+    job->run.log = &job->log;
+    job->run.task = &job->task;
+    job->run.backend = job->backend;
+    job->run.fd = NGX_INVALID_FILE;
+
+    /* not cancelable: an exiting worker ends its runs through the store */
+    job->next.handler = ngx_http_async_task_next_step;
+    job->next.data = job;
+    job->next.log = &job->log;
 
     return job;
 }
@@ -308,28 +302,30 @@ ngx_http_async_task_job_create(ngx_uint_t kind)
 static void
 ngx_http_async_task_job_destroy(ngx_http_async_task_job_t *job)
 {
-    if (job->fd != NGX_INVALID_FILE) {
-        (void) ngx_close_file(job->fd);
+    if (job->run.fd != NGX_INVALID_FILE) {
+        (void) ngx_close_file(job->run.fd);
+    }
+
+    if (job->next.timer_set) {
+        ngx_del_timer(&job->next);
+    }
+
+    if (job->exchange) {
+        ngx_destroy_pool(job->exchange);
     }
 
     ngx_destroy_pool(job->pool);
 }
 
 
+/* the store's guard keeps an exiting worker until "done" has run */
+
 static ngx_int_t
 ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
     ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done)
 {
-    if (ngx_http_async_task_store_post(job->pool, &job->log, handler, done,
-                                       job)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_http_async_task_hold();
-
-    return NGX_OK;
+    return ngx_http_async_task_store_post(job->pool, &job->log, handler,
+                                          done, job);
 }
 
 
@@ -342,13 +338,12 @@ ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
     ngx_http_async_task_t      *tasks;
     ngx_http_async_task_job_t  *run;
 
-    ngx_http_async_task_threads--;
     ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "async task claim of %ui %V: %ui claimed",
                    op->filter.limit,
-                   &ngx_http_async_task_kinds[op->filter.kind],
+                   &ngx_http_async_task_kind(op->filter.kind)->name,
                    op->rc == NGX_OK ? op->tasks.nelts : 0);
 
     if (op->rc == NGX_OK) {
@@ -372,12 +367,12 @@ ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
                 continue;
             }
 
-            if (run->task.kind != NGX_HTTP_ASYNC_TASK_SPEECH) {
+            if (!ngx_http_async_task_kind(run->task.kind)->input) {
                 ngx_http_async_task_start(run);
                 continue;
             }
 
-            /* the audio is sent from its file: opened off the event loop */
+            /* an input is sent from its file: opened off the event loop */
 
             if (ngx_http_async_task_job_post(run,
                                              ngx_http_async_task_open_thread,
@@ -412,34 +407,32 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
 
     ngx_sprintf(path, "%V/%V%Z", &conf->files, &job->task.file);
 
-    job->fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    job->run.fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
-    if (job->fd == NGX_INVALID_FILE) {
+    if (job->run.fd == NGX_INVALID_FILE) {
         ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
                       "async_task: the input of task %*s is gone: \"%s\"",
                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id, path);
         return;
     }
 
-    if (ngx_fd_info(job->fd, &fi) == NGX_FILE_ERROR) {
-        (void) ngx_close_file(job->fd);
-        job->fd = NGX_INVALID_FILE;
+    if (ngx_fd_info(job->run.fd, &fi) == NGX_FILE_ERROR) {
+        (void) ngx_close_file(job->run.fd);
+        job->run.fd = NGX_INVALID_FILE;
         return;
     }
 
-    job->size = ngx_file_size(&fi);
+    job->run.size = ngx_file_size(&fi);
 
-    ngx_http_async_task_protocol_boundary(&job->task, job->backend, job->fd,
-                                          job->size, job->outcome.boundary,
-                                          log);
+    if (job->backend->protocol->prepare) {
+        job->backend->protocol->prepare(&job->run, log);
+    }
 }
 
 
 static void
 ngx_http_async_task_open_done(ngx_event_t *ev)
 {
-    ngx_http_async_task_threads--;
-
     ngx_http_async_task_start(ev->data);
 }
 
@@ -485,19 +478,19 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     shm = ngx_http_async_task_shm_ctx;
 
-    if (job->task.kind == NGX_HTTP_ASYNC_TASK_SPEECH
-        && job->fd == NGX_INVALID_FILE)
+    if (ngx_http_async_task_kind(job->task.kind)->input
+        && job->run.fd == NGX_INVALID_FILE)
     {
         /* a task that cannot run: failed, not retried */
-        job->outcome.run = ngx_http_async_task_run_failed;
-        job->outcome.code = "backend_error";
-        ngx_str_set(&job->outcome.message, "the uploaded input is gone");
+        job->run.outcome.run = ngx_http_async_task_run_failed;
+        job->run.outcome.code = "backend_error";
+        ngx_str_set(&job->run.outcome.message, "the uploaded input is gone");
         ngx_http_async_task_complete(job);
         return;
     }
 
     if (ngx_exiting || ngx_terminate) {
-        job->outcome.result = ngx_http_async_task_client_aborted;
+        job->run.outcome.result = ngx_http_async_task_client_aborted;
         ngx_http_async_task_complete(job);
         return;
     }
@@ -518,9 +511,9 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
                        "async task %*s: no instance slot, requeued",
                        NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
 
-        job->outcome.run = ngx_http_async_task_run_requeue;
-        job->outcome.code = "backend_error";
-        ngx_str_set(&job->outcome.message, "no instance slot was free");
+        job->run.outcome.run = ngx_http_async_task_run_requeue;
+        job->run.outcome.code = "backend_error";
+        ngx_str_set(&job->run.outcome.message, "no instance slot was free");
         ngx_http_async_task_complete(job);
         return;
     }
@@ -545,17 +538,19 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
             ngx_http_async_task_zone_full = 1;
         }
 
-        job->outcome.run = ngx_http_async_task_run_requeue;
-        job->outcome.code = "backend_error";
+        job->run.outcome.run = ngx_http_async_task_run_requeue;
+        job->run.outcome.code = "backend_error";
         job->backoff = NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT;
-        ngx_str_set(&job->outcome.message, "the zone is full");
+        ngx_str_set(&job->run.outcome.message, "the zone is full");
         ngx_http_async_task_complete(job);
         return;
     }
 
     ngx_http_async_task_zone_full = 0;
+    ngx_http_async_task_metrics_started(&job->task);
 
     job->instance = in;
+    job->run.instance = in;
     job->task.backend = in->name;
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, &job->log, 0,
@@ -565,59 +560,67 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 
     ngx_queue_insert_tail(&ngx_http_async_task_jobs, &job->queue);
 
-    ngx_http_async_task_run(job);
+    ngx_http_async_task_send(job);
 }
 
 
+/* an exchange of the run: its first, or the next step of its protocol */
+
 static void
-ngx_http_async_task_run(ngx_http_async_task_job_t *job)
+ngx_http_async_task_send(ngx_http_async_task_job_t *job)
 {
+    ngx_msec_int_t                 left;
     ngx_http_async_task_client_t  *hc;
 
     hc = &job->client;
+
+    /* all the steps of a run together take at most the timeout */
+
+    if (job->run.step == 0) {
+        job->run.deadline = ngx_current_msec + job->backend->timeout;
+    }
+
+    left = (ngx_msec_int_t) (job->run.deadline - ngx_current_msec);
+
+    ngx_http_async_task_client_init(hc, job->backend, job->instance,
+                                    (ngx_msec_t) ngx_max(left, 1));
 
     hc->pool = job->pool;
     hc->log = &job->log;
     hc->data = job;
     hc->handler = ngx_http_async_task_run_finished;
-    hc->timeout = job->backend->timeout;
-    hc->connect_timeout = ngx_min(job->backend->timeout,
-                                  NGX_HTTP_ASYNC_TASK_CONNECT);
-    hc->max_response = ngx_http_async_task_answer_max(job->task.kind);
-    hc->keepalive = job->backend->keepalive;
-    hc->idle = &job->instance->idle;
-    hc->nidle = &job->instance->nidle;
 
-    hc->peer.sockaddr = job->instance->sockaddr;
-    hc->peer.socklen = job->instance->socklen;
-    hc->peer.name = &job->instance->name;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
-                   "async task %*s runs", NGX_HTTP_ASYNC_TASK_ID_LEN,
-                   job->task.id);
-
-    if (job->backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI) {
-
-        /* several exchanges on the same client: comfyui.c leads them */
-
-        job->comfyui.client = hc;
-        job->comfyui.pool = job->pool;
-        job->comfyui.log = &job->log;
-        job->comfyui.backend = job->backend;
-        job->comfyui.instance = job->instance;
-        job->comfyui.task = &job->task;
-        job->comfyui.outcome = &job->outcome;
-        job->comfyui.handler = ngx_http_async_task_comfyui_finished;
-        job->comfyui.data = job;
-
-        ngx_http_async_task_comfyui_start(&job->comfyui);
+    if (left <= 0) {
+        hc->result = ngx_http_async_task_client_timeout;
+        ngx_http_async_task_run_finished(hc);
         return;
     }
 
-    hc->request = ngx_http_async_task_protocol_request(job->pool,
-                                        job->backend, job->instance,
-                                        &job->task, job->outcome.boundary,
-                                        job->fd, job->size);
+    /*
+     * A protocol of several steps reads each answer in a pool of its own,
+     * freed before the next step: a run that polls does not grow.
+     */
+
+    if (job->backend->protocol->process) {
+        job->exchange = ngx_create_pool(4096, &job->log);
+        if (job->exchange == NULL) {
+            hc->result = ngx_http_async_task_client_broken;
+            ngx_http_async_task_run_finished(hc);
+            return;
+        }
+
+        hc->pool = job->exchange;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                   "async task %*s runs, step %ui", NGX_HTTP_ASYNC_TASK_ID_LEN,
+                   job->task.id, job->run.step);
+
+    hc->request = job->backend->protocol->create_request(&job->run);
+
+    hc->max_response = job->run.max_response
+                       ? job->run.max_response
+                       : ngx_http_async_task_kind(job->task.kind)->answer_max;
 
     if (hc->request == NULL) {
         ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
@@ -640,24 +643,62 @@ ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
 {
     ngx_http_async_task_job_t  *job = hc->data;
 
-    ngx_queue_remove(&job->queue);
+    ngx_int_t                        rc;
+    ngx_http_async_task_protocol_t  *protocol;
 
-    job->outcome.result = hc->result;
-    job->outcome.status = hc->status;
-    job->outcome.body = hc->body;
+    job->run.outcome.result = hc->result;
+    job->run.outcome.status = hc->status;
+    job->run.outcome.body = hc->body;
+
+    protocol = job->backend->protocol;
+
+    if (protocol->process && hc->result == ngx_http_async_task_client_ok) {
+
+        rc = protocol->process(&job->run);
+
+        if (rc == NGX_AGAIN) {
+            job->run.step++;
+
+            ngx_destroy_pool(job->exchange);
+            job->exchange = NULL;
+            ngx_str_null(&job->run.outcome.body);
+
+            ngx_log_debug4(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                           "async task %*s: step %ui in %M ms",
+                           NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
+                           job->run.step, job->run.delay);
+
+            ngx_add_timer(&job->next, job->run.delay);
+            return;
+        }
+    }
+
+    ngx_queue_remove(&job->queue);
 
     ngx_http_async_task_complete(job);
 }
 
 
+/* the next exchange of a run; at shutdown the run ends uncharged */
+
 static void
-ngx_http_async_task_comfyui_finished(ngx_http_async_task_comfyui_run_t *run)
+ngx_http_async_task_next_step(ngx_event_t *ev)
 {
-    ngx_http_async_task_job_t  *job = run->data;
+    ngx_http_async_task_job_t  *job = ev->data;
 
-    ngx_queue_remove(&job->queue);
+    if (ngx_exiting || ngx_terminate) {
+        ngx_queue_remove(&job->queue);
 
-    ngx_http_async_task_complete(job);
+        if (job->backend->protocol->cancel) {
+            job->backend->protocol->cancel(&job->run);
+        }
+
+        job->run.outcome.result = ngx_http_async_task_client_aborted;
+        ngx_http_async_task_complete(job);
+        return;
+    }
+
+    ngx_http_async_task_send(job);
 }
 
 
@@ -668,7 +709,7 @@ ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
 {
     u_char  *p;
 
-    job->outcome.files = &ngx_http_async_task_amcf->store->files;
+    job->run.outcome.files = &ngx_http_async_task_amcf->store->files;
 
     /*
      * A result is written under a name of this run's own, and takes the
@@ -678,8 +719,8 @@ ngx_http_async_task_complete(ngx_http_async_task_job_t *job)
 
     p = ngx_pnalloc(job->pool, sizeof(".-.tmp") + 2 * NGX_INT_T_LEN);
     if (p) {
-        job->outcome.suffix.data = p;
-        job->outcome.suffix.len = ngx_sprintf(p, ".%P-%ui.tmp", ngx_pid,
+        job->run.outcome.suffix.data = p;
+        job->run.outcome.suffix.len = ngx_sprintf(p, ".%P-%ui.tmp", ngx_pid,
                                               ++ngx_http_async_task_runs)
                                   - p;
     }
@@ -715,10 +756,10 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
     ngx_http_async_task_outcome_t  *out;
 
     task = &job->task;
-    out = &job->outcome;
+    out = &job->run.outcome;
 
     if (out->code == NULL) {
-        ngx_http_async_task_protocol_response(task, out, job->pool, log);
+        job->backend->protocol->finalize(&job->run, log);
     }
 
     job->not_before = 0;
@@ -774,7 +815,9 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
         task->status = NGX_HTTP_ASYNC_TASK_FAILED;
         task->finished_at = ngx_http_async_task_now_ms();
 
-        if (ngx_http_async_task_error_json(job->pool, out, &task->error)
+        if (ngx_http_async_task_json_task_error(job->pool, &task->error,
+                                     out->code ? out->code : "backend_error",
+                                     &out->message)
             != NGX_OK)
         {
             ngx_str_set(&task->error, "{\"code\":\"backend_error\"}");
@@ -791,10 +834,11 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
 {
     ngx_http_async_task_job_t *job = ev->data;
 
-    u_char                    *p;
-    ngx_http_async_task_op_t  *op;
+    u_char                         *p;
+    ngx_http_async_task_op_t       *op;
+    ngx_http_async_task_outcome_t  *out;
 
-    ngx_http_async_task_threads--;
+    out = &job->run.outcome;
 
     op = ngx_http_async_task_op_create(&job->log,
                                        ngx_http_async_task_op_complete);
@@ -809,17 +853,14 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
                    "client result:%d",
                    NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
                    &ngx_http_async_task_statuses[job->task.status],
-                   job->task.attempts, (int) job->outcome.result);
+                   job->task.attempts, (int) out->result);
 
     op->task = job->task;
     op->owner = &ngx_http_async_task_owner;
     op->not_before = job->not_before;
 
-    if (job->outcome.run == ngx_http_async_task_run_done
-        && job->outcome.file.len)
-    {
-        p = ngx_pnalloc(job->pool,
-                        job->outcome.file.len + job->outcome.suffix.len);
+    if (out->run == ngx_http_async_task_run_done && out->file.len) {
+        p = ngx_pnalloc(job->pool, out->file.len + out->suffix.len);
         if (p == NULL) {
             ngx_http_async_task_op_destroy(op);
             job->rc = NGX_ERROR;
@@ -828,8 +869,8 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
         }
 
         job->temp.data = p;
-        p = ngx_cpymem(p, job->outcome.file.data, job->outcome.file.len);
-        p = ngx_cpymem(p, job->outcome.suffix.data, job->outcome.suffix.len);
+        p = ngx_cpymem(p, out->file.data, out->file.len);
+        p = ngx_cpymem(p, out->suffix.data, out->suffix.len);
         job->temp.len = p - job->temp.data;
 
         op->temp = job->temp;
@@ -838,8 +879,6 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
     op->data = job;
 
     (void) ngx_http_async_task_op_post(op);
-
-    ngx_http_async_task_hold();
 }
 
 
@@ -847,8 +886,6 @@ static void
 ngx_http_async_task_complete_stored(ngx_http_async_task_op_t *op)
 {
     ngx_http_async_task_job_t *job = op->data;
-
-    ngx_http_async_task_threads--;
 
     job->rc = op->rc;
     ngx_http_async_task_op_destroy(op);
@@ -864,10 +901,12 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 {
     ngx_http_async_task_t           *task;
     ngx_http_async_task_shm_t       *shm;
+    ngx_http_async_task_outcome_t   *out;
     ngx_http_async_task_instance_t  *in;
 
     shm = ngx_http_async_task_shm_ctx;
     task = &job->task;
+    out = &job->run.outcome;
     in = job->instance;
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, &job->log, 0,
@@ -884,17 +923,19 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                        NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, &in->name);
 
         ngx_http_async_task_upstream_free(shm, in, job->backend->ups,
-                            job->outcome.run != ngx_http_async_task_run_done,
-                            job->outcome.result, &job->log);
+                            out->run != ngx_http_async_task_run_done,
+                            out->result, &job->log);
 
         /* with health checks, failed task requests count as failures */
 
-        if (job->outcome.result != ngx_http_async_task_client_aborted) {
+        if (out->result != ngx_http_async_task_client_aborted) {
             ngx_http_async_task_health_report(in, job->backend->ups,
-                       job->outcome.result == ngx_http_async_task_client_ok
-                       && job->outcome.status < 500, &job->log);
+                       out->result == ngx_http_async_task_client_ok
+                       && out->status < 500, &job->log);
         }
     }
+
+    ngx_http_async_task_metrics_run(in, task, &job->run.outcome, job->rc);
 
     if (job->rc == NGX_ERROR) {
         /* the lease stays in the store and expires; the slot is free now */
@@ -921,7 +962,7 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                       NGX_HTTP_ASYNC_TASK_ID_LEN, task->id,
                       in ? &in->name : &task->backend,
                       &ngx_http_async_task_statuses[task->status],
-                      job->outcome.code ? " " : "", &job->outcome.message);
+                      out->code ? " " : "", &out->message);
     }
 
     ngx_http_async_task_dispatch_wake();
@@ -956,34 +997,7 @@ ngx_http_async_task_discard_thread(void *data, ngx_log_t *log)
 static void
 ngx_http_async_task_discard_done(ngx_event_t *ev)
 {
-    ngx_http_async_task_threads--;
-
     ngx_http_async_task_job_destroy(ev->data);
-}
-
-
-static ngx_int_t
-ngx_http_async_task_error_json(ngx_pool_t *pool,
-    ngx_http_async_task_outcome_t *out, ngx_str_t *json)
-{
-    u_char  *p;
-
-    json->len = sizeof("{\"code\":\"\",\"message\":\"\"}") + 32
-                + out->message.len * 6;
-    json->data = ngx_pnalloc(pool, json->len);
-
-    if (json->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_sprintf(json->data, "{\"code\":\"%s\",\"message\":\"",
-                    out->code ? out->code : "backend_error");
-    p = (u_char *) ngx_escape_json(p, out->message.data, out->message.len);
-    p = ngx_cpymem(p, "\"}", 2);
-
-    json->len = p - json->data;
-
-    return NGX_OK;
 }
 
 
@@ -1054,12 +1068,14 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
                        NGX_HTTP_ASYNC_TASK_ID_LEN, id, &job->instance->name);
 
         ngx_queue_remove(&job->queue);
+        ngx_http_async_task_client_close(&job->client);
 
-        if (job->backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI) {
-            ngx_http_async_task_comfyui_cancel(&job->comfyui);
+        if (job->next.timer_set) {
+            ngx_del_timer(&job->next);
+        }
 
-        } else {
-            ngx_http_async_task_client_close(&job->client);
+        if (job->backend->protocol->cancel) {
+            job->backend->protocol->cancel(&job->run);
         }
 
         ngx_http_async_task_upstream_release(ngx_http_async_task_shm_ctx,
@@ -1173,8 +1189,6 @@ ngx_http_async_task_reclaim_done(ngx_event_t *ev)
     ngx_http_async_task_t      *tasks;
     ngx_http_async_task_shm_t  *shm;
 
-    ngx_http_async_task_threads--;
-
     shm = ngx_http_async_task_shm_ctx;
     tasks = job->tasks.elts;
 
@@ -1219,8 +1233,6 @@ ngx_http_async_task_recover_done(ngx_event_t *ev)
     ngx_http_async_task_job_t *job = ev->data;
 
     ngx_http_async_task_shm_t  *shm;
-
-    ngx_http_async_task_threads--;
 
     shm = ngx_http_async_task_shm_ctx;
 
@@ -1330,7 +1342,6 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
 {
     ngx_msec_t  interval;
 
-    ngx_http_async_task_threads--;
     ngx_http_async_task_expiring = 0;
 
     /* the event is in the job's pool */
@@ -1357,33 +1368,6 @@ ngx_http_async_task_expire_done(ngx_event_t *ev)
                          60000), 1000);
 
     ngx_add_timer(&ngx_http_async_task_expire_event, interval);
-}
-
-
-/*
- * A thread operation under way: the non-cancelable guard timer keeps an
- * exiting worker until its operations have come back and been applied.
- */
-
-static void
-ngx_http_async_task_hold(void)
-{
-    ngx_http_async_task_threads++;
-
-    if (!ngx_http_async_task_guard_event.timer_set) {
-        ngx_add_timer(&ngx_http_async_task_guard_event,
-                      NGX_HTTP_ASYNC_TASK_GUARD);
-    }
-}
-
-
-
-static void
-ngx_http_async_task_guard(ngx_event_t *ev)
-{
-    if (ngx_http_async_task_threads) {
-        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_GUARD);
-    }
 }
 
 

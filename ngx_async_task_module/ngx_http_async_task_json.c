@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "ngx_http_async_task_json.h"
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -31,13 +32,6 @@ typedef struct {
 } ngx_http_async_task_json_listed_t;
 
 
-/* a body being written, or with pos NULL only counted */
-typedef struct {
-    u_char                         *pos;
-    size_t                          len;
-} ngx_http_async_task_json_out_t;
-
-
 #define ngx_http_async_task_json_literal(out, s)                             \
     ngx_http_async_task_json_put(out, (u_char *) s, sizeof(s) - 1)
 
@@ -54,6 +48,9 @@ static void ngx_http_async_task_json_listed_out(
 static void ngx_http_async_task_json_error_out(
     ngx_http_async_task_json_out_t *out, const char *code,
     ngx_str_t *message, ngx_str_t *field);
+static void ngx_http_async_task_json_task_error_out(
+    ngx_http_async_task_json_out_t *out, const char *code,
+    ngx_str_t *message);
 static void ngx_http_async_task_json_put(ngx_http_async_task_json_out_t *out,
     u_char *data, size_t len);
 static void ngx_http_async_task_json_uint(ngx_http_async_task_json_out_t *out,
@@ -232,7 +229,7 @@ ngx_http_async_task_json_task_out(ngx_http_async_task_json_out_t *out,
     ngx_http_async_task_json_literal(out, "{\"id\":\"");
     ngx_http_async_task_json_put(out, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
 
-    name = &ngx_http_async_task_kinds[task->kind];
+    name = &ngx_http_async_task_kind(task->kind)->name;
     ngx_http_async_task_json_literal(out, "\",\"kind\":\"");
     ngx_http_async_task_json_put(out, name->data, name->len);
 
@@ -284,28 +281,45 @@ ngx_http_async_task_json_task_out(ngx_http_async_task_json_out_t *out,
     }
 
     ngx_http_async_task_json_literal(out, ",\"result\":");
-
-    if (task->result.len > 2 && task->result.data[0] == '{'
-        && task->kind == NGX_HTTP_ASYNC_TASK_IMAGE)
-    {
-        /* the result's address depends on the location that serves it */
-
-        ngx_http_async_task_json_literal(out, "{\"url\":\"");
-        ngx_http_async_task_json_escaped(out, prefix);
-        ngx_http_async_task_json_literal(out, "tasks/");
-        ngx_http_async_task_json_put(out, task->id,
-                                     NGX_HTTP_ASYNC_TASK_ID_LEN);
-        ngx_http_async_task_json_literal(out, "/result\",");
-        ngx_http_async_task_json_put(out, task->result.data + 1,
-                                     task->result.len - 1);
-
-    } else {
-        ngx_http_async_task_json_raw(out, &task->result);
-    }
+    ngx_http_async_task_kind(task->kind)->result(out, task, prefix);
 
     ngx_http_async_task_json_literal(out, ",\"error\":");
     ngx_http_async_task_json_raw(out, &task->error);
     ngx_http_async_task_json_literal(out, "}");
+}
+
+
+/* a result kept as the dispatcher stored it: JSON, or null */
+
+void
+ngx_http_async_task_json_result_raw(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_t *task, ngx_str_t *prefix)
+{
+    ngx_http_async_task_json_raw(out, &task->result);
+}
+
+
+/*
+ * A result file's description, with its address first: the address
+ * depends on the location that serves it, so it is never stored.
+ */
+
+void
+ngx_http_async_task_json_result_file(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_t *task, ngx_str_t *prefix)
+{
+    if (task->result.len <= 2 || task->result.data[0] != '{') {
+        ngx_http_async_task_json_raw(out, &task->result);
+        return;
+    }
+
+    ngx_http_async_task_json_literal(out, "{\"url\":\"");
+    ngx_http_async_task_json_escaped(out, prefix);
+    ngx_http_async_task_json_literal(out, "tasks/");
+    ngx_http_async_task_json_put(out, task->id, NGX_HTTP_ASYNC_TASK_ID_LEN);
+    ngx_http_async_task_json_literal(out, "/result\",");
+    ngx_http_async_task_json_put(out, task->result.data + 1,
+                                 task->result.len - 1);
 }
 
 
@@ -470,6 +484,51 @@ ngx_http_async_task_json_error_out(ngx_http_async_task_json_out_t *out,
 
 
 /*
+ * The error object a failed task keeps: {"code":..,"message":..}.  The
+ * message quotes an instance's own words, which may be any bytes.
+ */
+
+ngx_int_t
+ngx_http_async_task_json_task_error(ngx_pool_t *pool, ngx_str_t *out,
+    const char *code, ngx_str_t *message)
+{
+    ngx_http_async_task_json_out_t  body;
+
+    body.pos = NULL;
+    body.len = 0;
+
+    ngx_http_async_task_json_task_error_out(&body, code, message);
+
+    out->data = ngx_pnalloc(pool, body.len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    body.pos = out->data;
+    body.len = 0;
+
+    ngx_http_async_task_json_task_error_out(&body, code, message);
+
+    out->len = body.len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_async_task_json_task_error_out(ngx_http_async_task_json_out_t *out,
+    const char *code, ngx_str_t *message)
+{
+    ngx_http_async_task_json_literal(out, "{\"code\":\"");
+    ngx_http_async_task_json_put(out, (u_char *) code, ngx_strlen(code));
+    ngx_http_async_task_json_literal(out, "\",\"message\":\"");
+    ngx_http_async_task_json_text(out, message,
+                                  NGX_HTTP_ASYNC_TASK_JSON_MESSAGE_MAX);
+    ngx_http_async_task_json_literal(out, "\"}");
+}
+
+
+/*
  * The contents of a JSON string for any bytes: quotes, backslashes and
  * control characters escaped, each byte of invalid UTF-8 as U+FFFD, at
  * most "max" characters (0: all) and then "...".  Returns the length;
@@ -562,7 +621,7 @@ ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
  */
 
 ngx_int_t
-ngx_http_async_task_json_list_result(ngx_pool_t *pool,
+ngx_http_async_task_json_transcript_listed(ngx_pool_t *pool,
     ngx_http_async_task_t *task, ngx_str_t *prefix)
 {
     cJSON                                *root, *item, *t, *l, *d;
@@ -570,9 +629,7 @@ ngx_http_async_task_json_list_result(ngx_pool_t *pool,
     ngx_http_async_task_json_out_t        out;
     ngx_http_async_task_json_listed_t     listed;
 
-    if (task->kind != NGX_HTTP_ASYNC_TASK_SPEECH
-        || task->result.len <= NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX)
-    {
+    if (task->result.len <= NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX) {
         return NGX_OK;
     }
 

@@ -19,6 +19,13 @@
 #define NGX_HTTP_ASYNC_TASK_JSON_LIST_TEXT_MAX  1000
 
 
+/* a body being written, or with pos NULL only counted */
+typedef struct {
+    u_char                         *pos;
+    size_t                          len;
+} ngx_http_async_task_json_out_t;
+
+
 /* what GET system/stats shows of a GPU instance */
 typedef struct {
     ngx_str_t                      *kind;
@@ -53,7 +60,13 @@ size_t ngx_http_async_task_json_stats(u_char *buf,
     ngx_http_async_task_json_stats_t *stats);
 ngx_int_t ngx_http_async_task_json_error(ngx_pool_t *pool, ngx_str_t *out,
     const char *code, ngx_str_t *message, const char *field);
-ngx_int_t ngx_http_async_task_json_list_result(ngx_pool_t *pool,
+ngx_int_t ngx_http_async_task_json_task_error(ngx_pool_t *pool,
+    ngx_str_t *out, const char *code, ngx_str_t *message);
+void ngx_http_async_task_json_result_raw(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_t *task, ngx_str_t *prefix);
+void ngx_http_async_task_json_result_file(ngx_http_async_task_json_out_t *out,
+    ngx_http_async_task_t *task, ngx_str_t *prefix);
+ngx_int_t ngx_http_async_task_json_transcript_listed(ngx_pool_t *pool,
     ngx_http_async_task_t *task, ngx_str_t *prefix);
 size_t ngx_http_async_task_json_escape(u_char *dst, u_char *src, size_t size,
     size_t max);

@@ -14,10 +14,13 @@
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
+#include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_variables.h"
 
 
 #define NGX_HTTP_ASYNC_TASK_ZONE_NAME    "async_task"
@@ -95,6 +98,13 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
       0,
       NULL },
 
+    { ngx_string("async_task_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_async_task_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("async_task_balance"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
       ngx_http_async_task_balance,
@@ -121,7 +131,7 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_async_task_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_async_task_variables_add,     /* preconfiguration */
     ngx_http_async_task_error_init,        /* postconfiguration */
 
     ngx_http_async_task_create_main_conf,  /* create main configuration */
@@ -193,6 +203,13 @@ ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"async_task_api\" requires \"async_task_store\" "
                       "in %s:%ui", amcf->api_file, amcf->api_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (amcf->metrics_file && amcf->store == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"async_task_metrics\" requires \"async_task_store\" "
+                      "in %s:%ui", amcf->metrics_file, amcf->metrics_line);
         return NGX_CONF_ERROR;
     }
 
@@ -634,9 +651,8 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * async_task_backend kind upstream [protocol=openai|sdcpp|comfyui]
- *                    [workflow=file] [model=name] [timeout=time]
- *                    [retries=number];
+ * async_task_backend kind upstream [protocol=name] [workflow=file]
+ *                    [model=name] [timeout=time] [retries=number];
  */
 
 static char *
@@ -670,7 +686,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     backend->kind = value[1];
     backend->upstream_name = value[2];
-    backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
+    backend->protocol = ngx_http_async_task_kind(kind)->protocols;
     backend->timeout = 300000;
     backend->retries = 2;
     backend->backoff = 1000;
@@ -679,33 +695,25 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 3; i < cf->args->nelts; i++) {
 
-        if (ngx_strcmp(value[i].data, "protocol=openai") == 0) {
-            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_OPENAI;
-            continue;
-        }
+        if (ngx_strncmp(value[i].data, "protocol=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
 
-        if (ngx_strcmp(value[i].data, "protocol=sdcpp") == 0) {
-            if (kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
+            backend->protocol = ngx_http_async_task_kind_protocol(kind, &s,
+                                                                  &n);
+            if (backend->protocol) {
+                continue;
+            }
+
+            if (n != NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"%V\" is only for image backends",
-                                   &value[i]);
+                                   "\"%V\" is only for %V backends",
+                                   &value[i],
+                                   &ngx_http_async_task_kind(n)->name);
                 return NGX_CONF_ERROR;
             }
 
-            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_SDCPP;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "protocol=comfyui") == 0) {
-            if (kind != NGX_HTTP_ASYNC_TASK_IMAGE) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"%V\" is only for image backends",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            backend->protocol = NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI;
-            continue;
+            goto invalid;
         }
 
         if (ngx_strncmp(value[i].data, "workflow=", 9) == 0) {
@@ -797,19 +805,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    /* a workflow is what a ComfyUI backend runs, and only it */
-
-    if ((backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI)
-        != (backend->comfyui != NULL))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           backend->comfyui
-                           ? "\"workflow\" is only for protocol=comfyui"
-                           : "protocol=comfyui needs \"workflow=\"");
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_async_task_comfyui_check(cf, backend);
 
 invalid:
 

@@ -35,13 +35,12 @@
 #define NGX_HTTP_ASYNC_TASK_FILE_ACCESS    0600
 #define NGX_HTTP_ASYNC_TASK_DIR_ACCESS     0700
 
-#define NGX_HTTP_ASYNC_TASK_PROTO_OPENAI   0
-#define NGX_HTTP_ASYNC_TASK_PROTO_SDCPP    1
-#define NGX_HTTP_ASYNC_TASK_PROTO_COMFYUI  2
-
 #define NGX_HTTP_ASYNC_TASK_ROUND_ROBIN    0
 #define NGX_HTTP_ASYNC_TASK_USER_HASH      1
 #define NGX_HTTP_ASYNC_TASK_LEAST_BUSY     2
+
+/* $async_task_id, _kind, _status, _user, _position */
+#define NGX_HTTP_ASYNC_TASK_NVARIABLES     5
 
 
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
@@ -123,6 +122,10 @@ typedef struct {
 } ngx_http_async_task_point_t;
 
 
+typedef struct ngx_http_async_task_protocol_s
+    ngx_http_async_task_protocol_t;
+
+
 typedef struct {
     ngx_str_t                       kind;
     ngx_str_t                       upstream_name;
@@ -134,7 +137,7 @@ typedef struct {
     ngx_http_async_task_point_t    *ring;       /* user_hash */
     ngx_uint_t                      npoints;
 
-    ngx_uint_t                      protocol;
+    ngx_http_async_task_protocol_t *protocol;   /* of the kind table */
     ngx_str_t                       model;
     ngx_msec_t                      timeout;
     ngx_uint_t                      retries;
@@ -174,6 +177,12 @@ typedef struct {
 
     u_char                            *api_file;  /* first async_task_api */
     ngx_uint_t                         api_line;
+
+    u_char                            *metrics_file;
+    ngx_uint_t                         metrics_line;
+
+    /* the indexes of $async_task_id ... $async_task_position */
+    ngx_int_t                  variables[NGX_HTTP_ASYNC_TASK_NVARIABLES];
 } ngx_http_async_task_main_conf_t;
 
 
@@ -185,7 +194,6 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_async_task_module;
 
-extern ngx_str_t     ngx_http_async_task_kinds[];
 extern ngx_str_t     ngx_http_async_task_statuses[];
 
 

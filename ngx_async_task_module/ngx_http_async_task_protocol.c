@@ -11,7 +11,9 @@
 #include <sys/random.h>
 #include <cjson/cJSON.h>
 
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_util.h"
 
 
 /*
@@ -41,13 +43,13 @@ typedef struct {
 } ngx_http_async_task_speech_parts_t;
 
 
+static ngx_chain_t *ngx_http_async_task_protocol_image_request(
+    ngx_http_async_task_run_t *run, ngx_uint_t sdcpp);
 static char *ngx_http_async_task_protocol_image(
-    ngx_http_async_task_backend_t *backend, cJSON *params);
+    ngx_http_async_task_backend_t *backend, cJSON *params, ngx_uint_t sdcpp);
 static void ngx_http_async_task_protocol_inert(char *text);
-static ngx_chain_t *ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, u_char *boundary,
-    ngx_fd_t fd, off_t size);
+static ngx_chain_t *ngx_http_async_task_protocol_speech(
+    ngx_http_async_task_run_t *run, cJSON *params);
 static void ngx_http_async_task_protocol_speech_parts(cJSON *params,
     ngx_http_async_task_speech_parts_t *sp);
 static void ngx_http_async_task_protocol_clean(char *text, ngx_uint_t name);
@@ -59,16 +61,9 @@ static ngx_int_t ngx_http_async_task_protocol_in_file(u_char *boundary,
     ngx_fd_t fd, off_t size, ngx_log_t *log);
 static u_char *ngx_http_async_task_protocol_part(u_char *p,
     ngx_str_t *boundary, const char *name, const char *value);
-static void ngx_http_async_task_protocol_image_done(
-    ngx_http_async_task_t *task, ngx_http_async_task_outcome_t *out,
-    cJSON *json, ngx_pool_t *pool, ngx_log_t *log);
-static void ngx_http_async_task_protocol_raw_done(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log);
-static void ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_str_t *image, ngx_pool_t *pool,
+static void ngx_http_async_task_protocol_base64_png(
+    ngx_http_async_task_run_t *run, cJSON *b64, const char *name,
     ngx_log_t *log);
-static void ngx_http_async_task_protocol_speech_done(
-    ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool);
 static ngx_int_t ngx_http_async_task_protocol_text(ngx_pool_t *pool,
     char *text, ngx_str_t *out);
 
@@ -78,8 +73,6 @@ static ngx_str_t  ngx_http_async_task_image_path =
 static ngx_str_t  ngx_http_async_task_speech_path =
     ngx_string("/v1/audio/transcriptions");
 
-static u_char  ngx_http_async_task_png_signature[] = "\x89PNG\r\n\x1a\n";
-
 
 /*
  * In a thread, before a speech run: a boundary that occurs in none of
@@ -88,19 +81,20 @@ static u_char  ngx_http_async_task_png_signature[] = "\x89PNG\r\n\x1a\n";
  */
 
 void
-ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
-    ngx_http_async_task_backend_t *backend, ngx_fd_t fd, off_t size,
-    u_char *boundary, ngx_log_t *log)
+ngx_http_async_task_protocol_boundary(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
 {
+    u_char                              *boundary;
     cJSON                               *params;
     ngx_int_t                            rc;
     ngx_uint_t                           i;
     ngx_http_async_task_speech_parts_t   sp;
 
+    boundary = run->boundary;
     boundary[0] = '\0';
 
-    params = cJSON_ParseWithLength((char *) task->params.data,
-                                   task->params.len);
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
     if (params == NULL) {
         return;
     }
@@ -113,11 +107,14 @@ ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
             break;
         }
 
-        if (ngx_http_async_task_protocol_in_parts(boundary, backend, &sp)) {
+        if (ngx_http_async_task_protocol_in_parts(boundary, run->backend,
+                                                  &sp))
+        {
             continue;
         }
 
-        rc = ngx_http_async_task_protocol_in_file(boundary, fd, size, log);
+        rc = ngx_http_async_task_protocol_in_file(boundary, run->fd,
+                                                  run->size, log);
 
         if (rc == NGX_DECLINED) {
             cJSON_Delete(params);
@@ -135,34 +132,40 @@ ngx_http_async_task_protocol_boundary(ngx_http_async_task_t *task,
 }
 
 
-/* on the event loop, as a claimed task starts */
+/* in the event loop, as a claimed task starts: OpenAI's images API */
 
 ngx_chain_t *
-ngx_http_async_task_protocol_request(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, ngx_http_async_task_t *task,
-    u_char *boundary, ngx_fd_t fd, off_t size)
+ngx_http_async_task_protocol_openai_image(ngx_http_async_task_run_t *run)
 {
-    char         *body;
-    cJSON        *params;
-    size_t        len;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    return ngx_http_async_task_protocol_image_request(run, 0);
+}
 
-    params = cJSON_ParseWithLength((char *) task->params.data,
-                                   task->params.len);
+
+/* the same, with sd-server's own options inside the prompt */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_sdcpp_image(ngx_http_async_task_run_t *run)
+{
+    return ngx_http_async_task_protocol_image_request(run, 1);
+}
+
+
+static ngx_chain_t *
+ngx_http_async_task_protocol_image_request(ngx_http_async_task_run_t *run,
+    ngx_uint_t sdcpp)
+{
+    char       *body;
+    cJSON      *params;
+    size_t      len;
+    ngx_buf_t  *b;
+
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
     if (params == NULL) {
         return NULL;
     }
 
-    if (task->kind == NGX_HTTP_ASYNC_TASK_SPEECH) {
-        cl = ngx_http_async_task_protocol_speech(pool, backend, in, params,
-                                                 boundary, fd, size);
-        cJSON_Delete(params);
-        return cl;
-    }
-
-    body = ngx_http_async_task_protocol_image(backend, params);
+    body = ngx_http_async_task_protocol_image(run->backend, params, sdcpp);
 
     cJSON_Delete(params);
 
@@ -172,10 +175,9 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
     len = ngx_strlen(body);
 
-    b = ngx_http_async_task_protocol_head(pool, "POST",
+    b = ngx_http_async_task_protocol_head(run, "POST",
                                           &ngx_http_async_task_image_path,
-                                          backend, in, "application/json",
-                                          NULL, len, len);
+                                          "application/json", NULL, len, len);
     if (b == NULL) {
         cJSON_free(body);
         return NULL;
@@ -184,6 +186,37 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
     b->last = ngx_cpymem(b->last, body, len);
 
     cJSON_free(body);
+
+    return ngx_http_async_task_protocol_chain(run->pool, b);
+}
+
+
+/* the transcriptions API: multipart/form-data */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_openai_speech(ngx_http_async_task_run_t *run)
+{
+    cJSON        *params;
+    ngx_chain_t  *cl;
+
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
+    if (params == NULL) {
+        return NULL;
+    }
+
+    cl = ngx_http_async_task_protocol_speech(run, params);
+
+    cJSON_Delete(params);
+
+    return cl;
+}
+
+
+ngx_chain_t *
+ngx_http_async_task_protocol_chain(ngx_pool_t *pool, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
 
     cl = ngx_alloc_chain_link(pool);
     if (cl == NULL) {
@@ -198,30 +231,34 @@ ngx_http_async_task_protocol_request(ngx_pool_t *pool,
 
 
 /*
- * The request line and headers, with room for "extra" bytes after them;
- * a body's Content-Type and Content-Length when it has a type.
+ * The request line and headers, with room for "extra" bytes after them.
+ * Without a type (a GET), there is neither Content-Type nor
+ * Content-Length.
  */
 
 ngx_buf_t *
-ngx_http_async_task_protocol_head(ngx_pool_t *pool, const char *method,
-    ngx_str_t *path, ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, const char *type,
+ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
+    const char *method, ngx_str_t *path, const char *type,
     ngx_str_t *boundary, off_t length, size_t extra)
 {
-    ngx_buf_t  *b;
+    ngx_buf_t                       *b;
+    ngx_http_async_task_instance_t  *in;
 
-    b = ngx_create_temp_buf(pool, sizeof("POST  HTTP/1.1" CRLF
-                                         "Host: " CRLF
-                                         "Content-Type: ; boundary=" CRLF
-                                         "Content-Length: " CRLF
-                                         "Accept: application/json" CRLF
-                                         "User-Agent: ngx_async_task" CRLF
-                                         "Connection: keep-alive" CRLF CRLF)
-                                  + ngx_strlen(method)
-                                  + path->len + in->server.len
-                                  + (type ? ngx_strlen(type) : 0)
-                                  + (boundary ? boundary->len : 0)
-                                  + NGX_OFF_T_LEN + extra);
+    in = run->instance;
+
+    b = ngx_create_temp_buf(run->pool,
+                            sizeof(" " " HTTP/1.1" CRLF
+                                   "Host: " CRLF
+                                   "Content-Type: ; boundary=" CRLF
+                                   "Content-Length: " CRLF
+                                   "Accept: application/json" CRLF
+                                   "User-Agent: ngx_async_task" CRLF
+                                   "Connection: keep-alive" CRLF CRLF)
+                            + ngx_strlen(method) + path->len
+                            + in->server.len
+                            + (type ? ngx_strlen(type) : 0)
+                            + (boundary ? boundary->len : 0)
+                            + NGX_OFF_T_LEN + extra);
     if (b == NULL) {
         return NULL;
     }
@@ -243,7 +280,7 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, const char *method,
     b->last = ngx_sprintf(b->last, "Accept: application/json" CRLF
                           "User-Agent: ngx_async_task" CRLF
                           "Connection: %s" CRLF CRLF,
-                          backend->keepalive ? "keep-alive" : "close");
+                          run->backend->keepalive ? "keep-alive" : "close");
 
     return b;
 }
@@ -251,7 +288,7 @@ ngx_http_async_task_protocol_head(ngx_pool_t *pool, const char *method,
 
 static char *
 ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
-    cJSON *params)
+    cJSON *params, ngx_uint_t sdcpp)
 {
     char   *body, *extra_text;
     cJSON  *req, *extra, *sample, *guidance, *item;
@@ -299,7 +336,7 @@ ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
         goto done;
     }
 
-    if (backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_SDCPP) {
+    if (sdcpp) {
 
         /* sd-server reads its own options from inside the prompt */
 
@@ -370,7 +407,7 @@ ngx_http_async_task_protocol_image(ngx_http_async_task_backend_t *backend,
     cJSON_AddStringToObject(req, "size", (char *) size);
     cJSON_AddStringToObject(req, "response_format", "b64_json");
 
-    if (backend->protocol == NGX_HTTP_ASYNC_TASK_PROTO_OPENAI) {
+    if (!sdcpp) {
 
         if (p_negative) {
             cJSON_AddItemToObject(req, "negative_prompt",
@@ -436,18 +473,26 @@ ngx_http_async_task_protocol_inert(char *text)
  */
 
 static ngx_chain_t *
-ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
-    ngx_http_async_task_backend_t *backend,
-    ngx_http_async_task_instance_t *in, cJSON *params, u_char *ready,
-    ngx_fd_t fd, off_t size)
+ngx_http_async_task_protocol_speech(ngx_http_async_task_run_t *run,
+    cJSON *params)
 {
-    u_char                              *p;
+    u_char                              *p, *ready;
+    off_t                                size;
     size_t                               len;
+    ngx_fd_t                             fd;
     ngx_buf_t                           *head, *file, *tail;
     ngx_str_t                            boundary;
     ngx_uint_t                           i;
+    ngx_pool_t                          *pool;
     ngx_chain_t                         *cl, *cl2, *cl3;
+    ngx_http_async_task_backend_t       *backend;
     ngx_http_async_task_speech_parts_t   sp;
+
+    pool = run->pool;
+    backend = run->backend;
+    ready = run->boundary;
+    fd = run->fd;
+    size = run->size;
 
     ngx_http_async_task_protocol_speech_parts(params, &sp);
 
@@ -565,8 +610,8 @@ ngx_http_async_task_protocol_speech(ngx_pool_t *pool,
 
     /* the request line and headers go in front of the parts */
 
-    cl->buf = ngx_http_async_task_protocol_head(pool, "POST",
-                     &ngx_http_async_task_speech_path, backend, in,
+    cl->buf = ngx_http_async_task_protocol_head(run, "POST",
+                     &ngx_http_async_task_speech_path,
                      "multipart/form-data", &boundary,
                      (head->last - head->pos) + size
                      + (tail->last - tail->pos), 0);
@@ -759,95 +804,55 @@ ngx_http_async_task_protocol_part(u_char *p, ngx_str_t *boundary,
 
 
 /*
- * In a pool thread: what the instance's answer means for the task, and
- * for an image, the PNG written to files= (durably, before DONE is).
+ * In a pool thread: NGX_OK for a whole 2xx answer; otherwise the outcome
+ * says what the exchange means for the task (NGX_DECLINED).
  */
 
-void
-ngx_http_async_task_protocol_response(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log)
-{
-    cJSON  *json;
-
-    if (ngx_http_async_task_protocol_exchange(out,
-                                   out->raw ? NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX
-                                            : ngx_http_async_task_answer_max(
-                                                  task->kind),
-                                   pool)
-        != NGX_OK)
-    {
-        return;
-    }
-
-    if (out->raw) {
-        ngx_http_async_task_protocol_raw_done(task, out, pool, log);
-        return;
-    }
-
-    json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
-
-    if (ngx_http_async_task_protocol_status(out, json, pool) != NGX_OK) {
-        cJSON_Delete(json);
-        return;
-    }
-
-    if (out->status < 200 || out->status >= 300 || json == NULL) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "the instance's answer is not "
-                                          "the expected JSON (status %ui)",
-                                          out->status);
-        cJSON_Delete(json);
-        return;
-    }
-
-    if (task->kind == NGX_HTTP_ASYNC_TASK_IMAGE) {
-        ngx_http_async_task_protocol_image_done(task, out, json, pool, log);
-
-    } else {
-        ngx_http_async_task_protocol_speech_done(out, json, pool);
-    }
-
-    cJSON_Delete(json);
-}
-
-
-/* NGX_OK: a whole answer came; otherwise the outcome is set */
-
 ngx_int_t
-ngx_http_async_task_protocol_exchange(ngx_http_async_task_outcome_t *out,
-    size_t max, ngx_pool_t *pool)
+ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
 {
+    cJSON                          *json, *error, *message;
+    ngx_pool_t                     *pool;
+    const char                     *text;
+    ngx_http_async_task_outcome_t  *out;
+
+    out = &run->outcome;
+    pool = run->pool;
+
     switch (out->result) {
 
     case ngx_http_async_task_client_ok:
-        return NGX_OK;
+        break;
 
     case ngx_http_async_task_client_refused:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "the instance could not be reached");
-        break;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_aborted:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "nginx is shutting down");
-        break;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_timeout:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "timeout", pool,
                                           "the instance did not answer "
                                           "in time");
-        break;
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
                                           "the answer is larger than the "
-                                          "limit of %uz bytes", max);
-        break;
+                                          "limit of %uz bytes",
+                          run->max_response
+                          ? run->max_response
+                          : ngx_http_async_task_kind(run->task->kind)
+                                ->answer_max);
+        return NGX_DECLINED;
 
     case ngx_http_async_task_client_headers_too_big:
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
@@ -855,106 +860,123 @@ ngx_http_async_task_protocol_exchange(ngx_http_async_task_outcome_t *out,
                                           "the answer's header block is "
                                           "larger than %d bytes",
                                           NGX_HTTP_ASYNC_TASK_HEADERS_MAX);
-        break;
+        return NGX_DECLINED;
 
     default: /* ngx_http_async_task_client_broken */
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "backend_error", pool,
                                           "the connection failed before "
                                           "a complete answer");
+        return NGX_DECLINED;
     }
 
-    return NGX_ERROR;
-}
+    if (out->status >= 400) {
 
+        /* the instance's own words, when it gives them */
 
-/*
- * NGX_OK: a status below 400; otherwise the outcome is set, quoting the
- * instance's error.message (or error, a string), when json has one.
- */
+        json = cJSON_ParseWithLength((char *) out->body.data, out->body.len);
 
-ngx_int_t
-ngx_http_async_task_protocol_status(ngx_http_async_task_outcome_t *out,
-    cJSON *json, ngx_pool_t *pool)
-{
-    cJSON       *error, *message;
-    const char  *text;
+        text = NULL;
+        error = cJSON_GetObjectItemCaseSensitive(json, "error");
+        message = cJSON_GetObjectItemCaseSensitive(error, "message");
 
-    if (out->status < 400) {
-        return NGX_OK;
+        if (cJSON_IsString(message)) {
+            text = message->valuestring;
+
+        } else if (cJSON_IsString(error)) {
+            text = error->valuestring;
+        }
+
+        ngx_http_async_task_protocol_fail(out,
+                       out->status < 500 ? ngx_http_async_task_run_failed
+                                         : ngx_http_async_task_run_error,
+                       out->status < 500 ? "backend_rejected"
+                                         : "backend_error",
+                       pool, "the instance answered %ui%s%*s",
+                       out->status, text ? ": " : "",
+                       text ? ngx_min(ngx_strlen(text),
+                                      NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
+                            : (size_t) 0,
+                       text ? text : "");
+        cJSON_Delete(json);
+        return NGX_DECLINED;
     }
 
-    text = NULL;
-    error = cJSON_GetObjectItemCaseSensitive(json, "error");
-    message = cJSON_GetObjectItemCaseSensitive(error, "message");
-
-    if (cJSON_IsString(message)) {
-        text = message->valuestring;
-
-    } else if (cJSON_IsString(error)) {
-        text = error->valuestring;
-    }
-
-    ngx_http_async_task_protocol_fail(out,
-                   out->status < 500 ? ngx_http_async_task_run_failed
-                                     : ngx_http_async_task_run_error,
-                   out->status < 500 ? "backend_rejected" : "backend_error",
-                   pool, "the instance answered %ui%s%*s",
-                   out->status, text ? ": " : "",
-                   text ? ngx_min(ngx_strlen(text),
-                                  NGX_HTTP_ASYNC_TASK_MESSAGE_MAX)
-                        : (size_t) 0,
-                   text ? text : "");
-
-    return NGX_ERROR;
-}
-
-
-/* the answer is the image itself (ComfyUI's /view) */
-
-static void
-ngx_http_async_task_protocol_raw_done(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_pool_t *pool, ngx_log_t *log)
-{
-    if (ngx_http_async_task_protocol_status(out, NULL, pool) != NGX_OK) {
-        return;
-    }
-
-    if (out->status < 200 || out->status >= 300
-        || out->body.len < sizeof(ngx_http_async_task_png_signature) - 1
-        || ngx_memcmp(out->body.data, ngx_http_async_task_png_signature,
-                      sizeof(ngx_http_async_task_png_signature) - 1)
-           != 0)
-    {
+    if (out->status < 200 || out->status >= 300) {
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                           "bad_response", pool,
-                                          "the image the instance sent is "
-                                          "not a PNG (status %ui)",
+                                          "the instance's answer is not "
+                                          "the expected JSON (status %ui)",
                                           out->status);
-        return;
+        return NGX_DECLINED;
     }
 
-    ngx_http_async_task_protocol_png(task, out, &out->body, pool, log);
+    return NGX_OK;
 }
 
 
-static void
-ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, cJSON *json, ngx_pool_t *pool,
+/* in a pool thread: a whole 2xx JSON answer, or NULL and the outcome */
+
+cJSON *
+ngx_http_async_task_protocol_verdict(ngx_http_async_task_run_t *run)
+{
+    cJSON  *json;
+
+    if (ngx_http_async_task_protocol_answer(run) != NGX_OK) {
+        return NULL;
+    }
+
+    json = cJSON_ParseWithLength((char *) run->outcome.body.data,
+                                 run->outcome.body.len);
+
+    if (json == NULL) {
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "the instance's answer is not "
+                                          "the expected JSON (status %ui)",
+                                          run->outcome.status);
+    }
+
+    return json;
+}
+
+
+/* an image answer of OpenAI's API: the PNG is data[0].b64_json */
+
+void
+ngx_http_async_task_protocol_image_done(ngx_http_async_task_run_t *run,
     ngx_log_t *log)
 {
-    cJSON      *data, *b64;
-    ngx_str_t   src, png;
+    cJSON  *json, *data;
+
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
+        return;
+    }
 
     data = cJSON_GetObjectItemCaseSensitive(json, "data");
-    b64 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
-                                           "b64_json");
+
+    ngx_http_async_task_protocol_base64_png(run,
+               cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
+                                                "b64_json"),
+               "data[0].b64_json", log);
+
+    cJSON_Delete(json);
+}
+
+
+static void
+ngx_http_async_task_protocol_base64_png(ngx_http_async_task_run_t *run,
+    cJSON *b64, const char *name, ngx_log_t *log)
+{
+    ngx_str_t  src, png;
 
     if (!cJSON_IsString(b64)) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "the answer has no "
-                                          "data[0].b64_json");
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "the answer has no %s", name);
         return;
     }
 
@@ -966,39 +988,44 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_t *task,
     png.data = src.data;
 
     if (ngx_decode_base64(&png, &src) != NGX_OK
-        || png.len < sizeof(ngx_http_async_task_png_signature) - 1
-        || ngx_memcmp(png.data, ngx_http_async_task_png_signature,
-                      sizeof(ngx_http_async_task_png_signature) - 1)
-           != 0)
+        || ngx_http_async_task_protocol_png(run, &png, log) == NGX_DECLINED)
     {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
-                                          "data[0].b64_json is not "
-                                          "a base64 PNG");
-        return;
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
+                                          "%s is not a base64 PNG", name);
     }
-
-    ngx_http_async_task_protocol_png(task, out, &png, pool, log);
 }
 
 
 /*
- * The task's PNG, under this run's own name in files=, synced with its
- * directory: the store renames it when it takes the outcome.
+ * In a pool thread: an image the task's result, written to files= under
+ * this run's own name (durably, before DONE is).  NGX_DECLINED: it is
+ * not a PNG, and the outcome is left to the caller; otherwise the
+ * outcome is set, done or not.
  */
 
-static void
-ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
-    ngx_http_async_task_outcome_t *out, ngx_str_t *image, ngx_pool_t *pool,
-    ngx_log_t *log)
+ngx_int_t
+ngx_http_async_task_protocol_png(ngx_http_async_task_run_t *run,
+    ngx_str_t *png, ngx_log_t *log)
 {
-    u_char     *p;
-    ssize_t     n;
-    ngx_fd_t    fd;
-    ngx_str_t   png;
-    u_char      path[NGX_MAX_PATH];
+    u_char                         *p;
+    ssize_t                         n;
+    ngx_fd_t                        fd;
+    ngx_pool_t                     *pool;
+    ngx_http_async_task_outcome_t  *out;
+    u_char                          path[NGX_MAX_PATH];
 
-    png = *image;
+    static u_char  signature[] = "\x89PNG\r\n\x1a\n";
+
+    if (png->len < sizeof(signature) - 1
+        || ngx_memcmp(png->data, signature, sizeof(signature) - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    out = &run->outcome;
+    pool = run->pool;
 
     out->file.len = NGX_HTTP_ASYNC_TASK_ID_LEN + sizeof(".png") - 1;
     out->file.data = ngx_pnalloc(pool, out->file.len);
@@ -1007,7 +1034,7 @@ ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
     }
 
     ngx_sprintf(out->file.data, "%*s.png", NGX_HTTP_ASYNC_TASK_ID_LEN,
-                task->id);
+                run->task->id);
 
     if (out->files->len + 1 + out->file.len + out->suffix.len
         >= NGX_MAX_PATH)
@@ -1028,8 +1055,8 @@ ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
         goto failed;
     }
 
-    for (p = png.data; p < png.data + png.len; p += n) {
-        n = write(fd, p, png.data + png.len - p);
+    for (p = png->data; p < png->data + png->len; p += n) {
+        n = write(fd, p, png->data + png->len - p);
 
         if (n == -1) {
             ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
@@ -1052,16 +1079,7 @@ ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
 
     (void) ngx_close_file(fd);
 
-    fd = ngx_open_file(out->files->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd != NGX_INVALID_FILE) {
-        if (fsync(fd) == -1) {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          "fsync() \"%V\" failed", out->files);
-        }
-
-        (void) ngx_close_file(fd);
-    }
+    (void) ngx_http_async_task_util_sync_dir(out->files->data, log);
 
     out->output.data = ngx_pnalloc(pool,
                                    sizeof("{\"content_type\":\"image/png\","
@@ -1073,12 +1091,12 @@ ngx_http_async_task_protocol_png(ngx_http_async_task_t *task,
 
     out->output.len = ngx_sprintf(out->output.data,
                                   "{\"content_type\":\"image/png\","
-                                  "\"bytes\":%uz}", png.len)
+                                  "\"bytes\":%uz}", png->len)
                       - out->output.data;
 
     out->run = ngx_http_async_task_run_done;
 
-    return;
+    return NGX_OK;
 
 failed:
 
@@ -1087,29 +1105,41 @@ failed:
      * run: with backoff, and charged, so that it ends.
      */
 
+    ngx_str_null(&out->file);
+
     ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
                                       "backend_error", pool,
                                       "the result could not be stored");
+    return NGX_ERROR;
 }
 
 
-static void
-ngx_http_async_task_protocol_speech_done(ngx_http_async_task_outcome_t *out,
-    cJSON *json, ngx_pool_t *pool)
+/* a transcription answer: "text", and the details OpenAI's API gives */
+
+void
+ngx_http_async_task_protocol_speech_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
 {
     char   *text;
-    cJSON  *result, *item;
+    cJSON  *json, *result, *item;
 
     static const char  *fields[] = { "language", "duration", "segments",
                                      NULL };
     const char        **f;
 
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
+        return;
+    }
+
     item = cJSON_GetObjectItemCaseSensitive(json, "text");
 
     if (!cJSON_IsString(item)) {
-        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
-                                          "bad_response", pool,
+        ngx_http_async_task_protocol_fail(&run->outcome,
+                                          ngx_http_async_task_run_error,
+                                          "bad_response", run->pool,
                                           "the answer has no \"text\"");
+        cJSON_Delete(json);
         return;
     }
 
@@ -1132,20 +1162,26 @@ ngx_http_async_task_protocol_speech_done(ngx_http_async_task_outcome_t *out,
     cJSON_Delete(result);
 
     if (text == NULL
-        || ngx_http_async_task_protocol_text(pool, text, &out->output)
+        || ngx_http_async_task_protocol_text(run->pool, text,
+                                             &run->outcome.output)
            != NGX_OK)
     {
         goto failed;
     }
 
-    out->run = ngx_http_async_task_run_done;
+    run->outcome.run = ngx_http_async_task_run_done;
+
+    cJSON_Delete(json);
 
     return;
 
 failed:
 
-    ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
-                                      "backend_error", pool,
+    cJSON_Delete(json);
+
+    ngx_http_async_task_protocol_fail(&run->outcome,
+                                      ngx_http_async_task_run_requeue,
+                                      "backend_error", run->pool,
                                       "the result could not be stored");
 }
 

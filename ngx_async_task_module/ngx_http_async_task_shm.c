@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_shm.h"
 #include "ngx_http_async_task_treap.h"
 #include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_util.h"
 
 
 static void ngx_http_async_task_shm_enlist_locked(
@@ -370,10 +371,8 @@ ngx_http_async_task_shm_get(ngx_http_async_task_shm_t *shm, u_char *id,
         goto done;
     }
 
-    if ((user == NULL) != (node->has_user == 0)
-        || (user
-            && (user->len != node->user_len
-                || ngx_memcmp(user->data, node->data, user->len) != 0)))
+    if (!ngx_http_async_task_util_owner(user, node->has_user, node->data,
+                                        node->user_len))
     {
         /* another user's task: as if it did not exist */
         rc = NGX_DONE;
@@ -863,6 +862,66 @@ ngx_http_async_task_shm_queued(ngx_http_async_task_shm_t *shm,
     ngx_shmtx_unlock(&shm->shpool->mutex);
 
     return n;
+}
+
+
+/* a counter of async_task_metrics: "counter" points into the zone */
+
+void
+ngx_http_async_task_shm_metric_add(ngx_http_async_task_shm_t *shm,
+    uint64_t *counter, uint64_t n)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+    *counter += n;
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* an observation of a histogram in the zone, its bucket found already */
+
+void
+ngx_http_async_task_shm_metric_observe(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_histogram_t *h, ngx_uint_t bucket, uint64_t value)
+{
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    h->bucket[bucket]++;
+    h->sum += value;
+    h->count++;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* one consistent copy of the figures, with the queues and runs by kind */
+
+void
+ngx_http_async_task_shm_metrics(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_shm_metrics_t *m)
+{
+    ngx_uint_t                   k;
+    ngx_queue_t                 *q;
+    ngx_http_async_task_node_t  *node;
+
+    ngx_memzero(m->running, sizeof(m->running));
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    m->metrics = shm->sh->metrics;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        m->queued[k] = ngx_http_async_task_treap_size(shm->sh->queue[k]);
+    }
+
+    for (q = ngx_queue_head(&shm->sh->running);
+         q != ngx_queue_sentinel(&shm->sh->running);
+         q = ngx_queue_next(q))
+    {
+        node = ngx_queue_data(q, ngx_http_async_task_node_t, running);
+        m->running[node->kind]++;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 

@@ -11,6 +11,60 @@
 #include "ngx_http_async_task_module.h"
 
 
+/*
+ * The figures of async_task_metrics live in the zone: they add up over
+ * all worker processes and outlive a reload.  A histogram keeps each
+ * bucket's own count (the last one is +Inf) and the sum in the unit of
+ * its bounds; the exposition makes them cumulative.
+ */
+
+#define NGX_HTTP_ASYNC_TASK_BUCKETS        16
+
+/* why a submission was refused */
+#define NGX_HTTP_ASYNC_TASK_QUEUE_FULL     0
+#define NGX_HTTP_ASYNC_TASK_INVALID        1
+#define NGX_HTTP_ASYNC_TASK_UNAVAILABLE    2
+#define NGX_HTTP_ASYNC_TASK_NREASONS       3
+
+/* how a task ended: DONE, CANCELED, or FAILED with one of the codes */
+#define NGX_HTTP_ASYNC_TASK_END_DONE       0
+#define NGX_HTTP_ASYNC_TASK_END_CANCELED   1
+#define NGX_HTTP_ASYNC_TASK_END_FAILED     2
+#define NGX_HTTP_ASYNC_TASK_NENDS          6
+
+/* what one attempt on an instance came to */
+#define NGX_HTTP_ASYNC_TASK_NOUTCOMES      5
+
+
+typedef struct {
+    uint64_t                        bucket[NGX_HTTP_ASYNC_TASK_BUCKETS];
+    uint64_t                        sum;
+    uint64_t                        count;
+} ngx_http_async_task_histogram_t;
+
+
+typedef struct {
+    uint64_t                        submitted[NGX_HTTP_ASYNC_TASK_NKINDS];
+    uint64_t                        rejected[NGX_HTTP_ASYNC_TASK_NKINDS]
+                                            [NGX_HTTP_ASYNC_TASK_NREASONS];
+    uint64_t                        finished[NGX_HTTP_ASYNC_TASK_NKINDS]
+                                            [NGX_HTTP_ASYNC_TASK_NENDS];
+    ngx_http_async_task_histogram_t queue_wait[NGX_HTTP_ASYNC_TASK_NKINDS];
+    ngx_http_async_task_histogram_t commit;     /* microseconds */
+    ngx_http_async_task_histogram_t batch;      /* operations */
+    uint64_t                        store_errors;
+} ngx_http_async_task_metrics_sh_t;
+
+
+/* what the exposition reads of the zone at once */
+
+typedef struct {
+    ngx_http_async_task_metrics_sh_t  metrics;
+    uint64_t                        queued[NGX_HTTP_ASYNC_TASK_NKINDS];
+    uint64_t                        running[NGX_HTTP_ASYNC_TASK_NKINDS];
+} ngx_http_async_task_shm_metrics_t;
+
+
 /* a GPU instance as all worker processes see it */
 
 struct ngx_http_async_task_instance_sh_s {
@@ -30,6 +84,10 @@ struct ngx_http_async_task_instance_sh_s {
     int64_t                         last_check; /* ms, 0: never */
     ngx_pid_t                       checker;    /* probing now */
     int64_t                         check_started;
+
+    /* async_task_metrics: attempts by outcome, their run times in ms */
+    uint64_t                        attempts[NGX_HTTP_ASYNC_TASK_NOUTCOMES];
+    ngx_http_async_task_histogram_t run;
 };
 
 
@@ -86,6 +144,8 @@ struct ngx_http_async_task_shctx_s {
     ngx_queue_t                     instances;
     ngx_queue_t                     running;    /* nodes, for the reaper */
     ngx_queue_t                     pending;    /* reserved, uncommitted */
+
+    ngx_http_async_task_metrics_sh_t  metrics;
 };
 
 
@@ -143,6 +203,13 @@ ngx_uint_t ngx_http_async_task_shm_full(ngx_http_async_task_shm_t *shm,
     ngx_uint_t max_queued);
 ngx_uint_t ngx_http_async_task_shm_queued(ngx_http_async_task_shm_t *shm,
     ngx_uint_t kind);
+
+void ngx_http_async_task_shm_metric_add(ngx_http_async_task_shm_t *shm,
+    uint64_t *counter, uint64_t n);
+void ngx_http_async_task_shm_metric_observe(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_histogram_t *h, ngx_uint_t bucket, uint64_t value);
+void ngx_http_async_task_shm_metrics(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_shm_metrics_t *m);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_SHM_H_INCLUDED_ */

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_upload.h"
 
 
@@ -28,6 +29,7 @@
 typedef struct {
     ngx_http_async_task_store_conf_t  *conf;
     ngx_uint_t                         n;
+    int64_t                            usec;       /* the commit, or -1 */
     ngx_http_async_task_op_t          *ops[NGX_HTTP_ASYNC_TASK_BATCH_MAX];
 } ngx_http_async_task_batch_t;
 
@@ -355,6 +357,7 @@ ngx_http_async_task_op_done(ngx_event_t *ev)
 {
     ngx_http_async_task_op_t  *op = ev->data;
 
+    ngx_http_async_task_metrics_op(op);
     op->handler(op);
 }
 
@@ -369,6 +372,7 @@ ngx_http_async_task_batch_start(void)
 
     batch = ngx_http_async_task_batch_task->ctx;
     batch->n = 0;
+    batch->usec = -1;
 
     while (!ngx_queue_empty(&ngx_http_async_task_pending)
            && batch->n < NGX_HTTP_ASYNC_TASK_BATCH_MAX)
@@ -406,7 +410,11 @@ ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
 {
     ngx_http_async_task_batch_t  *batch = data;
 
+    int64_t  start;
+
+    start = ngx_http_async_task_metrics_clock();
     batch->conf->driver->write(batch->conf, batch->ops, batch->n, log);
+    batch->usec = ngx_http_async_task_metrics_clock() - start;
 }
 
 
@@ -423,6 +431,7 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 
     n = batch->n;
     ngx_memcpy(ops, batch->ops, n * sizeof(ngx_http_async_task_op_t *));
+    ngx_http_async_task_metrics_batch(ops, n, batch->usec);
 
     ngx_http_async_task_batch_busy = 0;
 

@@ -10,6 +10,7 @@
 
 #include <sqlite3.h>
 
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
 #include "ngx_http_async_task_util.h"
@@ -389,7 +390,6 @@ static void
 ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_fd_t                       fd;
     ngx_uint_t                     i, renamed;
     ngx_http_async_task_sqlite_t  *sq;
 
@@ -451,18 +451,7 @@ ngx_http_async_task_sqlite_write(ngx_http_async_task_store_conf_t *conf,
     if (renamed) {
 
         /* the new names are on disk before the tasks say DONE */
-
-        fd = ngx_open_file(conf->files.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
-                           0);
-
-        if (fd == NGX_INVALID_FILE || fsync(fd) == -1) {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          "fsync() \"%V\" failed", &conf->files);
-        }
-
-        if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(fd);
-        }
+        (void) ngx_http_async_task_util_sync_dir(conf->files.data, log);
     }
 
     if (ngx_http_async_task_sqlite_step(sq, sq->commit, log) != NGX_OK) {
@@ -491,7 +480,7 @@ ngx_http_async_task_sqlite_insert(ngx_http_async_task_sqlite_t *sq,
     sqlite3_bind_text(stmt, 1, (char *) task->id, NGX_HTTP_ASYNC_TASK_ID_LEN,
                       SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2,
-                      (char *) ngx_http_async_task_kinds[task->kind].data,
+                      (char *) ngx_http_async_task_kind(task->kind)->name.data,
                       -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 3,
                       (char *) ngx_http_async_task_statuses[task->status].data,
@@ -581,7 +570,7 @@ ngx_http_async_task_sqlite_list(ngx_http_async_task_store_conf_t *conf,
 
     if (filter->kind >= 0) {
         sqlite3_bind_text(stmt, 3, (char *)
-                          ngx_http_async_task_kinds[filter->kind].data,
+                          ngx_http_async_task_kind(filter->kind)->name.data,
                           -1, SQLITE_STATIC);
     }
 
@@ -658,10 +647,8 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
     sqlite3_clear_bindings(sq->get);
 
     if (ret == NGX_OK
-        && (row.has_user != (user != NULL)
-            || (user && (user->len != row.user.len
-                         || ngx_memcmp(user->data, row.user.data, user->len)
-                            != 0))))
+        && !ngx_http_async_task_util_owner(user, row.has_user, row.user.data,
+                                           row.user.len))
     {
         ret = NGX_DECLINED;
     }
@@ -724,7 +711,7 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_sqlite_t *sq,
     ngx_http_async_task_sqlite_bind_str(sq->claim, 2, owner);
     sqlite3_bind_int64(sq->claim, 3, now + lease);
     sqlite3_bind_text(sq->claim, 4,
-                      (char *) ngx_http_async_task_kinds[kind].data, -1,
+                      (char *) ngx_http_async_task_kind(kind)->name.data, -1,
                       SQLITE_STATIC);
     sqlite3_bind_int(sq->claim, 5, (int) n);
 

@@ -12,11 +12,13 @@
 
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_submit.h"
 #include "ngx_http_async_task_upload.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_variables.h"
 
 
 /* a JSON submission is small: its fields are limited to FIELD_MAX */
@@ -203,6 +205,9 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
                                          NULL);
         return NULL;
     }
+
+    ngx_http_async_task_metrics_submission(r, kind);
+    ngx_http_async_task_variables_kind(r, kind);
 
     *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 

@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
@@ -132,7 +133,6 @@ ngx_http_async_task_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     ascf->hc_timeout = 2000;
     ascf->hc_fails = 3;
     ascf->hc_passes = 2;
-    ngx_str_set(&ascf->hc_uri, "/health");
 
     value = cf->args->elts;
 
@@ -237,6 +237,12 @@ ngx_http_async_task_init_instances(ngx_conf_t *cf,
 
         backend->ups = backend->upstream->srv_conf[
                                        ngx_http_async_task_module.ctx_index];
+
+        /* without uri=, the probe its protocol's servers answer */
+
+        if (backend->ups->health_check && backend->ups->hc_uri.len == 0) {
+            backend->ups->hc_uri = backend->protocol->health_uri;
+        }
 
         if (ngx_http_async_task_instances_add(cf, amcf, backend, k)
             != NGX_OK)
@@ -902,6 +908,29 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
                    "async_task: free %V, failed:%ui, inflight:%ui, "
                    "fails:%ui, down until:%L",
                    &in->name, failed, inflight, fails, down_until);
+}
+
+
+/* async_task_metrics: an attempt's outcome, and its run time in bucket */
+
+void
+ngx_http_async_task_upstream_observe(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_uint_t outcome,
+    ngx_uint_t bucket, uint64_t ms)
+{
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    ish->attempts[outcome]++;
+
+    ish->run.bucket[bucket]++;
+    ish->run.sum += ms;
+    ish->run.count++;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 }
 
 

@@ -42,6 +42,9 @@ void ngx_http_async_task_upstream_release(ngx_http_async_task_shm_t *shm,
 void ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups,
     ngx_uint_t failed, ngx_http_async_task_client_e result, ngx_log_t *log);
+void ngx_http_async_task_upstream_observe(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_uint_t outcome,
+    ngx_uint_t bucket, uint64_t ms);
 ngx_uint_t ngx_http_async_task_upstream_check_take(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_instance_t *in,
     int64_t now, ngx_msec_t interval, ngx_msec_t timeout);

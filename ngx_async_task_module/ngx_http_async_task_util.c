@@ -10,14 +10,8 @@
 
 #include <uuid/uuid.h>
 
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_util.h"
-
-
-ngx_str_t  ngx_http_async_task_kinds[] = {
-    ngx_string("image"),
-    ngx_string("speech"),
-    ngx_null_string
-};
 
 
 ngx_str_t  ngx_http_async_task_statuses[] = {
@@ -155,9 +149,9 @@ ngx_http_async_task_kind_index(ngx_str_t *name)
 {
     ngx_uint_t  i;
 
-    for (i = 0; ngx_http_async_task_kinds[i].len; i++) {
-        if (name->len == ngx_http_async_task_kinds[i].len
-            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].data,
+    for (i = 0; ngx_http_async_task_kinds[i].name.len; i++) {
+        if (name->len == ngx_http_async_task_kinds[i].name.len
+            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].name.data,
                            name->len) == 0)
         {
             return i;

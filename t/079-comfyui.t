@@ -330,7 +330,7 @@ my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
 Test::More::is($t->{status}, 'FAILED', 'FAILED');
 Test::More::is($t->{error}{code}, 'bad_response', 'bad_response');
 Test::More::is($t->{error}{message},
-    'the image the instance sent is not a PNG (status 200)', 'why');
+    'the image ComfyUI sent is not a PNG', 'why');
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -425,7 +425,7 @@ Test::More::is(scalar(() = main::requests(19799, 'POST', qr{^/prompt$})), 0,
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
 --- error_log
-the ComfyUI request of task 01900000-0000-7000-8000-000000000001 could not be made
+the request of task 01900000-0000-7000-8000-000000000001 could not be made
 --- no_error_log
 [error]
 
