@@ -153,8 +153,8 @@ static ngx_int_t ngx_http_async_task_comfyui_in_queue(cJSON *list,
     ngx_str_t *id);
 
 
-static ngx_http_async_task_comfyui_field_t  ngx_http_async_task_comfyui_fields[]
-    = {
+static ngx_http_async_task_comfyui_field_t
+    ngx_http_async_task_comfyui_fields[] = {
     { ngx_string("prompt"), NGX_HTTP_ASYNC_TASK_COMFYUI_STRING },
     { ngx_string("negative_prompt"), NGX_HTTP_ASYNC_TASK_COMFYUI_STRING },
     { ngx_string("width"), NGX_HTTP_ASYNC_TASK_COMFYUI_INTEGER },
@@ -983,8 +983,8 @@ ngx_http_async_task_comfyui_escape_arg(u_char *dst, ngx_str_t *arg)
 
 /*
  * The answer to POST /prompt, a whole one: NGX_OK and its prompt_id;
- * otherwise the outcome is set.  A 4xx is ComfyUI refusing the graph: its message and
- * the first error of the first node it names.
+ * otherwise the outcome is set.  A 4xx is ComfyUI refusing the graph:
+ * its message and the first error of the first node it names.
  */
 
 static ngx_int_t
@@ -1522,8 +1522,8 @@ ngx_http_async_task_comfyui_stop_send(ngx_http_async_task_comfyui_stop_t *st,
     hc = &st->client;
 
     ngx_http_async_task_client_init(hc, st->run.backend, st->run.instance,
-                                    ngx_min(st->run.backend->timeout,
-                                      NGX_HTTP_ASYNC_TASK_COMFYUI_STOP_TIMEOUT));
+                       ngx_min(st->run.backend->timeout,
+                               NGX_HTTP_ASYNC_TASK_COMFYUI_STOP_TIMEOUT));
 
     hc->pool = st->pool;
     hc->log = &st->log;

@@ -50,6 +50,16 @@ sub requests {
            @{ AsyncTaskTest::fake_stats($port)->{last_requests} };
 }
 
+# the example workflow in html/, and a fake ComfyUI (stopping the others)
+sub start_comfy {
+    my ($port, %opt) = @_;
+    require File::Copy;
+    File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
+                     AsyncTaskTest::servroot() . '/html/') or die $!;
+    AsyncTaskTest::stop_fake_gpus();
+    AsyncTaskTest::fake_gpu(port => $port, kind => 'comfyui', %opt);
+}
+
 sub result_png {
     my ($id) = @_;
     my ($s, $h, $body) = AsyncTaskTest::http('GET', "/api/v1/tasks/$id/result");
@@ -159,11 +169,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19791; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19791, kind => 'comfyui');
+main::start_comfy(19791);
 --- init
 my $id = main::submit({prompt => 'a lighthouse at dusk', seed => 7});
 my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
@@ -194,13 +200,9 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19792; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
 main::seed_task(1, {prompt => 'tiny', width => 8, height => 64, seed => 1,
                     steps => 4});
-AsyncTaskTest::fake_gpu(port => 19792, kind => 'comfyui');
+main::start_comfy(19792);
 --- init
 my $t = AsyncTaskTest::wait_task(main::tid(1), ['DONE', 'FAILED']);
 Test::More::is($t->{status}, 'FAILED', 'FAILED');
@@ -226,11 +228,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19793; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19793, kind => 'comfyui');
+main::start_comfy(19793);
 --- init
 AsyncTaskTest::fake(19793, 'POST', '/control/comfyui',
     {execution_error => "CUDA out of memory. Tried to allocate 2.00 GiB"});
@@ -257,11 +255,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19794; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19794, kind => 'comfyui');
+main::start_comfy(19794);
 --- init
 AsyncTaskTest::fake(19794, 'POST', '/control/comfyui',
     {execution_error => "boom"});
@@ -288,11 +282,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19795; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19795, kind => 'comfyui');
+main::start_comfy(19795);
 --- init
 AsyncTaskTest::fake(19795, 'POST', '/control/comfyui', {fault_on => 'history'});
 AsyncTaskTest::fake_control(19795, mode => 'huge_body', huge_size => 5000000);
@@ -317,11 +307,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19796; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19796, kind => 'comfyui');
+main::start_comfy(19796);
 --- init
 AsyncTaskTest::fake(19796, 'POST', '/control/comfyui', {fault_on => 'view'});
 AsyncTaskTest::fake_control(19796, mode => 'malformed');
@@ -347,11 +333,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19797; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19797, kind => 'comfyui');
+main::start_comfy(19797);
 --- init
 my $name = "fox & hound #1?=%+ caf\x{e9}.png";
 my $sub = "a b/c&d=e;f";
@@ -379,11 +361,7 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19798; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19798, kind => 'comfyui');
+main::start_comfy(19798);
 --- init
 AsyncTaskTest::fake(19798, 'POST', '/control/comfyui',
     {filename => "a\r\nHost: evil\r\n.png"});
@@ -409,13 +387,9 @@ GET /api/v1/system/stats
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19799; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
 main::seed_task(1, {prompt => 'p', width => 64, height => 64,
                     seed => '1, "x": 2', steps => 4});
-AsyncTaskTest::fake_gpu(port => 19799, kind => 'comfyui');
+main::start_comfy(19799);
 --- init
 my $t = AsyncTaskTest::wait_task(main::tid(1), ['DONE', 'FAILED']);
 Test::More::is($t->{status}, 'FAILED', 'FAILED');
@@ -438,11 +412,7 @@ the request of task 01900000-0000-7000-8000-000000000001 could not be made
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19800; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19800, kind => 'comfyui', latency => 30);
+main::start_comfy(19800, latency => 30);
 --- init
 my $id = main::submit({prompt => 'slow', width => 64, height => 64, seed => 1});
 my $pid = main::wait_prompt(19800, 'queue_running');
@@ -480,11 +450,7 @@ dropped on comfy/127.0.0.1:19800
                        workflow=../html/qwen-image-gguf-comfyui.json;
     upstream comfy { server 127.0.0.1:19801; }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19801, kind => 'comfyui');
+main::start_comfy(19801);
 --- init
 AsyncTaskTest::fake(19801, 'POST', '/control/comfyui', {busy => 30});
 my $id = main::submit({prompt => 'queued', width => 64, height => 64, seed => 1});
@@ -526,11 +492,7 @@ GET /api/v1/system/stats
                                 uri=/system_stats;
     }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19802, kind => 'comfyui');
+main::start_comfy(19802);
 --- init
 AsyncTaskTest::fake(19802, 'POST', '/control/comfyui', {busy => 30});
 my $id = main::submit({prompt => 'late', width => 64, height => 64, seed => 1});
@@ -571,11 +533,7 @@ is down
                                 uri=/system_stats;
     }
 --- post_setup_server_root
-require File::Copy;
-File::Copy::copy('examples/qwen-image-gguf-comfyui.json',
-                 AsyncTaskTest::servroot() . '/html/') or die $!;
-AsyncTaskTest::stop_fake_gpus();
-AsyncTaskTest::fake_gpu(port => 19803, kind => 'comfyui', health => 'down');
+main::start_comfy(19803, health => 'down');
 --- init
 Time::HiRes::sleep(0.6);
 my $id = main::submit({prompt => 'wait', width => 64, height => 64, seed => 1});
