@@ -725,3 +725,38 @@ wf.json" is not valid JSON (near byte 73)
 --- must_die
 --- error_log
 wf.json" has a control character in a string (near byte 69)
+
+
+
+=== TEST 28: a reload while ComfyUI executes a prompt: the old worker drops it there (interrupt), the task runs again uncharged
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19805; }
+--- post_setup_server_root
+main::start_comfy(19805, latency => 3);
+--- init
+my $id = main::submit({prompt => 'reload', width => 64, height => 64, seed => 1});
+my $pid = main::wait_prompt(19805, 'queue_running');
+Test::More::ok($pid, 'ComfyUI runs it');
+kill 'HUP', AsyncTaskTest::pid_of_master();
+my @int;
+for (1 .. 100) {
+    @int = main::requests(19805, 'POST', qr{^/interrupt$});
+    last if @int;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is_deeply([map { $_->{json} } @int], [{prompt_id => $pid}],
+                      'the old worker interrupted its prompt');
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED'], timeout => 15);
+Test::More::is($t->{status}, 'DONE', 'DONE after the reload');
+Test::More::is($t->{attempts}, 1, 'the cut run was not charged');
+Test::More::is(scalar(() = main::requests(19805, 'POST', qr{^/prompt$})), 2,
+               'posted again by the new worker');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
