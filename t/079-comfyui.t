@@ -760,3 +760,29 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 29: with keepalive=, a run's requests share one kept connection, each answer in a pool freed before the next
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui keepalive=1
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19806; }
+--- post_setup_server_root
+main::start_comfy(19806, latency => 1.2);
+--- init
+my $id = main::submit({prompt => 'kept', width => 64, height => 64, seed => 1});
+my $t = AsyncTaskTest::wait_task($id, ['DONE', 'FAILED']);
+Test::More::is($t->{status}, 'DONE', 'DONE');
+my @r = grep { $_->{path} =~ m{^/(prompt|history/|view)} }
+        @{ AsyncTaskTest::fake_stats(19806)->{last_requests} };
+Test::More::ok(@r >= 4, 'a post, polls and a view');
+Test::More::is(scalar(keys %{{ map { $_->{peer_port} => 1 } @r }}), 1,
+               'all on one connection');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "DONE":1,
+--- no_error_log
+[error]
+[alert]
