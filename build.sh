@@ -7,6 +7,8 @@
 #   ./build.sh bench    ... and run the benchmarks (bench/*.sh)
 #   ./build.sh deb      the Debian package libnginx-mod-http-async-task
 #                       (debian/) with dpkg-buildpackage, into build/
+#   ./build.sh tools    install the test tools only: the Debian packages of
+#                       'test' and the npm tools of tools/npm (into build/npm)
 #   ./build.sh fuzz [SECONDS] [HARNESS...]
 #                       ... and run the libFuzzer harnesses (fuzz/run.sh),
 #                       SECONDS each (60); 0 replays the committed inputs
@@ -37,11 +39,13 @@ say() { printf '==> %s\n' "$*"; }
 # Debian packages each command needs, on top of what building needs
 packages_build=(nginx-core nginx-dev libsqlite3-dev libcjson-dev uuid-dev
                 build-essential)
-packages_source=(dpkg-dev libpcre2-dev zlib1g-dev)
+packages_source=(dpkg-dev libpcre2-dev zlib1g-dev libssl-dev)
 packages_sanitize=(clang)
 packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
                libwww-perl liburi-perl libhttp-message-perl
                python3 curl sqlite3 procps prometheus)
+# the status page's test runs Chromium, the OpenAPI tests node and npm tools
+packages_test+=(chromium nodejs)
 packages_run=(python3 curl)
 packages_bench=(python3 curl wrk bc procps)
 # the fuzzing harnesses are built with clang and libFuzzer
@@ -59,7 +63,10 @@ packages_for() {
         list+=("${packages_sanitize[@]}")
     fi
     case $1 in
-        test)  list+=("${packages_test[@]}" "${packages_deb[@]}") ;;
+        test|tools)
+               list+=("${packages_test[@]}" "${packages_deb[@]}")
+               # Debian's npm, unless a node that bundles npm is installed
+               command -v npm >/dev/null || list+=(npm) ;;
         run)   list+=("${packages_run[@]}") ;;
         bench) list+=("${packages_bench[@]}") ;;
         fuzz)  list+=("${packages_fuzz[@]}") ;;
@@ -98,6 +105,7 @@ install_packages() {
 # a fingerprint of what configure depends on: a change reconfigures
 config_stamp() {
     { cat "$root/config" "$root"/migrations/*.sql "$1" 2>/dev/null
+      cat "$root"/ngx_async_task_module/*.html 2>/dev/null
       echo "$2"; } | md5sum | cut -d' ' -f1
 }
 
@@ -178,9 +186,11 @@ build_full() {
     if [ "${STATIC:-0}" = 1 ] || [ "${SANITIZE:-0}" = 1 ]; then
         add=--add-module
     fi
-    # the modules the tests use beside Debian's defaults
+    # the modules the tests use beside Debian's defaults; SSL for TLS to
+    # the instances (Debian's nginx has it too)
     args=(--with-compat --with-threads --with-debug --with-http_v2_module
-          --with-http_auth_request_module "$add=$root")
+          --with-http_auth_request_module --with-http_ssl_module
+          "$add=$root")
     if [ "${SANITIZE:-0}" = 1 ]; then
         args+=(--with-cc=clang "--with-cc-opt=$sanitize_cc_opt"
                "--with-ld-opt=$sanitize_ld_opt")
@@ -281,6 +291,7 @@ run_tests() {
     export TEST_NGINX_LOAD_MODULES=$module_path
     export TEST_NGINX_SERVROOT=${TEST_NGINX_SERVROOT:-$build/servroot}
     export TEST_NGINX_FAKE_GPU=$root/tools/fake_gpu.py
+    export ASYNC_TASK_NPM=$npm_dir
     [ "${SANITIZE:-0}" = 1 ] && sanitizer_env
     prove -I "$root/t/lib" -r ${PROVE_ARGS:-} "${@:-t/}" || rc=$?
     if [ "${SANITIZE:-0}" = 1 ]; then
@@ -311,6 +322,34 @@ build_deb() {
     rm -f "$build"/libnginx-mod-http-async-task*.deb
     cp "$work"/*.deb "$build/"
     say "built" "$build"/libnginx-mod-http-async-task_*.deb
+}
+
+# the npm tools the OpenAPI tests use (redocly, ajv, openapi-typescript,
+# openapi-fetch, typescript), at the versions of tools/npm/package-lock.json,
+# installed into build/npm/ with npm ci; again only when the lock changes
+npm_dir=$build/npm
+
+npm_tools() {
+    local stamp
+
+    stamp=$(cat "$root/tools/npm/package.json" \
+                "$root/tools/npm/package-lock.json" | md5sum | cut -d' ' -f1)
+    if [ "$(cat "$npm_dir/.stamp" 2>/dev/null)" = "$stamp" ] \
+       && [ -d "$npm_dir/node_modules" ]; then
+        return 0
+    fi
+
+    say "installing the npm tools into $npm_dir (npm ci)"
+    rm -rf "$npm_dir"
+    mkdir -p "$npm_dir"
+    cp "$root/tools/npm/package.json" "$root/tools/npm/package-lock.json" \
+       "$npm_dir/"
+    (cd "$npm_dir" && npm ci --no-audit --no-fund --loglevel=error) || {
+        echo "build.sh: npm ci failed: the npm registry must be reachable" \
+             "for the first 'test' (or run './build.sh tools' where it is)" >&2
+        exit 1
+    }
+    echo "$stamp" > "$npm_dir/.stamp"
 }
 
 # what run_gateway started, global for its EXIT trap
@@ -408,8 +447,8 @@ cmd=${1:-build}
 [ $# -gt 0 ] && shift
 
 case $cmd in
-    build|test|run|bench|fuzz|deb) ;;
-    *) echo "usage: $0 [build|test|run|bench|fuzz|deb]" >&2; exit 2 ;;
+    build|test|run|bench|fuzz|deb|tools) ;;
+    *) echo "usage: $0 [build|test|run|bench|fuzz|deb|tools]" >&2; exit 2 ;;
 esac
 
 install_packages "$cmd"
@@ -417,6 +456,14 @@ if [ "$cmd" = deb ]; then
     build_deb
     exit
 fi
+
+if [ "$cmd" = tools ]; then
+    npm_tools
+    say "the test tools are installed"
+    exit 0
+fi
+
+[ "$cmd" = test ] && npm_tools
 build_module
 
 case $cmd in

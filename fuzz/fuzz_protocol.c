@@ -5,15 +5,16 @@
 
 
 /*
- * What an instance's answer means for a task: the default protocol of
- * each kind in the kind table reads the OpenAI image answer
- * (data[0].b64_json, base64, a PNG) and the transcription answer (text
- * and its details), and error answers.  Every outcome is one of the
+ * What an instance's answer means for a task: the protocols of the kind
+ * table read their answers (OpenAI's data[0].b64_json and A1111's
+ * images[0], base64 PNGs; OpenAI's and whisper.cpp's transcripts) and
+ * error answers.  Every outcome is one of the
  * four, with a message unless done; a done one has a JSON output, and
  * for an image the PNG on disk.
  *
- * Input: the task's kind (bit 0) and the client's result (the rest of
- * the first byte), the status (2 bytes, big-endian), the body.
+ * Input: the task's kind (bit 0), the client's result (bits 1-3) and
+ * the protocol in the kind's table (bits 4-7) in the first byte, the
+ * status (2 bytes, big-endian), the body.
  */
 
 #include "fuzz_common.h"
@@ -33,6 +34,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ngx_http_async_task_t            task;
     ngx_http_async_task_run_t        run;
     ngx_http_async_task_outcome_t   *out;
+    ngx_uint_t                       n;
     ngx_http_async_task_protocol_t  *protocol;
     u_char                           path[NGX_MAX_PATH];
 
@@ -64,7 +66,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                               : NGX_HTTP_ASYNC_TASK_IMAGE;
     protocol = ngx_http_async_task_kind(task.kind)->protocols;
 
-    out->result = (data[0] >> 1) % (ngx_http_async_task_client_aborted + 1);
+    for (n = 0; protocol[n].name.len; n++) { /* void */ }
+
+    protocol += (data[0] >> 4) % n;
+
+    out->result = ((data[0] >> 1) & 7)
+                  % (ngx_http_async_task_client_aborted + 1);
     out->status = (data[1] << 8 | data[2]) % 600;
     out->files = &files;
 

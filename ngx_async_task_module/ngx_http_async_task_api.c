@@ -316,7 +316,7 @@ ngx_http_async_task_lookup(ngx_http_request_t *r, ngx_str_t *text,
     ngx_http_async_task_op_t  *op;
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
-    if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
+    if (ngx_http_async_task_util_parse_id(text, id) != NGX_OK) {
         return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                       "invalid_argument",
                                                       "malformed task id",
@@ -503,6 +503,7 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
     ngx_http_async_task_t *task)
 {
     u_char                      *p;
+    ngx_int_t                    rc;
     ngx_buf_t                   *b;
     ngx_str_t                    path;
     ngx_chain_t                  out;
@@ -613,8 +614,12 @@ ngx_http_async_task_send_result(ngx_http_request_t *r,
                    "async task api: result file \"%V\", %O bytes",
                    &path, of.size);
 
-    if (ngx_http_send_header(r) == NGX_ERROR || r->header_only) {
-        return NGX_OK;
+    /* a Range past the end: the range filter answers 416 instead */
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
     }
 
     return ngx_http_output_filter(r, &out);
@@ -628,7 +633,7 @@ ngx_http_async_task_cancel(ngx_http_request_t *r, ngx_str_t *text)
     ngx_http_async_task_op_t  *op;
     u_char                     id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
-    if (ngx_http_async_task_parse_id(text, id) != NGX_OK) {
+    if (ngx_http_async_task_util_parse_id(text, id) != NGX_OK) {
         return ngx_http_async_task_request_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                       "invalid_argument",
                                                       "malformed task id",
@@ -801,7 +806,7 @@ ngx_http_async_task_list_status(ngx_str_t *value, void *data,
 {
     ngx_http_async_task_list_query_t  *query = data;
 
-    query->filter->status = ngx_http_async_task_status_index(value);
+    query->filter->status = ngx_http_async_task_util_status_index(value);
 
     if (query->filter->status == NGX_ERROR) {
         *error = "status must be one of QUEUED, RUNNING, DONE, FAILED, "
@@ -859,7 +864,9 @@ ngx_http_async_task_list_cursor(ngx_str_t *value, void *data,
 {
     ngx_http_async_task_list_query_t  *query = data;
 
-    if (ngx_http_async_task_parse_id(value, query->filter->cursor) != NGX_OK) {
+    if (ngx_http_async_task_util_parse_id(value, query->filter->cursor)
+        != NGX_OK)
+    {
         *error = "malformed cursor";
         return NGX_DECLINED;
     }
@@ -961,7 +968,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_async_task_module);
     shm = ngx_http_async_task_request_shm(r);
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     ngx_http_async_task_shm_counts(shm, stats.count, &started_at);
 

@@ -34,6 +34,12 @@ typedef struct {
 
 #define NGX_HTTP_ASYNC_TASK_IDLE_TIMEOUT  60000
 
+/* a TLS connection's own pool: its SSL state, which may outlive a job */
+#define NGX_HTTP_ASYNC_TASK_SSL_POOL      512
+
+/* a file sent over TLS goes through memory, this much at a time */
+#define NGX_HTTP_ASYNC_TASK_SSL_FILE_BUF  (64 * 1024)
+
 
 static ngx_int_t ngx_http_async_task_client_connect(
     ngx_http_async_task_client_t *hc);
@@ -61,6 +67,17 @@ static ngx_int_t ngx_http_async_task_client_parse_chunked(
     ngx_http_async_task_client_t *hc);
 static void ngx_http_async_task_client_finish(
     ngx_http_async_task_client_t *hc, ngx_http_async_task_client_e result);
+static void ngx_http_async_task_client_close_connection(ngx_connection_t *c);
+#if (NGX_HTTP_SSL)
+static void ngx_http_async_task_client_ssl_init(
+    ngx_http_async_task_client_t *hc, ngx_connection_t *c);
+static void ngx_http_async_task_client_ssl_handshake(ngx_connection_t *c);
+static ngx_int_t ngx_http_async_task_client_ssl_verify(
+    ngx_http_async_task_client_t *hc, ngx_connection_t *c);
+static void ngx_http_async_task_client_ssl_save_session(ngx_connection_t *c);
+static ngx_chain_t *ngx_http_async_task_client_ssl_send(
+    ngx_http_async_task_client_t *hc, ngx_connection_t *c);
+#endif
 
 
 /*
@@ -158,7 +175,7 @@ ngx_http_async_task_client_connect(ngx_http_async_task_client_t *hc)
 
     if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
         if (hc->peer.connection) {
-            ngx_close_connection(hc->peer.connection);
+            ngx_http_async_task_client_close_connection(hc->peer.connection);
             hc->peer.connection = NULL;
         }
 
@@ -190,14 +207,17 @@ ngx_http_async_task_client_connect(ngx_http_async_task_client_t *hc)
 }
 
 
-/* the exchange's own connection, or a kept one, now serves it */
+/*
+ * The exchange's own connection, or a kept one, now serves it.  The
+ * connection's pool is its own, never the exchange's: only a TLS one has
+ * one (its SSL state), made with the handshake and destroyed with it.
+ */
 
 static void
 ngx_http_async_task_client_attach(ngx_http_async_task_client_t *hc,
     ngx_connection_t *c)
 {
     c->data = hc;
-    c->pool = hc->pool;
     c->log = hc->log;
     c->read->log = hc->log;
     c->write->log = hc->log;
@@ -241,7 +261,7 @@ ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc)
     }
 
     if (hc->peer.connection) {
-        ngx_close_connection(hc->peer.connection);
+        ngx_http_async_task_client_close_connection(hc->peer.connection);
         hc->peer.connection = NULL;
     }
 
@@ -288,7 +308,25 @@ ngx_http_async_task_client_write(ngx_event_t *wev)
 
     hc->connected = 1;
 
+#if (NGX_HTTP_SSL)
+
+    if (hc->ssl) {
+        if (c->ssl == NULL) {
+            ngx_http_async_task_client_ssl_init(hc, c);
+            return;
+        }
+
+        cl = ngx_http_async_task_client_ssl_send(hc, c);
+
+    } else {
+        cl = c->send_chain(c, hc->request, 0);
+    }
+
+#else
+
     cl = c->send_chain(c, hc->request, 0);
+
+#endif
 
     if (cl == NGX_CHAIN_ERROR) {
 
@@ -964,7 +1002,7 @@ ngx_http_async_task_client_finish(ngx_http_async_task_client_t *hc,
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, hc->log, 0,
                            "async task client: close connection %p",
                            hc->peer.connection);
-            ngx_close_connection(hc->peer.connection);
+            ngx_http_async_task_client_close_connection(hc->peer.connection);
         }
 
         hc->peer.connection = NULL;
@@ -1000,7 +1038,7 @@ ngx_http_async_task_client_retry(ngx_http_async_task_client_t *hc)
     hc->sent = 0;
     hc->send_failed = 0;
 
-    ngx_close_connection(hc->peer.connection);
+    ngx_http_async_task_client_close_connection(hc->peer.connection);
     hc->peer.connection = NULL;
 
     for (cl = hc->request_start; cl; cl = cl->next) {
@@ -1013,6 +1051,11 @@ ngx_http_async_task_client_retry(ngx_http_async_task_client_t *hc)
     }
 
     hc->request = hc->request_start;
+
+    if (hc->file_buf) {
+        hc->file_buf->pos = hc->file_buf->start;
+        hc->file_buf->last = hc->file_buf->start;
+    }
 
     if (ngx_http_async_task_client_connect(hc) != NGX_OK) {
         return 0;
@@ -1038,7 +1081,7 @@ ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
                        "async task client: close connection %p, "
                        "%ui already kept", c, *hc->nidle);
-        ngx_close_connection(c);
+        ngx_http_async_task_client_close_connection(c);
         return;
     }
 
@@ -1048,17 +1091,16 @@ ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
 
     idle = ngx_alloc(sizeof(ngx_http_async_task_idle_t), ngx_cycle->log);
     if (idle == NULL) {
-        ngx_close_connection(c);
+        ngx_http_async_task_client_close_connection(c);
         return;
     }
 
     idle->connection = c;
     idle->nidle = hc->nidle;
 
-    /* the job's pool and log go with the job */
+    /* the job's log goes with the job */
 
     c->data = idle;
-    c->pool = NULL;
     c->log = ngx_cycle->log;
     c->read->log = ngx_cycle->log;
     c->write->log = ngx_cycle->log;
@@ -1073,7 +1115,7 @@ ngx_http_async_task_client_keep(ngx_http_async_task_client_t *hc)
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_free(idle);
-        ngx_close_connection(c);
+        ngx_http_async_task_client_close_connection(c);
         return;
     }
 
@@ -1106,5 +1148,312 @@ ngx_http_async_task_client_idle(ngx_event_t *ev)
     (*idle->nidle)--;
     ngx_free(idle);
 
-    ngx_close_connection(c);
+    ngx_http_async_task_client_close_connection(c);
 }
+
+
+/* a TLS connection sends its close_notify, without waiting for the peer's */
+
+static void
+ngx_http_async_task_client_close_connection(ngx_connection_t *c)
+{
+    ngx_pool_t  *pool;
+
+#if (NGX_HTTP_SSL)
+
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+
+        if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
+
+            /* no waiting on a full socket buffer either */
+
+            c->ssl->no_send_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+    }
+
+#endif
+
+    pool = c->pool;
+
+    ngx_close_connection(c);
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+/* as ngx_http_upstream_ssl_init_connection(): SNI, a kept session */
+
+static void
+ngx_http_async_task_client_ssl_init(ngx_http_async_task_client_t *hc,
+    ngx_connection_t *c)
+{
+    ngx_int_t  rc;
+
+    c->pool = ngx_create_pool(NGX_HTTP_ASYNC_TASK_SSL_POOL, ngx_cycle->log);
+    if (c->pool == NULL) {
+        ngx_http_async_task_client_finish(hc,
+                                          ngx_http_async_task_client_broken);
+        return;
+    }
+
+    if (ngx_ssl_create_connection(hc->ssl, c, NGX_SSL_CLIENT) != NGX_OK) {
+        ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_tls);
+        return;
+    }
+
+    if (!hc->ssl_address
+        && SSL_set_tlsext_host_name(c->ssl->connection,
+                                    (char *) hc->ssl_name.data)
+           == 0)
+    {
+        ngx_ssl_error(NGX_LOG_ERR, hc->log, 0,
+                      "SSL_set_tlsext_host_name(\"%s\") failed",
+                      hc->ssl_name.data);
+        ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_tls);
+        return;
+    }
+
+    c->ssl->save_session = ngx_http_async_task_client_ssl_save_session;
+
+    if (*hc->ssl_session
+        && ngx_ssl_set_session(c, *hc->ssl_session) != NGX_OK)
+    {
+        ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_tls);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: TLS to %V, session:%p",
+                   hc->peer.name, *hc->ssl_session);
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, hc->connect_timeout);
+        }
+
+        c->ssl->handler = ngx_http_async_task_client_ssl_handshake;
+        return;
+    }
+
+    ngx_http_async_task_client_ssl_handshake(c);
+}
+
+
+static void
+ngx_http_async_task_client_ssl_handshake(ngx_connection_t *c)
+{
+    ngx_http_async_task_client_t  *hc;
+
+    hc = c->data;
+
+    if (c->ssl->handshaked) {
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (hc->ssl_verify
+            && ngx_http_async_task_client_ssl_verify(hc, c) != NGX_OK)
+        {
+            ngx_http_async_task_client_finish(hc,
+                                              ngx_http_async_task_client_tls);
+            return;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                       "async task client: TLS to %V, reused:%d",
+                       hc->peer.name, SSL_session_reused(c->ssl->connection));
+
+        c->read->handler = ngx_http_async_task_client_read;
+        c->write->handler = ngx_http_async_task_client_write;
+
+        ngx_http_async_task_client_write(c->write);
+        return;
+    }
+
+    if (c->write->timedout) {
+        ngx_log_error(NGX_LOG_ERR, hc->log, NGX_ETIMEDOUT,
+                      "async_task: TLS handshake with %V timed out",
+                      hc->peer.name);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                      "async_task: TLS handshake with %V failed",
+                      hc->peer.name);
+    }
+
+    ngx_http_async_task_client_finish(hc, ngx_http_async_task_client_tls);
+}
+
+
+/* as ngx_http_upstream_ssl_handshake(), and an address is checked too */
+
+static ngx_int_t
+ngx_http_async_task_client_ssl_verify(ngx_http_async_task_client_t *hc,
+    ngx_connection_t *c)
+{
+    long        rc;
+    X509       *cert;
+    ngx_uint_t  match;
+
+    rc = SSL_get_verify_result(c->ssl->connection);
+
+    if (rc != X509_V_OK) {
+        ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                      "async_task: the TLS certificate of %V does not "
+                      "verify: (%l:%s)", hc->peer.name, rc,
+                      X509_verify_cert_error_string(rc));
+        return NGX_ERROR;
+    }
+
+    if (hc->ssl_address) {
+        cert = SSL_get_peer_certificate(c->ssl->connection);
+        match = (cert != NULL
+                 && X509_check_ip_asc(cert, (char *) hc->ssl_name.data, 0)
+                    == 1);
+
+        if (cert) {
+            X509_free(cert);
+        }
+
+    } else {
+        match = (ngx_ssl_check_host(c, &hc->ssl_name) == NGX_OK);
+    }
+
+    if (!match) {
+        ngx_log_error(NGX_LOG_ERR, hc->log, 0,
+                      "async_task: the TLS certificate of %V does not "
+                      "match \"%V\"", hc->peer.name, &hc->ssl_name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the instance's newest session, for the next connection to resume */
+
+static void
+ngx_http_async_task_client_ssl_save_session(ngx_connection_t *c)
+{
+    ngx_ssl_session_t             *session;
+    ngx_http_async_task_client_t  *hc;
+
+    if (c->idle) {
+        return;
+    }
+
+    hc = c->data;
+
+    session = ngx_ssl_get_session(c);
+    if (session == NULL) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hc->log, 0,
+                   "async task client: TLS session %p of %V saved",
+                   session, hc->peer.name);
+
+    if (*hc->ssl_session) {
+        ngx_ssl_free_session(*hc->ssl_session);
+    }
+
+    *hc->ssl_session = session;
+}
+
+
+/*
+ * SSL writes from memory: a file in the request (an audio upload) goes
+ * out through a buffer filled from it, a piece at a time.  A write that
+ * would block is retried with the same bytes, as SSL_write() needs.
+ */
+
+static ngx_chain_t *
+ngx_http_async_task_client_ssl_send(ngx_http_async_task_client_t *hc,
+    ngx_connection_t *c)
+{
+    off_t         left;
+    ssize_t       n;
+    ngx_buf_t    *b, *fb;
+    ngx_chain_t  *cl;
+
+    cl = hc->request;
+
+    while (cl) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            fb = hc->file_buf;
+
+            if (fb == NULL) {
+                fb = ngx_create_temp_buf(hc->pool,
+                                         NGX_HTTP_ASYNC_TASK_SSL_FILE_BUF);
+                if (fb == NULL) {
+                    return NGX_CHAIN_ERROR;
+                }
+
+                hc->file_buf = fb;
+            }
+
+            if (fb->pos == fb->last) {
+                left = b->file_last - b->file_pos;
+
+                if (left == 0) {
+                    cl = cl->next;
+                    continue;
+                }
+
+                n = ngx_read_file(b->file, fb->start,
+                                  (size_t) ngx_min(left, fb->end - fb->start),
+                                  b->file_pos);
+
+                if (n == NGX_ERROR || n == 0) {
+                    ngx_log_error(NGX_LOG_ALERT, hc->log, 0,
+                                  "async_task: the file of a request to %V "
+                                  "could not be read", hc->peer.name);
+                    return NGX_CHAIN_ERROR;
+                }
+
+                fb->pos = fb->start;
+                fb->last = fb->start + n;
+                b->file_pos += n;
+            }
+
+        } else if (b->last == b->pos) {
+            cl = cl->next;
+            continue;
+
+        } else {
+            fb = b;
+        }
+
+        n = ngx_ssl_write(c, fb->pos, fb->last - fb->pos);
+
+        if (n == NGX_ERROR) {
+            return NGX_CHAIN_ERROR;
+        }
+
+        if (n == NGX_AGAIN) {
+            return cl;
+        }
+
+        fb->pos += n;
+
+        if (!b->in_file && b->pos == b->last) {
+            cl = cl->next;
+        }
+    }
+
+    return NULL;
+}
+
+#endif

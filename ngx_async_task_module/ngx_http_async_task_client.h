@@ -33,6 +33,7 @@ typedef enum {
     ngx_http_async_task_client_broken,      /* reset, cut short, malformed */
     ngx_http_async_task_client_too_big,     /* a body over max_response */
     ngx_http_async_task_client_headers_too_big,
+    ngx_http_async_task_client_tls,         /* handshake or certificate */
     ngx_http_async_task_client_aborted      /* nginx is shutting down */
 } ngx_http_async_task_client_e;
 
@@ -65,6 +66,15 @@ struct ngx_http_async_task_client_s {
     ngx_http_async_task_client_handler_pt   handler;
     void                           *data;
 
+#if (NGX_HTTP_SSL)
+    /* TLS (conn.c sets it up): the name to send and check, NUL-ended */
+    ngx_ssl_t                      *ssl;
+    ngx_str_t                       ssl_name;
+    ngx_ssl_session_t             **ssl_session;    /* the instance's */
+    unsigned                        ssl_verify:1;
+    unsigned                        ssl_address:1;  /* the name is one */
+#endif
+
     /* the outcome */
     ngx_http_async_task_client_e    result;
     ngx_uint_t                      status;
@@ -74,6 +84,7 @@ struct ngx_http_async_task_client_s {
     ngx_chain_t                    *request_start;
     ngx_event_t                     deadline;
     ngx_buf_t                      *raw;        /* the response as read */
+    ngx_buf_t                      *file_buf;   /* a file's piece, for TLS */
     u_char                         *body_start;
     off_t                           content_length;
     off_t                           chunk_left;

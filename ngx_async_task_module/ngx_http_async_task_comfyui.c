@@ -14,6 +14,7 @@
 
 #include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_json.h"
 #include "ngx_http_async_task_kind.h"
 
@@ -1540,7 +1541,13 @@ ngx_http_async_task_comfyui_stop_send(ngx_http_async_task_comfyui_stop_t *st,
 
     hc->request = cl;
 
-    if (ngx_http_async_task_client_start(hc) != NGX_OK) {
+    /* TLS and credentials as the run's own requests have them */
+
+    if (ngx_http_async_task_conn_client(hc, st->run.backend,
+                                        st->run.instance)
+        != NGX_OK
+        || ngx_http_async_task_client_start(hc) != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_WARN, &st->log, 0,
                       "async_task: ComfyUI prompt %V of task %*s could not "
                       "be dropped on %V", &st->prompt_id,

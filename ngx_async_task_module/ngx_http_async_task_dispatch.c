@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
@@ -631,6 +632,14 @@ ngx_http_async_task_send(ngx_http_async_task_job_t *job)
         return;
     }
 
+    if (ngx_http_async_task_conn_client(hc, job->backend, job->instance)
+        != NGX_OK)
+    {
+        hc->result = ngx_http_async_task_client_broken;
+        ngx_http_async_task_run_finished(hc);
+        return;
+    }
+
     if (ngx_http_async_task_client_start(hc) != NGX_OK) {
         hc->result = ngx_http_async_task_client_refused;
         ngx_http_async_task_run_finished(hc);
@@ -771,14 +780,14 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
         task->attempts++;
         task->result = out->output;
         task->file = out->file;
-        task->finished_at = ngx_http_async_task_now_ms();
+        task->finished_at = ngx_http_async_task_util_now_ms();
         break;
 
     case ngx_http_async_task_run_requeue:
         task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
 
         if (job->backoff) {
-            job->not_before = ngx_http_async_task_now_ms() + job->backoff;
+            job->not_before = ngx_http_async_task_util_now_ms() + job->backoff;
         }
 
         break;
@@ -796,7 +805,7 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
             delay = delay / 2 + (delay ? ngx_random() % (delay / 2 + 1) : 0);
 
             task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
-            job->not_before = ngx_http_async_task_now_ms() + delay;
+            job->not_before = ngx_http_async_task_util_now_ms() + delay;
 
             ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
                            "async task %*s: retry %ui in %L ms",
@@ -813,7 +822,7 @@ ngx_http_async_task_complete_thread(void *data, ngx_log_t *log)
         }
 
         task->status = NGX_HTTP_ASYNC_TASK_FAILED;
-        task->finished_at = ngx_http_async_task_now_ms();
+        task->finished_at = ngx_http_async_task_util_now_ms();
 
         if (ngx_http_async_task_json_task_error(job->pool, &task->error,
                                      out->code ? out->code : "backend_error",
@@ -1322,7 +1331,7 @@ ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
     }
 
     ngx_http_async_task_expire_rc = conf->driver->expire(conf,
-                                 ngx_http_async_task_now_ms()
+                                 ngx_http_async_task_util_now_ms()
                                  - (int64_t) conf->retention * 1000,
                                  64, ngx_http_async_task_expired,
                                  &job->files, log);

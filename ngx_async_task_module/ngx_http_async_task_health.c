@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_client.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_upstream.h"
 #include "ngx_http_async_task_util.h"
 
@@ -88,7 +89,7 @@ ngx_http_async_task_health_tick(ngx_event_t *ev)
     }
 
     shm = ngx_http_async_task_health_amcf->store->shm_zone->data;
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
         backend = &ngx_http_async_task_health_amcf->backends[k];
@@ -122,22 +123,29 @@ static void
 ngx_http_async_task_health_probe(ngx_http_async_task_instance_t *in,
     ngx_http_async_task_srv_conf_t *ups)
 {
-    ngx_buf_t                     *b;
-    ngx_pool_t                    *pool;
-    ngx_chain_t                   *cl;
-    ngx_http_async_task_probe_t   *probe;
-    ngx_http_async_task_client_t  *hc;
+    ngx_buf_t                      *b;
+    ngx_pool_t                     *pool;
+    ngx_chain_t                    *cl;
+    ngx_http_async_task_probe_t    *probe;
+    ngx_http_async_task_client_t   *hc;
+    ngx_http_async_task_backend_t  *backend;
 
     pool = ngx_create_pool(1024, ngx_cycle->log);
     if (pool == NULL) {
         return;
     }
 
+    backend = &ngx_http_async_task_health_amcf->backends[in->kind];
+
+    /* a probe carries what a task request does: Host, credentials */
+
     probe = ngx_pcalloc(pool, sizeof(ngx_http_async_task_probe_t));
-    b = ngx_create_temp_buf(pool, sizeof("GET  HTTP/1.1" CRLF "Host: " CRLF
+    b = ngx_create_temp_buf(pool, sizeof("GET  HTTP/1.1" CRLF
                                          "User-Agent: ngx_async_task" CRLF
                                          "Connection: close" CRLF CRLF)
-                                  + ups->hc_uri.len + in->server.len);
+                                  + ups->hc_uri.len
+                                  + ngx_http_async_task_conn_headers_len(
+                                                                backend, in));
     cl = ngx_alloc_chain_link(pool);
 
     if (probe == NULL || b == NULL || cl == NULL) {
@@ -145,10 +153,10 @@ ngx_http_async_task_health_probe(ngx_http_async_task_instance_t *in,
         return;
     }
 
-    b->last = ngx_sprintf(b->last, "GET %V HTTP/1.1" CRLF "Host: %V" CRLF
-                          "User-Agent: ngx_async_task" CRLF
-                          "Connection: close" CRLF CRLF,
-                          &ups->hc_uri, &in->server);
+    b->last = ngx_sprintf(b->last, "GET %V HTTP/1.1" CRLF, &ups->hc_uri);
+    b->last = ngx_http_async_task_conn_headers(b->last, backend, in);
+    b->last = ngx_sprintf(b->last, "User-Agent: ngx_async_task" CRLF
+                          "Connection: close" CRLF CRLF);
 
     cl->buf = b;
     cl->next = NULL;
@@ -172,7 +180,9 @@ ngx_http_async_task_health_probe(ngx_http_async_task_instance_t *in,
     hc->peer.socklen = in->socklen;
     hc->peer.name = &in->name;
 
-    if (ngx_http_async_task_client_start(hc) != NGX_OK) {
+    if (ngx_http_async_task_conn_client(hc, backend, in) != NGX_OK
+        || ngx_http_async_task_client_start(hc) != NGX_OK)
+    {
         hc->result = ngx_http_async_task_client_refused;
         ngx_http_async_task_health_done(hc);
     }

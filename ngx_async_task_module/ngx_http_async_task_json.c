@@ -400,7 +400,7 @@ ngx_http_async_task_json_time(ngx_http_async_task_json_out_t *out,
 
     p = buf;
     *p++ = '"';
-    p = ngx_http_async_task_format_time(p, ms);
+    p = ngx_http_async_task_util_format_time(p, ms);
     *p++ = '"';
 
     ngx_http_async_task_json_put(out, buf, p - buf);

@@ -60,6 +60,14 @@ static ngx_http_async_task_protocol_t
       ngx_http_async_task_protocol_image_done,
       NULL },
 
+    /* AUTOMATIC1111's txt2img: A1111, Forge, SD.Next, sd-server's /sdapi */
+    { ngx_string("a1111"), ngx_string("/sdapi/v1/options"),
+      NULL,
+      ngx_http_async_task_protocol_a1111_image,
+      NULL,
+      ngx_http_async_task_protocol_a1111_done,
+      NULL },
+
     /* ComfyUI: the operator's workflow, posted, followed, fetched */
     { ngx_string("comfyui"), ngx_string("/system_stats"),
       NULL,
@@ -83,6 +91,14 @@ static ngx_http_async_task_protocol_t
       ngx_http_async_task_protocol_speech_done,
       NULL },
 
+    /* whisper.cpp's server: POST /inference */
+    { ngx_string("whispercpp"), ngx_string("/health"),
+      ngx_http_async_task_protocol_boundary,
+      ngx_http_async_task_protocol_whispercpp_speech,
+      NULL,
+      ngx_http_async_task_protocol_whispercpp_done,
+      NULL },
+
     { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL, NULL }
 };
 
@@ -92,6 +108,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
     /* NGX_HTTP_ASYNC_TASK_IMAGE: a prompt in, a PNG file out */
     { ngx_string("image"),
       ngx_http_async_task_image_routes,
+      "no backend serves image tasks",
       0,
       ngx_string("image/png"),
       NGX_HTTP_ASYNC_TASK_IMAGE_ANSWER_MAX,
@@ -102,6 +119,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
     /* NGX_HTTP_ASYNC_TASK_SPEECH: audio in, a transcript (JSON) out */
     { ngx_string("speech"),
       ngx_http_async_task_speech_routes,
+      "no backend serves speech tasks",
       1,
       ngx_null_string,
       NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX,
@@ -109,7 +127,7 @@ ngx_http_async_task_kind_t  ngx_http_async_task_kinds[] = {
       ngx_http_async_task_json_transcript_listed,
       ngx_http_async_task_speech_protocols },
 
-    { ngx_null_string, NULL, 0, ngx_null_string, 0, NULL, NULL, NULL }
+    { ngx_null_string, NULL, NULL, 0, ngx_null_string, 0, NULL, NULL, NULL }
 };
 
 
@@ -148,4 +166,22 @@ ngx_http_async_task_kind_protocol(ngx_uint_t kind, ngx_str_t *name,
     }
 
     return NULL;
+}
+
+
+ngx_int_t
+ngx_http_async_task_kind_index(ngx_str_t *name)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_async_task_kinds[i].name.len; i++) {
+        if (name->len == ngx_http_async_task_kinds[i].name.len
+            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].name.data,
+                           name->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return NGX_ERROR;
 }

@@ -48,6 +48,7 @@ typedef ngx_int_t (*ngx_http_async_task_kind_listed_pt)(ngx_pool_t *pool,
 typedef struct {
     ngx_str_t                            name;
     ngx_http_async_task_route_t         *routes;    /* its submissions */
+    const char                          *unserved;  /* no backend: 404 */
 
     ngx_uint_t                           input;     /* an uploaded file */
     ngx_str_t                            result_type; /* "": JSON result */
@@ -63,9 +64,9 @@ typedef struct {
 #define ngx_http_async_task_kind(k)  (&ngx_http_async_task_kinds[k])
 
 
+ngx_int_t ngx_http_async_task_kind_index(ngx_str_t *name);
 ngx_http_async_task_protocol_t *ngx_http_async_task_kind_protocol(
     ngx_uint_t kind, ngx_str_t *name, ngx_int_t *other);
-
 
 extern ngx_http_async_task_kind_t  ngx_http_async_task_kinds[];
 

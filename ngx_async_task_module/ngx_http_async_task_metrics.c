@@ -93,6 +93,11 @@ static ngx_uint_t ngx_http_async_task_metrics_bucket(
     ngx_http_async_task_bucket_t *buckets, uint64_t value);
 static ngx_http_async_task_shm_t *ngx_http_async_task_metrics_shm(void);
 static void ngx_http_async_task_metrics_submitted(void *data);
+static ngx_int_t ngx_http_async_task_metrics_header_filter(
+    ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
 /* GPU work, in ms: 0.1 s to 30 min */
@@ -506,7 +511,7 @@ ngx_http_async_task_metrics_instances(ngx_http_async_task_metrics_out_t *out,
 
     in = amcf->instances.elts;
     n = amcf->instances.nelts;
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     ngx_http_async_task_metrics_family(out, "async_task_attempts", "counter",
                                        "Attempts of tasks on an instance, "
@@ -784,9 +789,10 @@ ngx_http_async_task_metrics_shm(void)
 
 
 /*
- * A submission is counted when its request ends, by the status it got:
- * one hook sees every way it can be answered.  A client that went away
- * before an answer is not counted.
+ * A submission is counted by the status it is answered with, as its
+ * header goes out, so that a client that saw its 202 also sees it
+ * counted; the pool cleanup only carries the kind there.  A client that
+ * went away before an answer is not counted.
  */
 
 void
@@ -807,6 +813,37 @@ ngx_http_async_task_metrics_submission(ngx_http_request_t *r,
     s->kind = kind;
 
     cln->handler = ngx_http_async_task_metrics_submitted;
+}
+
+
+ngx_int_t
+ngx_http_async_task_metrics_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_async_task_metrics_header_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_async_task_metrics_header_filter(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_async_task_metrics_submitted) {
+            ngx_http_async_task_metrics_submitted(cln->data);
+            cln->handler = NULL;
+            break;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
 }
 
 
@@ -902,7 +939,7 @@ ngx_http_async_task_metrics_run(ngx_http_async_task_instance_t *in,
         outcome = (rc == NGX_DECLINED) ? NGX_HTTP_ASYNC_TASK_NOUTCOMES - 1
                                        : (ngx_uint_t) out->run;
 
-        now = ngx_http_async_task_now_ms();
+        now = ngx_http_async_task_util_now_ms();
         ms = (task->started_at && now > task->started_at)
              ? (uint64_t) (now - task->started_at) : 0;
 

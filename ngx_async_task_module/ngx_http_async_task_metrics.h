@@ -16,6 +16,7 @@
 char *ngx_http_async_task_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+ngx_int_t ngx_http_async_task_metrics_init(ngx_conf_t *cf);
 void ngx_http_async_task_metrics_submission(ngx_http_request_t *r,
     ngx_uint_t kind);
 void ngx_http_async_task_metrics_started(ngx_http_async_task_t *task);

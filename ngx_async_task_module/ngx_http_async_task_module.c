@@ -11,6 +11,7 @@
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_comfyui.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
@@ -41,6 +42,7 @@ typedef struct {
 
 
 static void *ngx_http_async_task_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_async_task_postconfiguration(ngx_conf_t *cf);
 static char *ngx_http_async_task_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_async_task_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -132,7 +134,7 @@ static ngx_command_t  ngx_http_async_task_commands[] = {
 
 static ngx_http_module_t  ngx_http_async_task_module_ctx = {
     ngx_http_async_task_variables_add,     /* preconfiguration */
-    ngx_http_async_task_error_init,        /* postconfiguration */
+    ngx_http_async_task_postconfiguration, /* postconfiguration */
 
     ngx_http_async_task_create_main_conf,  /* create main configuration */
     ngx_http_async_task_init_main_conf,    /* init main configuration */
@@ -180,6 +182,19 @@ ngx_http_async_task_create_main_conf(ngx_conf_t *cf)
      */
 
     return amcf;
+}
+
+
+/* the filters: errors as JSON, and submissions counted as answered */
+
+static ngx_int_t
+ngx_http_async_task_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_http_async_task_error_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_async_task_metrics_init(cf);
 }
 
 
@@ -652,7 +667,11 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * async_task_backend kind upstream [protocol=name] [workflow=file]
- *                    [model=name] [timeout=time] [retries=number];
+ *                    [model=name] [timeout=time] [retries=number]
+ *                    [tls] [tls_verify=on|off]
+ *                    [tls_trusted_certificate=file] [tls_server_name=name]
+ *                    [api_key=key|$env|file:path] ["header=Name: value"]
+ *                    [host=name];
  */
 
 static char *
@@ -660,7 +679,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_async_task_main_conf_t *amcf = conf;
 
-    ngx_int_t                       kind, n;
+    ngx_int_t                       kind, n, rc;
     ngx_str_t                      *value, s;
     ngx_uint_t                      i;
     ngx_http_async_task_backend_t  *backend;
@@ -802,7 +821,23 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* TLS, credentials, headers: conn.c */
+
+        rc = ngx_http_async_task_conn_param(cf, backend, &value[i]);
+
+        if (rc == NGX_OK) {
+            continue;
+        }
+
+        if (rc == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
         goto invalid;
+    }
+
+    if (ngx_http_async_task_conn_init(cf, backend) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return ngx_http_async_task_comfyui_check(cf, backend);

@@ -44,6 +44,7 @@
 
 
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
+typedef struct ngx_http_async_task_conn_s   ngx_http_async_task_conn_t;
 
 /* a ComfyUI workflow (workflow=), ready to be filled in */
 typedef struct ngx_http_async_task_comfyui_s  ngx_http_async_task_comfyui_t;
@@ -99,6 +100,7 @@ typedef struct {
     ngx_uint_t                      kind;
     ngx_str_t                       name;       /* "upstream/host:port" */
     ngx_str_t                       server;     /* "host:port" */
+    ngx_str_t                       host;       /* the server as written */
     struct sockaddr                *sockaddr;
     socklen_t                       socklen;
     ngx_uint_t                      weight;
@@ -113,6 +115,11 @@ typedef struct {
     /* this worker process's idle connections to it (keepalive=) */
     ngx_queue_t                     idle;
     ngx_uint_t                      nidle;
+
+#if (NGX_HTTP_SSL)
+    /* this worker process's last TLS session with it, to resume */
+    ngx_ssl_session_t              *ssl_session;
+#endif
 } ngx_http_async_task_instance_t;
 
 
@@ -144,6 +151,7 @@ typedef struct {
     ngx_msec_t                      backoff;
     ngx_uint_t                      keepalive;  /* idle connections kept */
     ngx_http_async_task_comfyui_t  *comfyui;    /* workflow= */
+    ngx_http_async_task_conn_t     *conn;       /* TLS, credentials, or NULL */
 
     u_char                         *file;       /* where it was declared */
     ngx_uint_t                      line;

@@ -13,15 +13,17 @@
 
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_protocol.h"
+#include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_util.h"
 
 
 /*
  * The wire protocols of the GPU servers: OpenAI's images and audio
  * transcription APIs, as stable-diffusion.cpp's sd-server, LocalAI,
- * speaches and whisper.cpp's server speak them, and sd-server's own way
- * of taking image options inside the prompt (docs/architecture.md, "The
- * wire protocols").
+ * speaches and whisper.cpp's server speak them, sd-server's own way of
+ * taking image options inside the prompt, AUTOMATIC1111's txt2img (Forge,
+ * SD.Next, sd-server's /sdapi) and whisper.cpp's own /inference
+ * (docs/architecture.md, "The wire protocols").
  */
 
 
@@ -48,8 +50,14 @@ static ngx_chain_t *ngx_http_async_task_protocol_image_request(
 static char *ngx_http_async_task_protocol_image(
     ngx_http_async_task_backend_t *backend, cJSON *params, ngx_uint_t sdcpp);
 static void ngx_http_async_task_protocol_inert(char *text);
+static char *ngx_http_async_task_protocol_a1111(cJSON *params);
+static ngx_chain_t *ngx_http_async_task_protocol_json_request(
+    ngx_http_async_task_run_t *run, ngx_str_t *path, char *body);
+static ngx_chain_t *ngx_http_async_task_protocol_speech_request(
+    ngx_http_async_task_run_t *run, ngx_str_t *path, ngx_uint_t model);
 static ngx_chain_t *ngx_http_async_task_protocol_speech(
-    ngx_http_async_task_run_t *run, cJSON *params);
+    ngx_http_async_task_run_t *run, cJSON *params, ngx_str_t *path,
+    ngx_uint_t model);
 static void ngx_http_async_task_protocol_speech_parts(cJSON *params,
     ngx_http_async_task_speech_parts_t *sp);
 static void ngx_http_async_task_protocol_clean(char *text, ngx_uint_t name);
@@ -64,6 +72,8 @@ static u_char *ngx_http_async_task_protocol_part(u_char *p,
 static void ngx_http_async_task_protocol_base64_png(
     ngx_http_async_task_run_t *run, cJSON *b64, const char *name,
     ngx_log_t *log);
+static void ngx_http_async_task_protocol_transcript(
+    ngx_http_async_task_run_t *run, ngx_uint_t segments);
 static ngx_int_t ngx_http_async_task_protocol_text(ngx_pool_t *pool,
     char *text, ngx_str_t *out);
 
@@ -72,6 +82,10 @@ static ngx_str_t  ngx_http_async_task_image_path =
     ngx_string("/v1/images/generations");
 static ngx_str_t  ngx_http_async_task_speech_path =
     ngx_string("/v1/audio/transcriptions");
+static ngx_str_t  ngx_http_async_task_a1111_path =
+    ngx_string("/sdapi/v1/txt2img");
+static ngx_str_t  ngx_http_async_task_whispercpp_path =
+    ngx_string("/inference");
 
 
 /*
@@ -154,10 +168,8 @@ static ngx_chain_t *
 ngx_http_async_task_protocol_image_request(ngx_http_async_task_run_t *run,
     ngx_uint_t sdcpp)
 {
-    char       *body;
-    cJSON      *params;
-    size_t      len;
-    ngx_buf_t  *b;
+    char   *body;
+    cJSON  *params;
 
     params = cJSON_ParseWithLength((char *) run->task->params.data,
                                    run->task->params.len);
@@ -169,14 +181,52 @@ ngx_http_async_task_protocol_image_request(ngx_http_async_task_run_t *run,
 
     cJSON_Delete(params);
 
+    return ngx_http_async_task_protocol_json_request(run,
+                                             &ngx_http_async_task_image_path,
+                                             body);
+}
+
+
+/* AUTOMATIC1111's txt2img: the options as fields of their own */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_a1111_image(ngx_http_async_task_run_t *run)
+{
+    char   *body;
+    cJSON  *params;
+
+    params = cJSON_ParseWithLength((char *) run->task->params.data,
+                                   run->task->params.len);
+    if (params == NULL) {
+        return NULL;
+    }
+
+    body = ngx_http_async_task_protocol_a1111(params);
+
+    cJSON_Delete(params);
+
+    return ngx_http_async_task_protocol_json_request(run,
+                                             &ngx_http_async_task_a1111_path,
+                                             body);
+}
+
+
+/* a POST of a JSON body made by cJSON, which is freed here */
+
+static ngx_chain_t *
+ngx_http_async_task_protocol_json_request(ngx_http_async_task_run_t *run,
+    ngx_str_t *path, char *body)
+{
+    size_t      len;
+    ngx_buf_t  *b;
+
     if (body == NULL) {
         return NULL;
     }
 
     len = ngx_strlen(body);
 
-    b = ngx_http_async_task_protocol_head(run, "POST",
-                                          &ngx_http_async_task_image_path,
+    b = ngx_http_async_task_protocol_head(run, "POST", path,
                                           "application/json", NULL, len, len);
     if (b == NULL) {
         cJSON_free(body);
@@ -196,6 +246,25 @@ ngx_http_async_task_protocol_image_request(ngx_http_async_task_run_t *run,
 ngx_chain_t *
 ngx_http_async_task_protocol_openai_speech(ngx_http_async_task_run_t *run)
 {
+    return ngx_http_async_task_protocol_speech_request(run,
+                                           &ngx_http_async_task_speech_path, 1);
+}
+
+
+/* whisper.cpp's server: the same parts, but its model is its own */
+
+ngx_chain_t *
+ngx_http_async_task_protocol_whispercpp_speech(ngx_http_async_task_run_t *run)
+{
+    return ngx_http_async_task_protocol_speech_request(run,
+                                       &ngx_http_async_task_whispercpp_path, 0);
+}
+
+
+static ngx_chain_t *
+ngx_http_async_task_protocol_speech_request(ngx_http_async_task_run_t *run,
+    ngx_str_t *path, ngx_uint_t model)
+{
     cJSON        *params;
     ngx_chain_t  *cl;
 
@@ -205,7 +274,7 @@ ngx_http_async_task_protocol_openai_speech(ngx_http_async_task_run_t *run)
         return NULL;
     }
 
-    cl = ngx_http_async_task_protocol_speech(run, params);
+    cl = ngx_http_async_task_protocol_speech(run, params, path, model);
 
     cJSON_Delete(params);
 
@@ -248,14 +317,14 @@ ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
 
     b = ngx_create_temp_buf(run->pool,
                             sizeof(" " " HTTP/1.1" CRLF
-                                   "Host: " CRLF
                                    "Content-Type: ; boundary=" CRLF
                                    "Content-Length: " CRLF
                                    "Accept: application/json" CRLF
                                    "User-Agent: ngx_async_task" CRLF
                                    "Connection: keep-alive" CRLF CRLF)
                             + ngx_strlen(method) + path->len
-                            + in->server.len
+                            + ngx_http_async_task_conn_headers_len(
+                                                         run->backend, in)
                             + (type ? ngx_strlen(type) : 0)
                             + (boundary ? boundary->len : 0)
                             + NGX_OFF_T_LEN + extra);
@@ -263,8 +332,8 @@ ngx_http_async_task_protocol_head(ngx_http_async_task_run_t *run,
         return NULL;
     }
 
-    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF "Host: %V" CRLF,
-                          method, path, &in->server);
+    b->last = ngx_sprintf(b->last, "%s %V HTTP/1.1" CRLF, method, path);
+    b->last = ngx_http_async_task_conn_headers(b->last, run->backend, in);
 
     if (type) {
         b->last = ngx_sprintf(b->last, "Content-Type: %s", type);
@@ -439,6 +508,75 @@ done:
 
 
 /*
+ * txt2img's body: prompt, negative_prompt, width, height, steps, seed,
+ * cfg_scale, batch_size 1.  sd-server's /sdapi reads the prompt as its
+ * other endpoints do: the user's text opens no options block there either.
+ */
+
+static char *
+ngx_http_async_task_protocol_a1111(cJSON *params)
+{
+    char        *body;
+    cJSON       *req, *item;
+    ngx_uint_t   i;
+
+    static const char  *copied[] = { "negative_prompt", "width", "height",
+                                     "steps", "seed", "cfg_scale", NULL };
+
+    item = cJSON_GetObjectItemCaseSensitive(params, "prompt");
+
+    if (!cJSON_IsString(item)
+        || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(params, "width"))
+        || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(params,
+                                                            "height")))
+    {
+        return NULL;
+    }
+
+    ngx_http_async_task_protocol_inert(item->valuestring);
+
+    req = cJSON_CreateObject();
+    if (req == NULL) {
+        return NULL;
+    }
+
+    body = NULL;
+
+    if (!cJSON_AddItemToObject(req, "prompt", cJSON_Duplicate(item, 0))) {
+        goto done;
+    }
+
+    for (i = 0; copied[i]; i++) {
+        item = cJSON_GetObjectItemCaseSensitive(params, copied[i]);
+
+        if (item == NULL || cJSON_IsNull(item)) {
+            continue;
+        }
+
+        if (cJSON_IsString(item)) {
+            ngx_http_async_task_protocol_inert(item->valuestring);
+        }
+
+        if (!cJSON_AddItemToObject(req, copied[i], cJSON_Duplicate(item, 0))) {
+            goto done;
+        }
+    }
+
+    if (cJSON_AddNumberToObject(req, "batch_size", 1) == NULL) {
+        goto done;
+    }
+
+    body = cJSON_PrintUnformatted(req);
+
+done:
+
+    cJSON_Delete(req);
+
+    return body;
+}
+
+
+/*
  * sd-server takes its options from the first <sd_cpp_extra_args> block
  * in the prompt: in the user's text, no tag can open or close one
  * (stored tasks may predate the check at submission).
@@ -474,7 +612,7 @@ ngx_http_async_task_protocol_inert(char *text)
 
 static ngx_chain_t *
 ngx_http_async_task_protocol_speech(ngx_http_async_task_run_t *run,
-    cJSON *params)
+    cJSON *params, ngx_str_t *path, ngx_uint_t model)
 {
     u_char                              *p, *ready;
     off_t                                size;
@@ -561,7 +699,7 @@ ngx_http_async_task_protocol_speech(ngx_http_async_task_run_t *run,
     head->start = p;
     head->temporary = 1;
 
-    if (backend->model.len) {
+    if (model && backend->model.len) {
         p = ngx_http_async_task_protocol_part(p, &boundary, "model",
                                               (char *) backend->model.data);
     }
@@ -610,8 +748,7 @@ ngx_http_async_task_protocol_speech(ngx_http_async_task_run_t *run,
 
     /* the request line and headers go in front of the parts */
 
-    cl->buf = ngx_http_async_task_protocol_head(run, "POST",
-                     &ngx_http_async_task_speech_path,
+    cl->buf = ngx_http_async_task_protocol_head(run, "POST", path,
                      "multipart/form-data", &boundary,
                      (head->last - head->pos) + size
                      + (tail->last - tail->pos), 0);
@@ -811,7 +948,7 @@ ngx_http_async_task_protocol_part(u_char *p, ngx_str_t *boundary,
 ngx_int_t
 ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
 {
-    cJSON                          *json, *error, *message;
+    cJSON                          *json, *error, *message, *detail;
     ngx_pool_t                     *pool;
     const char                     *text;
     ngx_http_async_task_outcome_t  *out;
@@ -828,6 +965,14 @@ ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
         ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_requeue,
                                           "backend_error", pool,
                                           "the instance could not be reached");
+        return NGX_DECLINED;
+
+    case ngx_http_async_task_client_tls:
+        ngx_http_async_task_protocol_fail(out, ngx_http_async_task_run_error,
+                                          "backend_error", pool,
+                                          "the TLS handshake with the "
+                                          "instance failed, or its "
+                                          "certificate did not verify");
         return NGX_DECLINED;
 
     case ngx_http_async_task_client_aborted:
@@ -879,9 +1024,14 @@ ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
         text = NULL;
         error = cJSON_GetObjectItemCaseSensitive(json, "error");
         message = cJSON_GetObjectItemCaseSensitive(error, "message");
+        detail = cJSON_GetObjectItemCaseSensitive(json, "detail");
 
         if (cJSON_IsString(message)) {
             text = message->valuestring;
+
+        } else if (cJSON_IsString(detail)) {
+            /* FastAPI's servers: A1111, speaches */
+            text = detail->valuestring;
 
         } else if (cJSON_IsString(error)) {
             text = error->valuestring;
@@ -961,6 +1111,29 @@ ngx_http_async_task_protocol_image_done(ngx_http_async_task_run_t *run,
                cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(data, 0),
                                                 "b64_json"),
                "data[0].b64_json", log);
+
+    cJSON_Delete(json);
+}
+
+
+/* txt2img's answer: the PNG is images[0], in base64 */
+
+void
+ngx_http_async_task_protocol_a1111_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
+{
+    cJSON  *json;
+
+    json = ngx_http_async_task_protocol_verdict(run);
+    if (json == NULL) {
+        return;
+    }
+
+    ngx_http_async_task_protocol_base64_png(run,
+               cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(json,
+                                                                   "images"),
+                                  0),
+               "images[0]", log);
 
     cJSON_Delete(json);
 }
@@ -1120,12 +1293,38 @@ void
 ngx_http_async_task_protocol_speech_done(ngx_http_async_task_run_t *run,
     ngx_log_t *log)
 {
-    char   *text;
-    cJSON  *json, *result, *item;
+    ngx_http_async_task_protocol_transcript(run, 0);
+}
+
+
+/*
+ * whisper.cpp's verbose_json, as the same result object: its segments
+ * keep the fields OpenAI's have (not its words, say), its other keys
+ * (task, detected_language, ...) are left out
+ */
+
+void
+ngx_http_async_task_protocol_whispercpp_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log)
+{
+    ngx_http_async_task_protocol_transcript(run, 1);
+}
+
+
+static void
+ngx_http_async_task_protocol_transcript(ngx_http_async_task_run_t *run,
+    ngx_uint_t segments)
+{
+    char         *text;
+    cJSON        *json, *result, *item, *list, *seg, *copy, *field;
+    const char  **f, **g;
 
     static const char  *fields[] = { "language", "duration", "segments",
                                      NULL };
-    const char        **f;
+    static const char  *openai[] = { "id", "seek", "start", "end", "text",
+                                     "tokens", "temperature", "avg_logprob",
+                                     "compression_ratio", "no_speech_prob",
+                                     NULL };
 
     json = ngx_http_async_task_protocol_verdict(run);
     if (json == NULL) {
@@ -1153,8 +1352,46 @@ ngx_http_async_task_protocol_speech_done(ngx_http_async_task_run_t *run,
     for (f = fields; *f; f++) {
         item = cJSON_GetObjectItemCaseSensitive(json, *f);
 
-        if (item && !cJSON_IsNull(item)) {
+        if (item == NULL || cJSON_IsNull(item)) {
+            continue;
+        }
+
+        if (!segments || !cJSON_IsArray(item)
+            || ngx_strcmp(*f, "segments") != 0)
+        {
             cJSON_AddItemToObject(result, *f, cJSON_Duplicate(item, 1));
+            continue;
+        }
+
+        list = cJSON_AddArrayToObject(result, "segments");
+        if (list == NULL) {
+            cJSON_Delete(result);
+            goto failed;
+        }
+
+        cJSON_ArrayForEach(seg, item) {
+
+            if (!cJSON_IsObject(seg)) {
+                cJSON_AddItemToArray(list, cJSON_Duplicate(seg, 1));
+                continue;
+            }
+
+            copy = cJSON_CreateObject();
+            if (copy == NULL) {
+                cJSON_Delete(result);
+                goto failed;
+            }
+
+            cJSON_AddItemToArray(list, copy);
+
+            for (g = openai; *g; g++) {
+                field = cJSON_GetObjectItemCaseSensitive(seg, *g);
+
+                if (field) {
+                    cJSON_AddItemToObject(copy, *g,
+                                          cJSON_Duplicate(field, 1));
+                }
+            }
         }
     }
 

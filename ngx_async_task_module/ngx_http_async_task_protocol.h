@@ -169,6 +169,10 @@ ngx_chain_t *ngx_http_async_task_protocol_sdcpp_image(
     ngx_http_async_task_run_t *run);
 void ngx_http_async_task_protocol_image_done(ngx_http_async_task_run_t *run,
     ngx_log_t *log);
+ngx_chain_t *ngx_http_async_task_protocol_a1111_image(
+    ngx_http_async_task_run_t *run);
+void ngx_http_async_task_protocol_a1111_done(ngx_http_async_task_run_t *run,
+    ngx_log_t *log);
 
 void ngx_http_async_task_protocol_boundary(ngx_http_async_task_run_t *run,
     ngx_log_t *log);
@@ -176,6 +180,10 @@ ngx_chain_t *ngx_http_async_task_protocol_openai_speech(
     ngx_http_async_task_run_t *run);
 void ngx_http_async_task_protocol_speech_done(ngx_http_async_task_run_t *run,
     ngx_log_t *log);
+ngx_chain_t *ngx_http_async_task_protocol_whispercpp_speech(
+    ngx_http_async_task_run_t *run);
+void ngx_http_async_task_protocol_whispercpp_done(
+    ngx_http_async_task_run_t *run, ngx_log_t *log);
 
 /* what protocols share */
 

@@ -347,7 +347,7 @@ ngx_http_async_task_sqlite_load(sqlite3 *db,
         name.data = (u_char *) sqlite3_column_text(stmt, 0);
         name.len = sqlite3_column_bytes(stmt, 0);
 
-        status = ngx_http_async_task_status_index(&name);
+        status = ngx_http_async_task_util_status_index(&name);
 
         if (status != NGX_ERROR) {
             loader->count(loader->data, status,
@@ -664,7 +664,7 @@ ngx_http_async_task_sqlite_finish(ngx_http_async_task_store_conf_t *conf,
     }
 
     row.status = to;
-    row.finished_at = ngx_http_async_task_now_ms();
+    row.finished_at = ngx_http_async_task_util_now_ms();
 
     sqlite3_bind_text(sq->finish, 1,
                       (char *) ngx_http_async_task_statuses[to].data, -1,
@@ -705,7 +705,7 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_sqlite_t *sq,
         return NGX_ERROR;
     }
 
-    now = ngx_http_async_task_now_ms();
+    now = ngx_http_async_task_util_now_ms();
 
     sqlite3_bind_int64(sq->claim, 1, now);
     ngx_http_async_task_sqlite_bind_str(sq->claim, 2, owner);
@@ -856,7 +856,7 @@ ngx_http_async_task_sqlite_reclaim(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
-    sqlite3_bind_int64(sq->reclaim, 1, ngx_http_async_task_now_ms());
+    sqlite3_bind_int64(sq->reclaim, 1, ngx_http_async_task_util_now_ms());
 
     while ((rc = sqlite3_step(sq->reclaim)) == SQLITE_ROW) {
         task = ngx_array_push(tasks);
@@ -930,7 +930,7 @@ ngx_http_async_task_sqlite_expire(ngx_http_async_task_store_conf_t *conf,
 
         text.data = (u_char *) sqlite3_column_text(sq->expired, 1);
         text.len = sqlite3_column_bytes(sq->expired, 1);
-        status = ngx_http_async_task_status_index(&text);
+        status = ngx_http_async_task_util_status_index(&text);
 
         if (status != NGX_ERROR) {
             count[status]++;
@@ -1314,7 +1314,7 @@ ngx_http_async_task_sqlite_row(sqlite3_stmt *stmt, ngx_pool_t *pool,
 
     value.data = (u_char *) sqlite3_column_text(stmt, 2);
     value.len = sqlite3_column_bytes(stmt, 2);
-    task->status = ngx_http_async_task_status_index(&value);
+    task->status = ngx_http_async_task_util_status_index(&value);
 
     if (task->kind == (ngx_uint_t) NGX_ERROR
         || task->status == (ngx_uint_t) NGX_ERROR)

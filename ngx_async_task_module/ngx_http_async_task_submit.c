@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_request.h"
 #include "ngx_http_async_task_store.h"
@@ -199,10 +200,8 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
 
     if (amcf->backends[kind].upstream == NULL) {
         *rc = ngx_http_async_task_reject(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                         kind == NGX_HTTP_ASYNC_TASK_IMAGE
-                                         ? "no backend serves image tasks"
-                                         : "no backend serves speech tasks",
-                                         NULL);
+                                   ngx_http_async_task_kind(kind)->unserved,
+                                   NULL);
         return NULL;
     }
 
@@ -244,7 +243,7 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
 
     task = &op->task;
 
-    task->created_at = ngx_http_async_task_new_id(task->id);
+    task->created_at = ngx_http_async_task_util_new_id(task->id);
     task->kind = kind;
     task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
     task->priority = NGX_HTTP_ASYNC_TASK_PRIORITY;

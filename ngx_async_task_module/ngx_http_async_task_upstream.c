@@ -307,6 +307,7 @@ ngx_http_async_task_instances_add(ngx_conf_t *cf,
             in->index = amcf->instances.nelts - 1;
             in->kind = kind;
             in->server = server[i].addrs[j].name;
+            in->host = server[i].name;
             in->sockaddr = server[i].addrs[j].sockaddr;
             in->socklen = server[i].addrs[j].socklen;
             in->weight = server[i].weight ? server[i].weight : 1;
@@ -482,7 +483,7 @@ ngx_http_async_task_tier_locked(ngx_http_async_task_backend_t *backend)
     ngx_uint_t                       i;
     ngx_http_async_task_instance_t  *in;
 
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
 
     for (i = 0; i < backend->ninstances; i++) {
         in = backend->instances[i];
@@ -508,7 +509,7 @@ ngx_http_async_task_slots_locked(ngx_http_async_task_backend_t *backend,
     ngx_uint_t                       i, backup;
     ngx_http_async_task_instance_t  *in;
 
-    now = ngx_http_async_task_cached_ms();
+    now = ngx_http_async_task_util_cached_ms();
     backup = ngx_http_async_task_tier_locked(backend);
 
     *free = 0;
@@ -540,7 +541,7 @@ ngx_http_async_task_usable(ngx_http_async_task_instance_t *in,
 {
     return in->backup == backup && !in->down && in->sh->healthy
            && in->sh->inflight < in->max_conns
-           && in->sh->down_until <= ngx_http_async_task_cached_ms();
+           && in->sh->down_until <= ngx_http_async_task_util_cached_ms();
 }
 
 
@@ -886,10 +887,10 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
 
             if (in->max_fails == 0) {
                 /* no accounting asked for: a pause, not a tight loop */
-                ish->down_until = ngx_http_async_task_now_ms() + 1000;
+                ish->down_until = ngx_http_async_task_util_now_ms() + 1000;
 
             } else if (ish->fails >= in->max_fails) {
-                ish->down_until = ngx_http_async_task_now_ms()
+                ish->down_until = ngx_http_async_task_util_now_ms()
                                   + in->fail_timeout;
             }
 
@@ -976,7 +977,7 @@ ngx_http_async_task_upstream_check_done(ngx_http_async_task_shm_t *shm,
 {
     ngx_shmtx_lock(&shm->shpool->mutex);
 
-    in->sh->last_check = ngx_http_async_task_now_ms();
+    in->sh->last_check = ngx_http_async_task_util_now_ms();
     in->sh->checker = 0;
 
     ngx_shmtx_unlock(&shm->shpool->mutex);

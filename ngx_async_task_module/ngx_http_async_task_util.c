@@ -34,7 +34,7 @@ ngx_str_t  ngx_http_async_task_statuses[] = {
  */
 
 int64_t
-ngx_http_async_task_new_id(u_char *id)
+ngx_http_async_task_util_new_id(u_char *id)
 {
     uint64_t        ms, frac;
     uuid_t          uu;
@@ -67,7 +67,7 @@ ngx_http_async_task_new_id(u_char *id)
 
 
 ngx_int_t
-ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id)
+ngx_http_async_task_util_parse_id(ngx_str_t *text, u_char *id)
 {
     u_char      c;
     ngx_uint_t  i;
@@ -102,7 +102,7 @@ ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id)
 
 
 int64_t
-ngx_http_async_task_now_ms(void)
+ngx_http_async_task_util_now_ms(void)
 {
     struct timeval  tv;
 
@@ -117,7 +117,7 @@ ngx_http_async_task_now_ms(void)
 /* the event loop's cached time: cheap, and exact enough for schedules */
 
 int64_t
-ngx_http_async_task_cached_ms(void)
+ngx_http_async_task_util_cached_ms(void)
 {
     ngx_time_t  *tp;
 
@@ -128,7 +128,7 @@ ngx_http_async_task_cached_ms(void)
 
 
 u_char *
-ngx_http_async_task_format_time(u_char *p, int64_t ms)
+ngx_http_async_task_util_format_time(u_char *p, int64_t ms)
 {
     time_t     sec;
     ngx_tm_t   tm;
@@ -145,25 +145,7 @@ ngx_http_async_task_format_time(u_char *p, int64_t ms)
 
 
 ngx_int_t
-ngx_http_async_task_kind_index(ngx_str_t *name)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; ngx_http_async_task_kinds[i].name.len; i++) {
-        if (name->len == ngx_http_async_task_kinds[i].name.len
-            && ngx_strncmp(name->data, ngx_http_async_task_kinds[i].name.data,
-                           name->len) == 0)
-        {
-            return i;
-        }
-    }
-
-    return NGX_ERROR;
-}
-
-
-ngx_int_t
-ngx_http_async_task_status_index(ngx_str_t *name)
+ngx_http_async_task_util_status_index(ngx_str_t *name)
 {
     ngx_uint_t  i;
 

@@ -20,13 +20,12 @@
 #define NGX_HTTP_ASYNC_TASK_UTF8_INVALID  0xffffffff
 
 
-int64_t ngx_http_async_task_new_id(u_char *id);
-ngx_int_t ngx_http_async_task_parse_id(ngx_str_t *text, u_char *id);
-int64_t ngx_http_async_task_now_ms(void);
-int64_t ngx_http_async_task_cached_ms(void);
-u_char *ngx_http_async_task_format_time(u_char *p, int64_t ms);
-ngx_int_t ngx_http_async_task_kind_index(ngx_str_t *name);
-ngx_int_t ngx_http_async_task_status_index(ngx_str_t *name);
+int64_t ngx_http_async_task_util_new_id(u_char *id);
+ngx_int_t ngx_http_async_task_util_parse_id(ngx_str_t *text, u_char *id);
+int64_t ngx_http_async_task_util_now_ms(void);
+int64_t ngx_http_async_task_util_cached_ms(void);
+u_char *ngx_http_async_task_util_format_time(u_char *p, int64_t ms);
+ngx_int_t ngx_http_async_task_util_status_index(ngx_str_t *name);
 uint32_t ngx_http_async_task_util_utf8(u_char **p, u_char *last);
 ngx_uint_t ngx_http_async_task_util_owner(ngx_str_t *user,
     ngx_uint_t has_owner, u_char *owner, size_t len);

@@ -77,9 +77,12 @@ sub expected_png {
 
 # waits until the fake runs (or holds pending) a prompt of this task
 sub wait_prompt {
-    my ($port, $where) = @_;
+    my ($port, $where, $key) = @_;
     for (1 .. 200) {
-        my $q = AsyncTaskTest::fake($port, 'GET', '/queue');
+        my (undef, undef, $body) = AsyncTaskTest::http('GET', '/queue',
+            port => $port,
+            headers => $key ? {Authorization => "Bearer $key"} : {});
+        my $q = JSON::PP::decode_json($body);
         my @mine = grep { ($_->[3]{client_id} // '') ne 'someone-else' }
                    @{ $q->{$where} };
         return $mine[0][1] if @mine;
@@ -786,3 +789,39 @@ GET /api/v1/system/stats
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 30: with api_key=, every request of a run and of dropping its prompt carries the key
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image comfy protocol=comfyui api_key=k-comfy-7
+                       workflow=../html/qwen-image-gguf-comfyui.json;
+    upstream comfy { server 127.0.0.1:19807; }
+--- post_setup_server_root
+main::start_comfy(19807, latency => 30, api_key => 'k-comfy-7');
+--- init
+my $id = main::submit({prompt => 'keyed', width => 64, height => 64, seed => 1});
+my $pid = main::wait_prompt(19807, 'queue_running', 'k-comfy-7');
+Test::More::ok($pid, 'ComfyUI runs it: /prompt had the key');
+my ($s, $t) = AsyncTaskTest::api('DELETE', "tasks/$id");
+my @int;
+for (1 .. 100) {
+    @int = main::requests(19807, 'POST', qr{^/interrupt$});
+    last if @int;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::is_deeply([map { $_->{json} } @int], [{prompt_id => $pid}],
+                      'the interrupt got through');
+my @r = grep { $_->{path} =~ m{^/(prompt|history/|queue|interrupt)} }
+        @{ AsyncTaskTest::fake_stats(19807)->{last_requests} };
+Test::More::is(scalar(grep { ($_->{headers}{authorization} // '') ne
+                             'Bearer k-comfy-7' } @r), 0,
+               'each with the key');
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "CANCELED":1\}
+--- no_error_log
+[error]
+[alert]
+could not be dropped

@@ -16,14 +16,39 @@ wire protocols (shared/research/backend-protocols.md):
     POST /v1/audio/transcriptions (and whisper.cpp's POST /inference),
     multipart/form-data with parts file, model, language, prompt,
     response_format (json | text | verbose_json).
+  * text-to-image as AUTOMATIC1111 (Forge, SD.Next, sd-server's /sdapi):
+    POST /sdapi/v1/txt2img, JSON {"prompt", "negative_prompt", "width",
+    "height", "steps", "seed" (-1: random), "cfg_scale", "batch_size", ...}
+    -> 200 {"images": ["<PNG base64>", ...], "parameters": {...},
+    "info": "<JSON text>"}; a field of the wrong type -> 422 {"detail": [...]}
+    as FastAPI answers; errors -> {"error", "detail", "body", "errors"}.
+    GET /sdapi/v1/options -> the options object (503 while health is down).
+  * speech-to-text as whisper.cpp's server: POST /inference, multipart;
+    parts by name, unknown ones ignored; "file" required (400 {"error":
+    "no 'file' field in the request"}); response_format json (default) |
+    text | srt | vtt | verbose_json; verbose_json -> {"task", "language"
+    (the full name: "english"), "duration", "text", "segments": [{"id",
+    "text", "start", "end", "tokens", "words", "temperature", "avg_logprob",
+    "no_speech_prob"}], "detected_language",
+    "detected_language_probability"}; errors -> {"error": "..."}.
   * GET /health -> {"status": "ok"}; GET /v1/models -> OpenAI model list
     (both 503 while health is set "down").
+
+TLS and credentials, as options:
+  * --tls-cert FILE --tls-key FILE: the port speaks HTTPS (TLS 1.2 and
+    1.3) with that certificate; --control-port N then serves the same
+    routes, plain, on a second port, for the tests' control calls.
+  * --api-key KEY: every route but /health and /control* needs
+    "Authorization: Bearer KEY" (as speaches with API_KEY); without it the
+    answer is 401 {"error": {..., "code": "invalid_api_key"}}, at once,
+    counted in the stats as "unauthorized".
 
 Usage:
   python3 tools/fake_gpu.py --port N [--kind image|speech|both] [--latency S]
       [--fail-rate F] [--max-concurrent N] [--model NAME] [--mode MODE]
       [--health up|down] [--header-interval S] [--pid-file PATH]
-      [--log PATH] [--ready-file PATH]
+      [--log PATH] [--ready-file PATH] [--tls-cert FILE --tls-key FILE]
+      [--control-port N] [--api-key KEY]
 
   Listens on 127.0.0.1 only (--port 0 picks a free port; the ready file then
   tells which).  The ready file is written, holding "<port>\\n", once the
@@ -55,7 +80,9 @@ Fault injection (POST /control, or the command-line defaults):
    "fail_rate": F,         in mode ok, answer this fraction of jobs 500
    "health": "up"|"down",  /health and /v1/models answer 503 when down
    "header_interval": S,   slow_headers: pause between header lines
-   "huge_size": N}         huge_body: the body's size
+   "huge_size": N,         huge_body: the body's size
+   "error_message": T}     the message of error400 and error500 (null: the
+                           default), in the error shape of the job's path
   Only the keys given change; the answer is the new settings (also at GET
   /control).  Modes:
     error500      500 {"error": {..., "type": "server_error"}}
@@ -80,6 +107,7 @@ Fault injection (POST /control, or the command-line defaults):
     huge_body     Content-Length: huge_size and that many bytes
     endless_chunked  1 MiB chunks until the client stops reading
     huge_headers  header lines until the client stops reading
+    empty         200 application/json "{}": valid JSON without a result
   Every answer to a job request comes after the latency except a 400 (real
   validation errors and error400 are immediate) and hang.  A job stays in
   flight for its whole latency even if the client goes away, as on a real
@@ -88,7 +116,7 @@ Fault injection (POST /control, or the command-line defaults):
 Statistics: GET /control/stats -> {"requests", "by_path", "inflight",
 "max_inflight", "max_concurrent", "violations", "last_requests"}; the last 50
 job requests, oldest first, each {"method", "path", "headers" (names lower
-case), "peer_port", "chunked", "body_bytes", "body_sha256", "json",
+case), "peer_port", "tls" (null, or {"version", "session_reused", "sni"}), "chunked", "body_bytes", "body_sha256", "json",
 "sd_cpp_extra_args", "params", "fields", "parts" (each multipart part:
 "headers" lines, "bytes", "sha256", "value" unless a file), "file_bytes",
 "file_sha256", "file_name", "file_content_type", "fault", "status"}.  POST /control/reset-stats zeroes the counters and the
@@ -116,6 +144,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -132,7 +161,8 @@ LAST_REQUESTS = 50
 MODES = ("ok", "error500", "error400", "reset", "hang", "malformed",
          "slow_headers", "truncated", "chunked", "until_close",
          "chunked_keepalive", "early_error", "interim", "bare_lf",
-         "bare_lf_length", "huge_body", "endless_chunked", "huge_headers")
+         "bare_lf_length", "huge_body", "endless_chunked", "huge_headers",
+         "empty")
 INTERIM = (b"HTTP/1.1 100 Continue\r\n\r\n"
            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
 HUGE_STEP = 1024 * 1024
@@ -143,6 +173,8 @@ CHUNK_SIZE_RE = re.compile(rb"[0-9a-fA-F]{1,15}")
 MALFORMED_BODY = b'{"created": 0, "data": "oops"'
 RESET_PREFIX = b"HTTP/1.1 200 OK\r\nContent-Type: appli"
 JSON = "application/json"
+# whisper.cpp names the language in full in verbose_json
+WHISPER_LANGUAGES = {"en": "english", "de": "german", "fr": "french", "es": "spanish"}
 
 
 # --------------------------------------------------------------------------
@@ -218,9 +250,25 @@ class Request:
                  "chunked", "keep_alive")
 
 
-def openai_error(status, message, kind="invalid_request_error", param=None):
-    body = {"error": {"message": message, "type": kind, "param": param, "code": None}}
+def openai_error(status, message, kind="invalid_request_error", param=None, code=None):
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return status, json.dumps(body).encode(), JSON
+
+
+def a1111_error(status, message, kind="invalid_request_error", param=None):
+    """AUTOMATIC1111's answer to an exception in an API route."""
+    body = {"error": "HTTPException", "detail": message, "body": "",
+            "errors": f"{status}: {message}"}
+    return status, json.dumps(body).encode(), JSON
+
+
+def whispercpp_error(status, message, kind="invalid_request_error", param=None):
+    """whisper.cpp's server: {"error": "..."}."""
+    return status, json.dumps({"error": message}).encode(), JSON
+
+
+# the error shape of each job path that is not OpenAI's
+ERROR_SHAPES = {"/sdapi/v1/txt2img": a1111_error, "/inference": whispercpp_error}
 
 
 def json_response(status, obj):
@@ -255,7 +303,12 @@ async def read_request(reader, writer, early=None):
     early(req, writer), when given, may answer from the headers alone and
     close: the request then comes back with body None."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        # a TLS handshake record on a plain port: refused at once, as HTTP
+        # servers do (the client sees "wrong version number")
+        if first == b"\x16" and writer.get_extra_info("ssl_object") is None:
+            raise HttpError(400, "TLS on a plain HTTP port")
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return None
     except asyncio.LimitOverrunError:
@@ -391,19 +444,22 @@ class Settings:
         self.health = args.health
         self.header_interval = args.header_interval
         self.huge_size = 64 * 1024 * 1024
+        self.error_message = None
 
     def as_dict(self):
         return {"mode": self.mode, "times": self.times, "latency": self.latency,
                 "fail_rate": self.fail_rate, "health": self.health,
                 "header_interval": self.header_interval,
-                "huge_size": self.huge_size}
+                "huge_size": self.huge_size,
+                "error_message": self.error_message}
 
     def update(self, change):
         """Validate the whole change, then apply it; a message on error."""
         if not isinstance(change, dict):
             return "body must be a JSON object"
         unknown = set(change) - {"mode", "times", "latency", "fail_rate",
-                                 "health", "header_interval", "huge_size"}
+                                 "health", "header_interval", "huge_size",
+                                 "error_message"}
         if unknown:
             return f"unknown keys: {', '.join(sorted(unknown))}"
         mode, times = change.get("mode", self.mode), change.get("times")
@@ -422,10 +478,13 @@ class Settings:
         if "huge_size" in change and not (is_int(change["huge_size"])
                                           and change["huge_size"] >= 64):
             return "huge_size must be an integer >= 64"
+        if "error_message" in change and not (change["error_message"] is None
+                                              or isinstance(change["error_message"], str)):
+            return "error_message must be a string or null"
         if "mode" in change:
             self.mode, self.times = mode, (times if mode != "ok" else None)
         for key in ("latency", "fail_rate", "health", "header_interval",
-                    "huge_size"):
+                    "huge_size", "error_message"):
             if key in change:
                 setattr(self, key, change[key])
         return None
@@ -463,6 +522,7 @@ class Stats:
         self.by_path = collections.Counter()
         self.max_inflight = self.inflight
         self.violations = 0
+        self.unauthorized = 0
         self.last = collections.deque(maxlen=LAST_REQUESTS)
 
     def begin(self, req):
@@ -480,7 +540,8 @@ class Stats:
         return {"requests": self.requests, "by_path": dict(self.by_path),
                 "inflight": self.inflight, "max_inflight": self.max_inflight,
                 "max_concurrent": self.max_concurrent,
-                "violations": self.violations, "last_requests": list(self.last)}
+                "violations": self.violations, "unauthorized": self.unauthorized,
+                "last_requests": list(self.last)}
 
 
 class FakeGpu:
@@ -502,9 +563,11 @@ class FakeGpu:
         }
         if args.kind in ("image", "both"):
             self.routes["/v1/images/generations"] = ("POST", self.image_job, True)
+            self.routes["/sdapi/v1/txt2img"] = ("POST", self.a1111_job, True)
+            self.routes["/sdapi/v1/options"] = ("GET", self.a1111_options, False)
         if args.kind in ("speech", "both"):
             self.routes["/v1/audio/transcriptions"] = ("POST", self.speech_job, True)
-            self.routes["/inference"] = ("POST", self.speech_job, True)  # whisper.cpp
+            self.routes["/inference"] = ("POST", self.whispercpp_job, True)
         # ComfyUI's routes (tools/fake_comfyui.py): the latency is a
         # prompt's execution, not each request's
         self.comfyui = (FakeComfyUI(self, expected_png)
@@ -551,6 +614,13 @@ class FakeGpu:
             writer.close()
             self.connections.discard(task)
 
+    def authorized(self, req):
+        """--api-key: the Bearer key, except on /health and /control*."""
+        key = self.args.api_key
+        if not key or req.path == "/health" or req.path.startswith("/control"):
+            return True
+        return req.headers.get("authorization") == f"Bearer {key}"
+
     def render(self, response, req):
         status, body, content_type = response
         return response_head(status, content_type, len(body), req) + body
@@ -561,7 +631,10 @@ class FakeGpu:
         if handler is None and self.comfyui is not None:
             method, handler, is_job = (self.comfyui.route(req.path)
                                        or (None, None, False))
-        if handler is None:
+        if not self.authorized(req):
+            self.stats.unauthorized += 1
+            response = openai_error(401, "fake-gpu: invalid API key", code="invalid_api_key")
+        elif handler is None:
             response = openai_error(404, f"no route for {req.path}")
         elif method is not None and req.method != method:
             response = openai_error(405, f"{req.method} not allowed on {req.path}")
@@ -585,7 +658,8 @@ class FakeGpu:
                   "json": None, "sd_cpp_extra_args": None, "params": None,
                   "fields": None, "parts": None, "file_bytes": None,
                   "file_sha256": None, "file_name": None,
-                  "file_content_type": None, "fault": None, "status": None}
+                  "file_content_type": None, "fault": None, "status": None,
+                  "tls": tls_info(writer)}
         self.stats.last.append(record)
         return record
 
@@ -642,12 +716,17 @@ class FakeGpu:
             while await reader.read(65536):
                 pass   # until the client closes its side
             return "hang", False
+        error = ERROR_SHAPES.get(req.path, openai_error)
         if fault == "error400":
-            response = openai_error(400, "fake-gpu: injected rejection")
+            response = error(400, self.settings.error_message
+                             or "fake-gpu: injected rejection")
         elif fault == "error500":
-            response = openai_error(500, "fake-gpu: injected failure", "server_error")
+            response = error(500, self.settings.error_message
+                             or "fake-gpu: injected failure", "server_error")
         elif fault == "malformed":
             response = (200, MALFORMED_BODY, JSON)
+        elif fault == "empty":
+            response = (200, b"{}", JSON)
         if latency and response[0] != 400:
             await asyncio.sleep(latency)
         if writer.transport.is_closing():
@@ -803,6 +882,111 @@ class FakeGpu:
         summary = f"prompt={json.dumps(prompt[:60])} seed={seed} size={size} n={n}"
         return json_response(200, result), summary
 
+    def a1111_job(self, req, record):
+        """POST /sdapi/v1/txt2img, as AUTOMATIC1111's API reads it."""
+        try:
+            body = json.loads(req.body)
+        except ValueError:
+            body = None
+        record["json"] = body
+        if not isinstance(body, dict):
+            return json_response(422, {"detail": [
+                {"loc": ["body"], "msg": "value is not a valid dict",
+                 "type": "type_error.dict"}]}), "not an object"
+        types = {"prompt": str, "negative_prompt": str, "width": int, "height": int,
+                 "steps": int, "seed": int, "batch_size": int, "n_iter": int,
+                 "cfg_scale": (int, float)}
+        for name, kind in types.items():
+            value = body.get(name)
+            if name in body and (not isinstance(value, kind) or isinstance(value, bool)):
+                return json_response(422, {"detail": [
+                    {"loc": ["body", name], "msg": f"{name} has the wrong type",
+                     "type": "type_error"}]}), f"bad {name}"
+        prompt = body.get("prompt", "")
+        seed = body.get("seed", -1)
+        batch = body.get("batch_size", 1)
+        if not 1 <= batch <= 8:
+            return a1111_error(422, "batch_size must be in [1, 8]"), "bad batch_size"
+        record["params"] = {
+            "prompt": prompt, "negative_prompt": body.get("negative_prompt"),
+            "seed": seed, "n": batch, "width": body.get("width", 512),
+            "height": body.get("height", 512), "steps": body.get("steps"),
+            "cfg_scale": body.get("cfg_scale"),
+        }
+        parameters = dict(body)
+        info = {"prompt": prompt, "seed": seed, "all_seeds": [seed + i for i in range(batch)],
+                "width": record["params"]["width"], "height": record["params"]["height"]}
+        result = {"images": [expected_png_b64(prompt, seed + i) for i in range(batch)],
+                  "parameters": parameters, "info": json.dumps(info)}
+        summary = f"prompt={json.dumps(prompt[:60])} seed={seed} batch_size={batch}"
+        return json_response(200, result), summary
+
+    def a1111_options(self, req):
+        if self.settings.health == "down":
+            return a1111_error(503, "model not loaded")
+        return json_response(200, {"sd_model_checkpoint": self.args.model,
+                                   "samples_format": "png", "CLIP_stop_at_last_layers": 1})
+
+    def whispercpp_job(self, req, record):
+        """POST /inference, as whisper.cpp's server reads it."""
+        content_type = req.headers.get("content-type", "")
+        if parsed_header("content-type", content_type).get_content_type() != "multipart/form-data":
+            return whispercpp_error(400, "no 'file' field in the request"), "not multipart"
+        try:
+            parts = parse_multipart(req.body, content_type)
+        except ValueError as e:
+            return whispercpp_error(400, f"bad multipart body: {e}"), "bad multipart"
+        fields, audio = self.multipart_fields(parts, record)
+        if audio is None:
+            return whispercpp_error(400, "no 'file' field in the request"), "no file"
+        data, filename, file_type = audio
+        digest = hashlib.sha256(data).hexdigest()
+        record.update(file_bytes=len(data), file_sha256=digest,
+                      file_name=filename, file_content_type=file_type)
+        response_format = fields.get("response_format", "json")
+        summary = f"file={filename} bytes={len(data)} sha256={digest[:8]} format={response_format}"
+        if not data:
+            return whispercpp_error(400, "failed to read audio data"), summary
+        text = expected_transcript(digest, len(data))
+        if response_format in ("text", "srt", "vtt"):
+            return (200, text.encode(), "text/plain; charset=utf-8"), summary
+        if response_format != "verbose_json":
+            return json_response(200, {"text": text}), summary
+        duration = audio_duration(data, (file_type or "").split(";")[0].strip().lower())
+        language = WHISPER_LANGUAGES.get(fields.get("language") or "en", "english")
+        segment = {"id": 0, "text": text, "start": 0.0, "end": duration,
+                   "tokens": [50364, 1025], "words": [
+                       {"word": text, "start": 0.0, "end": duration,
+                        "t_dtw": -1, "probability": 0.9}],
+                   "temperature": 0.0, "avg_logprob": -0.1, "no_speech_prob": 0.0}
+        return json_response(200, {"task": "transcribe", "language": language,
+                                   "duration": duration, "text": text,
+                                   "segments": [segment],
+                                   "detected_language": language,
+                                   "detected_language_probability": 0.99}), summary
+
+    def multipart_fields(self, parts, record):
+        """The parts as fields by name, and the first "file" part."""
+        fields, audio = {}, None
+        record["parts"] = [
+            dict({"headers": lines, "bytes": len(content),
+                  "sha256": hashlib.sha256(content).hexdigest()},
+                 **({} if "filename" in headers.get("content-disposition", "")
+                    else {"value": content.decode("utf-8", "replace")}))
+            for headers, content, lines in parts]
+        for headers, content, _ in parts:
+            disposition = parsed_header("content-disposition",
+                                        headers.get("content-disposition", ""))
+            name = disposition.get_param("name", header="content-disposition")
+            if isinstance(name, tuple):     # RFC 2231 encoded
+                name = email.utils.collapse_rfc2231_value(name)
+            if name == "file" and audio is None:
+                audio = (content, disposition.get_filename(), headers.get("content-type"))
+            elif name is not None:
+                fields[name] = content.decode("utf-8", "replace")
+        record["fields"] = fields
+        return fields, audio
+
     def speech_job(self, req, record):
         content_type = req.headers.get("content-type", "")
         if parsed_header("content-type", content_type).get_content_type() != "multipart/form-data":
@@ -915,6 +1099,23 @@ class FakeGpu:
 
 
 # --------------------------------------------------------------------------
+# TLS
+
+def remember_sni(ssl_object, name, context):
+    """The server name the client sent, for the record of its requests."""
+    ssl_object.fake_gpu_sni = name
+
+
+def tls_info(writer):
+    """How a request came over TLS: None when it came in plain HTTP."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return {"version": ssl_object.version(), "session_reused": ssl_object.session_reused,
+            "sni": getattr(ssl_object, "fake_gpu_sni", None)}
+
+
+# --------------------------------------------------------------------------
 # Main
 
 def write_file(path, text):
@@ -939,8 +1140,18 @@ async def serve(args):
     if args.pid_file:
         write_file(args.pid_file, f"{os.getpid()}\n")
     try:
+        context = None
+        if args.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+            context.sni_callback = remember_sni
         server = await asyncio.start_server(app.serve_connection, "127.0.0.1", args.port,
-                                            limit=HEADER_LIMIT, backlog=4096)
+                                            limit=HEADER_LIMIT, backlog=4096, ssl=context)
+        control = None
+        if args.control_port:
+            control = await asyncio.start_server(app.serve_connection, "127.0.0.1",
+                                                 args.control_port, limit=HEADER_LIMIT)
         port = server.sockets[0].getsockname()[1]
         if args.ready_file:
             write_file(args.ready_file, f"{port}\n")
@@ -950,6 +1161,8 @@ async def serve(args):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         server.close()
+        if control:
+            control.close()
         # Close open connections (hung jobs, idle keep-alive) while the log
         # is still open: they log their last request as they end.
         for task in app.connections:
@@ -1000,7 +1213,15 @@ def parse_args(argv):
     p.add_argument("--pid-file")
     p.add_argument("--log", help="append one line per request")
     p.add_argument("--ready-file", help="written with the port once listening")
-    return p.parse_args(argv)
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    p.add_argument("--control-port", type=int,
+                   help="also serve plain HTTP on this port (for control calls)")
+    p.add_argument("--api-key", help="require Authorization: Bearer KEY")
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    return args
 
 
 def main(argv=None):

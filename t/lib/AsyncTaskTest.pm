@@ -280,6 +280,10 @@ sub fake_gpu {
         if $opt{max_concurrent};
     push @args, '--mode', $opt{mode} if $opt{mode};
     push @args, '--health', $opt{health} if $opt{health};
+    push @args, '--tls-cert', $opt{tls_cert}, '--tls-key', $opt{tls_key}
+        if $opt{tls_cert};
+    push @args, '--control-port', $opt{control_port} if $opt{control_port};
+    push @args, '--api-key', $opt{api_key} if defined $opt{api_key};
 
     my $pid = fork();
     die "fork: $!" unless defined $pid;
@@ -428,6 +432,43 @@ sub slow_get {
     }
 
     return ($status, \%h, $content // '');
+}
+
+# Certificates made with openssl, in html/tls/ (made anew per block):
+# ca.pem, a CA; server.pem and server.key, signed by it for gpu.test,
+# localhost and 127.0.0.1; other-ca.pem, a CA that signed nothing here.
+sub tls_certs {
+    my $dir = servroot() . '/html/tls';
+
+    make_path($dir);
+
+    open my $fh, '>', "$dir/san.cnf" or die "$dir/san.cnf: $!";
+    print $fh "subjectAltName=DNS:gpu.test,DNS:localhost,IP:127.0.0.1\n";
+    close $fh;
+
+    my @ec = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+              '-nodes');
+    my @steps = (
+        ['req', '-x509', @ec, '-keyout', "$dir/ca.key", '-out', "$dir/ca.pem",
+         '-days', '2', '-subj', '/CN=async task test CA'],
+        ['req', '-x509', @ec, '-keyout', "$dir/other-ca.key",
+         '-out', "$dir/other-ca.pem", '-days', '2',
+         '-subj', '/CN=async task other CA'],
+        ['req', @ec, '-keyout', "$dir/server.key", '-out', "$dir/server.csr",
+         '-subj', '/CN=gpu.test'],
+        ['x509', '-req', '-in', "$dir/server.csr", '-CA', "$dir/ca.pem",
+         '-CAkey', "$dir/ca.key", '-CAcreateserial', '-days', '2',
+         '-out', "$dir/server.pem", '-extfile', "$dir/san.cnf"],
+    );
+
+    # openssl draws its progress on stderr
+    open my $stderr, '>&', \*STDERR or die $!;
+    open STDERR, '>', "$dir/openssl.log" or die $!;
+    my $failed = grep { system('openssl', @$_) != 0 } @steps;
+    open STDERR, '>&', $stderr or die $!;
+    die "openssl failed, see $dir/openssl.log" if $failed;
+
+    return $dir;
 }
 
 sub error_log {
