@@ -639,7 +639,9 @@ ngx_http_async_task_comfyui_is_number(ngx_str_t *text, ngx_uint_t integer)
 
 /*
  * The body of POST /prompt: {"prompt": <the graph, filled in>,
- * "client_id": "<task id>"}.  NULL when the task lacks a value that the
+ * "client_id": "ngx_async_task"}: ComfyUI shows a prompt's client id to
+ * anyone who can read its queue or history, and a task's id is what
+ * reads the task (without async_task_user), so it is not sent.  NULL when the task lacks a value that the
  * graph needs, or holds one of the wrong type (the store is not
  * trusted): the request cannot be made.
  */
@@ -676,8 +678,8 @@ ngx_http_async_task_comfyui_prompt(ngx_http_async_task_run_t *run)
 
     hole = wf->holes.elts;
 
-    len = sizeof("{\"prompt\":,\"client_id\":\"\"}") - 1
-          + NGX_HTTP_ASYNC_TASK_ID_LEN + wf->tail.len;
+    len = sizeof("{\"prompt\":,\"client_id\":\"ngx_async_task\"}") - 1
+          + wf->tail.len;
 
     for (i = 0; i < wf->holes.nelts; i++) {
         len += hole[i].text.len
@@ -699,8 +701,8 @@ ngx_http_async_task_comfyui_prompt(ngx_http_async_task_run_t *run)
     }
 
     p = ngx_cpymem(p, wf->tail.data, wf->tail.len);
-    p = ngx_sprintf(p, ",\"client_id\":\"%*s\"}", NGX_HTTP_ASYNC_TASK_ID_LEN,
-                    task->id);
+    p = ngx_cpymem(p, ",\"client_id\":\"ngx_async_task\"}",
+                   sizeof(",\"client_id\":\"ngx_async_task\"}") - 1);
 
     body.len = p - body.data;
 
@@ -1363,6 +1365,11 @@ ngx_http_async_task_comfyui_process(ngx_http_async_task_run_t *run)
         {
             return NGX_OK;
         }
+
+        ngx_log_error(NGX_LOG_INFO, run->log, 0,
+                      "async_task: task %*s is ComfyUI prompt %V on %V",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, run->task->id,
+                      &ctx->prompt_id, &run->instance->name);
 
         ctx->state = NGX_HTTP_ASYNC_TASK_COMFYUI_HISTORY;
 

@@ -126,7 +126,8 @@ Test::More::is($t->{status}, 'DONE', 'DONE') or Test::More::diag(JSON::PP::encod
 
 my ($post) = main::requests(19790, 'POST', qr{^/prompt$});
 my $graph = $post->{json}{prompt};
-Test::More::is($post->{json}{client_id}, $id, 'the client id is the task id');
+Test::More::is($post->{json}{client_id}, 'ngx_async_task',
+               'a client id that is not the task id (ComfyUI shows it)');
 Test::More::is($graph->{6}{inputs}{text}, $prompt, 'the prompt, exactly (quotes, backslash, newline, UTF-8, braces)');
 Test::More::is($graph->{7}{inputs}{text}, 'ugly, "blurry"', 'a string default');
 is_deeply_num($graph->{3}{inputs}, {seed => 4294967295, steps => 9, cfg => 3.25});
@@ -159,6 +160,8 @@ sub is_deeply_num {
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":1,
+--- error_log eval
+qr/task [0-9a-f-]{36} is ComfyUI prompt [0-9a-f-]{36} on comfy\/127.0.0.1:19790/
 --- no_error_log
 [error]
 [alert]
