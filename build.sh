@@ -441,6 +441,7 @@ run_gateway() {
         [ -n "$user" ] && echo "$user"
         sed -e "s#@MODULE@#$module_path#g" -e "s#@RUN@#$run#g" \
             -e "s#@PORT@#$port#g" -e "s#@IMAGE_PORT_1@#${fakes[0]}#g" \
+            -e "s#@EXAMPLES@#$root/examples#g" \
             -e "s#@SPEECH_PORT@#${fakes[1]}#g" \
             -e "s#@IMAGE_PORT_2@#${fakes[2]}#g" \
             -e "${module_path:+#}/^load_module /d" "$root/examples/nginx.conf"
@@ -464,8 +465,8 @@ run_gateway() {
         python3 "$root/tools/fake_gpu.py" --port "$1" --kind "$2" --latency "$3" &
         pids+=($!)
     }
-    fake "${fakes[0]}" image 2
-    fake "${fakes[2]}" image 3
+    fake "${fakes[0]}" comfyui 2
+    fake "${fakes[2]}" comfyui 3
     fake "${fakes[1]}" speech 1
 
     "${nginx[@]}" -g 'daemon off;' &

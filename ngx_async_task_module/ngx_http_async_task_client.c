@@ -226,6 +226,31 @@ ngx_http_async_task_client_attach(ngx_http_async_task_client_t *hc,
 }
 
 
+/*
+ * A client for one exchange with an instance of a backend: its address,
+ * the backend's kept connections, a deadline.  The caller adds the pool,
+ * log, request, answer cap and handler.
+ */
+
+void
+ngx_http_async_task_client_init(ngx_http_async_task_client_t *hc,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, ngx_msec_t timeout)
+{
+    ngx_memzero(hc, sizeof(ngx_http_async_task_client_t));
+
+    hc->timeout = timeout;
+    hc->connect_timeout = ngx_min(timeout, NGX_HTTP_ASYNC_TASK_CONNECT);
+    hc->keepalive = backend->keepalive;
+    hc->idle = &in->idle;
+    hc->nidle = &in->nidle;
+
+    hc->peer.sockaddr = in->sockaddr;
+    hc->peer.socklen = in->socklen;
+    hc->peer.name = &in->name;
+}
+
+
 /* drops the exchange without calling the handler: the task was canceled */
 
 void

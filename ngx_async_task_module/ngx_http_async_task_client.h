@@ -20,6 +20,9 @@ typedef void (*ngx_http_async_task_client_handler_pt)(
 /* an answer's status line and headers, interim answers apart */
 #define NGX_HTTP_ASYNC_TASK_HEADERS_MAX   (32 * 1024)
 
+/* the longest a connection to an instance may take to be made */
+#define NGX_HTTP_ASYNC_TASK_CONNECT       5000
+
 
 /* how an exchange ended */
 
@@ -101,6 +104,9 @@ struct ngx_http_async_task_client_s {
 
 ngx_int_t ngx_http_async_task_client_start(ngx_http_async_task_client_t *hc);
 void ngx_http_async_task_client_close(ngx_http_async_task_client_t *hc);
+void ngx_http_async_task_client_init(ngx_http_async_task_client_t *hc,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, ngx_msec_t timeout);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_CLIENT_H_INCLUDED_ */

@@ -39,7 +39,6 @@
 #define NGX_HTTP_ASYNC_TASK_TICK          200
 #define NGX_HTTP_ASYNC_TASK_REAP          1000
 #define NGX_HTTP_ASYNC_TASK_CLAIMS        64
-#define NGX_HTTP_ASYNC_TASK_CONNECT       5000
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
@@ -60,6 +59,7 @@ typedef struct {
     ngx_http_async_task_client_t       client;
     ngx_http_async_task_run_t          run;        /* as protocols see it */
     ngx_event_t                        next;       /* a run's next step */
+    ngx_pool_t                        *exchange;   /* a step's answer */
 
     ngx_str_t                          temp;       /* the run's file */
     int64_t                            not_before;
@@ -321,6 +321,10 @@ ngx_http_async_task_job_destroy(ngx_http_async_task_job_t *job)
         ngx_del_timer(&job->next);
     }
 
+    if (job->exchange) {
+        ngx_destroy_pool(job->exchange);
+    }
+
     ngx_destroy_pool(job->pool);
 }
 
@@ -576,33 +580,58 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
 static void
 ngx_http_async_task_send(ngx_http_async_task_job_t *job)
 {
+    ngx_msec_int_t                 left;
     ngx_http_async_task_client_t  *hc;
 
     hc = &job->client;
 
-    ngx_memzero(hc, sizeof(ngx_http_async_task_client_t));
+    /* all the steps of a run together take at most the timeout */
+
+    if (job->run.step == 0) {
+        job->run.deadline = ngx_current_msec + job->backend->timeout;
+    }
+
+    left = (ngx_msec_int_t) (job->run.deadline - ngx_current_msec);
+
+    ngx_http_async_task_client_init(hc, job->backend, job->instance,
+                                    (ngx_msec_t) ngx_max(left, 1));
 
     hc->pool = job->pool;
     hc->log = &job->log;
     hc->data = job;
     hc->handler = ngx_http_async_task_run_finished;
-    hc->timeout = job->backend->timeout;
-    hc->connect_timeout = ngx_min(job->backend->timeout,
-                                  NGX_HTTP_ASYNC_TASK_CONNECT);
-    hc->max_response = ngx_http_async_task_kind(job->task.kind)->answer_max;
-    hc->keepalive = job->backend->keepalive;
-    hc->idle = &job->instance->idle;
-    hc->nidle = &job->instance->nidle;
 
-    hc->peer.sockaddr = job->instance->sockaddr;
-    hc->peer.socklen = job->instance->socklen;
-    hc->peer.name = &job->instance->name;
+    if (left <= 0) {
+        hc->result = ngx_http_async_task_client_timeout;
+        ngx_http_async_task_run_finished(hc);
+        return;
+    }
+
+    /*
+     * A protocol of several steps reads each answer in a pool of its own,
+     * freed before the next step: a run that polls does not grow.
+     */
+
+    if (job->backend->protocol->process) {
+        job->exchange = ngx_create_pool(4096, &job->log);
+        if (job->exchange == NULL) {
+            hc->result = ngx_http_async_task_client_broken;
+            ngx_http_async_task_run_finished(hc);
+            return;
+        }
+
+        hc->pool = job->exchange;
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                    "async task %*s runs, step %ui", NGX_HTTP_ASYNC_TASK_ID_LEN,
                    job->task.id, job->run.step);
 
     hc->request = job->backend->protocol->create_request(&job->run);
+
+    hc->max_response = job->run.max_response
+                       ? job->run.max_response
+                       : ngx_http_async_task_kind(job->task.kind)->answer_max;
 
     if (hc->request == NULL) {
         ngx_log_error(NGX_LOG_ALERT, &job->log, 0,
@@ -649,6 +678,10 @@ ngx_http_async_task_run_finished(ngx_http_async_task_client_t *hc)
         if (rc == NGX_AGAIN) {
             job->run.step++;
 
+            ngx_destroy_pool(job->exchange);
+            job->exchange = NULL;
+            ngx_str_null(&job->run.outcome.body);
+
             ngx_log_debug4(NGX_LOG_DEBUG_HTTP, &job->log, 0,
                            "async task %*s: step %ui in %M ms",
                            NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id,
@@ -674,6 +707,11 @@ ngx_http_async_task_next_step(ngx_event_t *ev)
 
     if (ngx_exiting || ngx_terminate) {
         ngx_queue_remove(&job->queue);
+
+        if (job->backend->protocol->cancel) {
+            job->backend->protocol->cancel(&job->run);
+        }
+
         job->run.outcome.result = ngx_http_async_task_client_aborted;
         ngx_http_async_task_complete(job);
         return;
@@ -1053,6 +1091,10 @@ ngx_http_async_task_dispatch_cancel(u_char *id)
 
         if (job->next.timer_set) {
             ngx_del_timer(&job->next);
+        }
+
+        if (job->backend->protocol->cancel) {
+            job->backend->protocol->cancel(&job->run);
         }
 
         ngx_http_async_task_upstream_release(ngx_http_async_task_shm_ctx,

@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_async_task_kind.h"
+#include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_submit.h"
 
 
@@ -48,23 +49,34 @@ static ngx_http_async_task_protocol_t
       NULL,
       ngx_http_async_task_protocol_openai_image,
       NULL,
-      ngx_http_async_task_protocol_image_done },
+      ngx_http_async_task_protocol_image_done,
+      NULL },
 
     /* the same, with sd-server's options inside the prompt */
     { ngx_string("sdcpp"), ngx_string("/health"),
       NULL,
       ngx_http_async_task_protocol_sdcpp_image,
       NULL,
-      ngx_http_async_task_protocol_image_done },
+      ngx_http_async_task_protocol_image_done,
+      NULL },
 
     /* AUTOMATIC1111's txt2img: A1111, Forge, SD.Next, sd-server's /sdapi */
     { ngx_string("a1111"), ngx_string("/sdapi/v1/options"),
       NULL,
       ngx_http_async_task_protocol_a1111_image,
       NULL,
-      ngx_http_async_task_protocol_a1111_done },
+      ngx_http_async_task_protocol_a1111_done,
+      NULL },
 
-    { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL }
+    /* ComfyUI: the operator's workflow, posted, followed, fetched */
+    { ngx_string("comfyui"), ngx_string("/system_stats"),
+      NULL,
+      ngx_http_async_task_comfyui_request,
+      ngx_http_async_task_comfyui_process,
+      ngx_http_async_task_comfyui_done,
+      ngx_http_async_task_comfyui_cancel },
+
+    { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL, NULL }
 };
 
 
@@ -76,16 +88,18 @@ static ngx_http_async_task_protocol_t
       ngx_http_async_task_protocol_boundary,
       ngx_http_async_task_protocol_openai_speech,
       NULL,
-      ngx_http_async_task_protocol_speech_done },
+      ngx_http_async_task_protocol_speech_done,
+      NULL },
 
     /* whisper.cpp's server: POST /inference */
     { ngx_string("whispercpp"), ngx_string("/health"),
       ngx_http_async_task_protocol_boundary,
       ngx_http_async_task_protocol_whispercpp_speech,
       NULL,
-      ngx_http_async_task_protocol_whispercpp_done },
+      ngx_http_async_task_protocol_whispercpp_done,
+      NULL },
 
-    { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL }
+    { ngx_null_string, ngx_null_string, NULL, NULL, NULL, NULL, NULL }
 };
 
 

@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_module.h"
 #include "ngx_http_async_task_api.h"
+#include "ngx_http_async_task_comfyui.h"
 #include "ngx_http_async_task_conn.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
@@ -730,8 +731,9 @@ ngx_http_async_task_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * async_task_backend kind upstream [protocol=name] [model=name]
- *                    [timeout=time] [retries=number] [tls] [tls_verify=on|off]
+ * async_task_backend kind upstream [protocol=name] [workflow=file]
+ *                    [model=name] [timeout=time] [retries=number]
+ *                    [tls] [tls_verify=on|off]
  *                    [tls_trusted_certificate=file] [tls_server_name=name]
  *                    [api_key=key|$env|file:path] ["header=Name: value"]
  *                    [host=name];
@@ -796,6 +798,23 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             goto invalid;
+        }
+
+        if (ngx_strncmp(value[i].data, "workflow=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            if (s.len == 0) {
+                goto invalid;
+            }
+
+            if (ngx_http_async_task_comfyui_workflow(cf, backend, &s)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
         }
 
         if (ngx_strncmp(value[i].data, "model=", 6) == 0) {
@@ -886,7 +905,7 @@ ngx_http_async_task_backend(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_http_async_task_comfyui_check(cf, backend);
 
 invalid:
 

@@ -46,6 +46,9 @@
 typedef struct ngx_http_async_task_shctx_s  ngx_http_async_task_shctx_t;
 typedef struct ngx_http_async_task_conn_s   ngx_http_async_task_conn_t;
 
+/* a ComfyUI workflow (workflow=), ready to be filled in */
+typedef struct ngx_http_async_task_comfyui_s  ngx_http_async_task_comfyui_t;
+
 
 /* a task as the handlers and the store exchange it */
 
@@ -147,6 +150,7 @@ typedef struct {
     ngx_uint_t                      retries;
     ngx_msec_t                      backoff;
     ngx_uint_t                      keepalive;  /* idle connections kept */
+    ngx_http_async_task_comfyui_t  *comfyui;    /* workflow= */
     ngx_http_async_task_conn_t     *conn;       /* TLS, credentials, or NULL */
 
     u_char                         *file;       /* where it was declared */

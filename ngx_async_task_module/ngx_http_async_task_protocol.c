@@ -27,7 +27,6 @@
  */
 
 
-#define NGX_HTTP_ASYNC_TASK_MESSAGE_MAX  200
 #define NGX_HTTP_ASYNC_TASK_SCAN_BLOCK   (64 * 1024)
 #define NGX_HTTP_ASYNC_TASK_BOUNDARY_TRIES  8
 
@@ -994,8 +993,10 @@ ngx_http_async_task_protocol_answer(ngx_http_async_task_run_t *run)
                                           "bad_response", pool,
                                           "the answer is larger than the "
                                           "limit of %uz bytes",
-                          ngx_http_async_task_kind(run->task->kind)
-                              ->answer_max);
+                          run->max_response
+                          ? run->max_response
+                          : ngx_http_async_task_kind(run->task->kind)
+                                ->answer_max);
         return NGX_DECLINED;
 
     case ngx_http_async_task_client_headers_too_big:

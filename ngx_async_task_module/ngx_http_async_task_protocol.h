@@ -25,6 +25,10 @@
 #define NGX_HTTP_ASYNC_TASK_SPEECH_ANSWER_MAX  (8 * 1024 * 1024)
 
 
+/* how much of an instance's own error message a task's error quotes */
+#define NGX_HTTP_ASYNC_TASK_MESSAGE_MAX  200
+
+
 /* a multipart boundary: a prefix and 128 bits from the kernel, in hex */
 #define NGX_HTTP_ASYNC_TASK_BOUNDARY_LEN  (sizeof("ngx-async-task-") - 1 + 32)
 
@@ -64,6 +68,8 @@ typedef ngx_chain_t *(*ngx_http_async_task_protocol_request_pt)(
     ngx_http_async_task_run_t *run);
 typedef ngx_int_t (*ngx_http_async_task_protocol_process_pt)(
     ngx_http_async_task_run_t *run);
+typedef void (*ngx_http_async_task_protocol_cancel_pt)(
+    ngx_http_async_task_run_t *run);
 
 
 /*
@@ -90,7 +96,14 @@ typedef ngx_int_t (*ngx_http_async_task_protocol_process_pt)(
  *                          in run->data, from run->pool); NGX_OK, this
  *                          answer is the last, or the run ended here
  *                          with ngx_http_async_task_protocol_fail().
- *                          NULL: a run is one exchange.
+ *                          NULL: a run is one exchange.  Each exchange
+ *                          has what is left of the backend's timeout
+ *                          (run->deadline), and its answer a pool of its
+ *                          own, freed when process() asks for another:
+ *                          what process() keeps goes to run->pool; an
+ *                          exchange's answer cap is run->max_response,
+ *                          which create_request() may set (0: the
+ *                          kind's).
  *   finalize(run, log)     in a pool thread, on the last answer (or on
  *                          an exchange that failed): the outcome.
  *                          ngx_http_async_task_protocol_answer() sets it
@@ -100,9 +113,15 @@ typedef ngx_int_t (*ngx_http_async_task_protocol_process_pt)(
  *                          ngx_http_async_task_protocol_png() keeps an
  *                          image as the task's result file.
  *
+ *   cancel(run)            in the event loop, when a run that is under
+ *                          way is dropped: its task was canceled, or the
+ *                          worker shuts down between its steps.  It may
+ *                          tell the instance, on a pool and a client of
+ *                          its own: the run is freed right after.  NULL:
+ *                          nothing is sent to the instance for it.
+ *
  * An exchange that fails (refused, timed out, broken, too large) ends
- * the run at any step.  A canceled run is dropped between or during its
- * exchanges; nothing is sent to the instance for it.
+ * the run at any step.
  */
 
 struct ngx_http_async_task_protocol_s {
@@ -112,6 +131,7 @@ struct ngx_http_async_task_protocol_s {
     ngx_http_async_task_protocol_request_pt   create_request;
     ngx_http_async_task_protocol_process_pt   process;
     ngx_http_async_task_protocol_thread_pt    finalize;
+    ngx_http_async_task_protocol_cancel_pt    cancel;
 };
 
 
@@ -133,6 +153,8 @@ struct ngx_http_async_task_run_s {
 
     ngx_uint_t                          step;
     ngx_msec_t                          delay;      /* before the next step */
+    ngx_msec_t                          deadline;   /* of the whole run */
+    size_t                              max_response; /* 0: the kind's */
     void                               *data;       /* the protocol's own */
 
     ngx_http_async_task_outcome_t       outcome;

@@ -153,6 +153,8 @@ import zlib
 from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
+from fake_comfyui import FakeComfyUI
+
 HEADER_LIMIT = 64 * 1024          # request line + headers
 MAX_BODY = 256 * 1024 * 1024      # request body, Content-Length or chunked
 LAST_REQUESTS = 50
@@ -566,6 +568,10 @@ class FakeGpu:
         if args.kind in ("speech", "both"):
             self.routes["/v1/audio/transcriptions"] = ("POST", self.speech_job, True)
             self.routes["/inference"] = ("POST", self.whispercpp_job, True)
+        # ComfyUI's routes (tools/fake_comfyui.py): the latency is a
+        # prompt's execution, not each request's
+        self.comfyui = (FakeComfyUI(self, expected_png)
+                        if args.kind == "comfyui" else None)
 
     def log(self, client, method, path, status, started, summary=""):
         if self.log_file is None:
@@ -622,6 +628,9 @@ class FakeGpu:
     async def dispatch(self, req, reader, writer, client, started):
         """Serve one request; True to keep the connection open."""
         method, handler, is_job = self.routes.get(req.path, (None, None, False))
+        if handler is None and self.comfyui is not None:
+            method, handler, is_job = (self.comfyui.route(req.path)
+                                       or (None, None, False))
         if not self.authorized(req):
             self.stats.unauthorized += 1
             response = openai_error(401, "fake-gpu: invalid API key", code="invalid_api_key")
@@ -686,19 +695,23 @@ class FakeGpu:
         status, keep_alive, summary = "-", False, ""
         try:
             response, summary = handler(req, record)
-            fault = self.settings.take_fault()
+            fault = ("ok" if self.comfyui and not self.comfyui.fault_applies(req)
+                     else self.settings.take_fault())
             if fault != "ok":
                 record["fault"] = fault
                 summary += f" fault={fault}"
-            status, keep_alive = await self.answer(fault, response, req, reader, writer)
+            status, keep_alive = await self.answer(
+                fault, response, req, reader, writer,
+                0 if self.comfyui else self.settings.latency)
             record["status"] = status if isinstance(status, int) else None
         finally:
             self.stats.inflight -= 1
             self.log(client, req.method, req.path, status, started, summary)
         return keep_alive
 
-    async def answer(self, fault, response, req, reader, writer):
-        """Deliver a job's answer, or the fault; (status for the log, keep-alive)."""
+    async def answer(self, fault, response, req, reader, writer, latency):
+        """Deliver a job's answer, or the fault, after latency seconds;
+        (status for the log, keep-alive)."""
         if fault == "hang":
             while await reader.read(65536):
                 pass   # until the client closes its side
@@ -714,7 +727,6 @@ class FakeGpu:
             response = (200, MALFORMED_BODY, JSON)
         elif fault == "empty":
             response = (200, b"{}", JSON)
-        latency = self.settings.latency
         if latency and response[0] != 400:
             await asyncio.sleep(latency)
         if writer.transport.is_closing():
@@ -1185,7 +1197,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description="Fake GPU inference server (sd-server / "
                                 "OpenAI images, speaches / whisper.cpp transcriptions).")
     p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: any)")
-    p.add_argument("--kind", choices=("image", "speech", "both"), default="both")
+    p.add_argument("--kind", choices=("image", "speech", "both", "comfyui"),
+                   default="both", help="comfyui: ComfyUI's routes only")
     p.add_argument("--latency", type=non_negative, default=0.0,
                    help="seconds each job computes")
     p.add_argument("--fail-rate", type=fraction, default=0.0,
