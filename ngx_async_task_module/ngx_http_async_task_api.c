@@ -959,6 +959,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     size_t                               len;
     int64_t                              started_at, now;
     ngx_uint_t                           i, n, free, slots;
+    ngx_uint_t                           queued[NGX_HTTP_ASYNC_TASK_NKINDS];
     ngx_http_async_task_shm_t           *shm;
     ngx_http_async_task_instance_t      *in;
     ngx_http_async_task_json_stats_t     stats;
@@ -970,7 +971,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     shm = ngx_http_async_task_request_shm(r);
     now = ngx_http_async_task_util_cached_ms();
 
-    ngx_http_async_task_shm_counts(shm, stats.count, &started_at);
+    ngx_http_async_task_shm_counts(shm, stats.count, queued, &started_at);
 
     stats.uptime = (now - started_at) / 1000;
     stats.capacity = amcf->store->max_queued;
@@ -991,7 +992,7 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
 
             n = stats.nkinds++;
             stats.kinds[n] = &ngx_http_async_task_kind(i)->name;
-            stats.queued[n] = ngx_http_async_task_shm_queued(shm, i);
+            stats.queued[n] = queued[i];
         }
     }
 
