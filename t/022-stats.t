@@ -102,3 +102,20 @@ AsyncTaskTest::seed(::store_db(),
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: tasks of a kind no backend serves any more count in depth only
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task;
+    async_task_backend image gpu_image;
+    upstream gpu_image { server 127.0.0.1:9 down; }
+--- post_setup_server_root
+AsyncTaskTest::seed(::store_db(),
+    ::queued(0x01, 'image'), ::queued(0x02, 'speech'));
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "tasks":\{"QUEUED":2,[^}]*\},"queue":\{"depth":2,"capacity":1000,"kinds":\{"image":1\}\},"workers"
+--- no_error_log
+[error]
+[alert]
