@@ -958,7 +958,8 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     u_char                              *data;
     size_t                               len;
     int64_t                              started_at, now;
-    ngx_uint_t                           i, free, slots;
+    ngx_uint_t                           i, n, free, slots;
+    ngx_uint_t                           queued[NGX_HTTP_ASYNC_TASK_NKINDS];
     ngx_http_async_task_shm_t           *shm;
     ngx_http_async_task_instance_t      *in;
     ngx_http_async_task_json_stats_t     stats;
@@ -970,20 +971,28 @@ ngx_http_async_task_stats(ngx_http_request_t *r, ngx_str_t *unused)
     shm = ngx_http_async_task_request_shm(r);
     now = ngx_http_async_task_util_cached_ms();
 
-    ngx_http_async_task_shm_counts(shm, stats.count, &started_at);
+    ngx_http_async_task_shm_counts(shm, stats.count, queued, &started_at);
 
     stats.uptime = (now - started_at) / 1000;
     stats.capacity = amcf->store->max_queued;
 
-    /* workers.total: the slots of the instances that can take tasks now */
+    /*
+     * workers.total: the slots of the instances that can take tasks now;
+     * queue.kinds: the queue of every kind a backend serves
+     */
 
     stats.workers = 0;
+    stats.nkinds = 0;
 
     for (i = 0; i < NGX_HTTP_ASYNC_TASK_NKINDS; i++) {
         if (amcf->backends[i].upstream) {
             ngx_http_async_task_upstream_slots(shm, &amcf->backends[i],
                                                &free, &slots);
             stats.workers += slots;
+
+            n = stats.nkinds++;
+            stats.kinds[n] = &ngx_http_async_task_kind(i)->name;
+            stats.queued[n] = queued[i];
         }
     }
 

@@ -162,8 +162,21 @@ ngx_http_async_task_json_stats(u_char *buf,
                                   stats->count[NGX_HTTP_ASYNC_TASK_QUEUED]);
     ngx_http_async_task_json_literal(&out, ",\"capacity\":");
     ngx_http_async_task_json_uint(&out, stats->capacity);
+    ngx_http_async_task_json_literal(&out, ",\"kinds\":{");
 
-    ngx_http_async_task_json_literal(&out, "},\"workers\":{\"busy\":");
+    for (i = 0; i < stats->nkinds; i++) {
+        if (i) {
+            ngx_http_async_task_json_literal(&out, ",");
+        }
+
+        ngx_http_async_task_json_literal(&out, "\"");
+        ngx_http_async_task_json_put(&out, stats->kinds[i]->data,
+                                     stats->kinds[i]->len);
+        ngx_http_async_task_json_literal(&out, "\":");
+        ngx_http_async_task_json_uint(&out, stats->queued[i]);
+    }
+
+    ngx_http_async_task_json_literal(&out, "}},\"workers\":{\"busy\":");
     ngx_http_async_task_json_uint(&out,
                                   stats->count[NGX_HTTP_ASYNC_TASK_RUNNING]);
     ngx_http_async_task_json_literal(&out, ",\"total\":");

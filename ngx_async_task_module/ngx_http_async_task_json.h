@@ -45,6 +45,9 @@ typedef struct {
     int64_t                              uptime;     /* seconds */
     ngx_uint_t                           count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
     ngx_uint_t                           capacity;   /* queue */
+    ngx_uint_t                           nkinds;     /* with a backend */
+    ngx_str_t                           *kinds[NGX_HTTP_ASYNC_TASK_NKINDS];
+    ngx_uint_t                           queued[NGX_HTTP_ASYNC_TASK_NKINDS];
     ngx_uint_t                           workers;    /* slots */
     ngx_uint_t                           nbackends;
     ngx_http_async_task_json_backend_t  *backends;

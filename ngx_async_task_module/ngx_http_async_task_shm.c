@@ -857,14 +857,22 @@ ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
 }
 
 
+/* the counts and each kind's queue at one moment: they add up */
+
 void
 ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
-    ngx_uint_t *count, int64_t *started_at)
+    ngx_uint_t *count, ngx_uint_t *queued, int64_t *started_at)
 {
+    ngx_uint_t  k;
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     ngx_memcpy(count, shm->sh->count, sizeof(shm->sh->count));
     *started_at = shm->sh->started_at;
+
+    for (k = 0; k < NGX_HTTP_ASYNC_TASK_NKINDS; k++) {
+        queued[k] = ngx_http_async_task_treap_size(shm->sh->queue[k]);
+    }
 
     ngx_shmtx_unlock(&shm->shpool->mutex);
 }

@@ -202,7 +202,7 @@ ngx_uint_t ngx_http_async_task_shm_orphans(ngx_http_async_task_shm_t *shm,
 void ngx_http_async_task_shm_forget(ngx_http_async_task_shm_t *shm,
     ngx_uint_t *count);
 void ngx_http_async_task_shm_counts(ngx_http_async_task_shm_t *shm,
-    ngx_uint_t *count, int64_t *started_at);
+    ngx_uint_t *count, ngx_uint_t *queued, int64_t *started_at);
 ngx_uint_t ngx_http_async_task_shm_full(ngx_http_async_task_shm_t *shm,
     ngx_uint_t max_queued);
 ngx_uint_t ngx_http_async_task_shm_queued(ngx_http_async_task_shm_t *shm,

@@ -13,7 +13,7 @@ __DATA__
     async_task_store @STORE@/tasks.db;
 --- request
 GET /api/v1/system/stats
---- response_body_like: ^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":0,"RUNNING":0,"DONE":0,"FAILED":0,"CANCELED":0\},"queue":\{"depth":0,"capacity":1000\},"workers":\{"busy":0,"total":0\},"backends":\[\]\}$
+--- response_body_like: ^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":0,"RUNNING":0,"DONE":0,"FAILED":0,"CANCELED":0\},"queue":\{"depth":0,"capacity":1000,"kinds":\{\}\},"workers":\{"busy":0,"total":0\},"backends":\[\]\}$
 --- response_headers
 Content-Type: application/json
 --- no_error_log
@@ -45,7 +45,7 @@ abcd
                      lock_timeout=2s;
 --- request
 GET /api/v1/system/stats
---- response_body_like: "queue":\{"depth":0,"capacity":7\}
+--- response_body_like: "queue":\{"depth":0,"capacity":7,"kinds":\{\}\}
 --- no_error_log
 [error]
 

@@ -425,7 +425,7 @@ Test::More::ok(-e ::files_dir() . '/' . ::tid(0x03) . '.in',
  "06 image DONE alice p5 pos=- fin=set\n",
  "04 image QUEUED bob p7 pos=1 fin=null\n",
  "05 image QUEUED - p5 pos=3 fin=null\n",
- qr/"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000\}/]
+ qr/"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000,"kinds":\{"image":5,"speech":2\}\}/]
 --- no_error_log
 [error]
 [alert]
@@ -842,7 +842,7 @@ next_cursor: null
 ",
  "04 image QUEUED bob p7 pos=1 fin=null\n",
  "05 image QUEUED - p5 pos=2 fin=null\n",
- qr/"tasks":\{"QUEUED":6,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":2\},"queue":\{"depth":6,"capacity":1000\}/,
+ qr/"tasks":\{"QUEUED":6,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":2\},"queue":\{"depth":6,"capacity":1000,"kinds":\{"image":4,"speech":2\}\}/,
  "02 image CANCELED alice p9 pos=- fin=set\n",
  "04 image QUEUED bob p7 pos=0 fin=null\n",
  "0b speech QUEUED alice p5 pos=1 fin=null
@@ -855,7 +855,7 @@ next_cursor: null
 01 image CANCELED alice p5 pos=- fin=set
 next_cursor: null
 ",
- qr/"tasks":\{"QUEUED":5,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":3\},"queue":\{"depth":5,"capacity":1000\}/]
+ qr/"tasks":\{"QUEUED":5,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":3\},"queue":\{"depth":5,"capacity":1000,"kinds":\{"image":3,"speech":2\}\}/]
 --- no_error_log
 [error]
 [alert]
@@ -888,7 +888,7 @@ next_cursor: null
  '{"error":{"code":"conflict","message":"the task is already CANCELED"}}',
  "06 image DONE alice p5 pos=- fin=set\n",
  "09 image CANCELED alice p5 pos=- fin=set\n",
- qr/"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000\}/,
+ qr/"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000,"kinds":\{"image":5,"speech":2\}\}/,
  $::PNG,
  '{"text":"hello","language":"en"}']
 --- no_error_log
@@ -1140,7 +1140,7 @@ X-User-Id: alice
 GET /api/v1/system/stats
 --- response_headers
 Content-Type: application/json
---- response_body_like: ^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000\},"workers":\{"busy":0,"total":0\},"backends":\[.*\]\}$
+--- response_body_like: ^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":7,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":7,"capacity":1000,"kinds":\{"image":5,"speech":2\}\},"workers":\{"busy":0,"total":0\},"backends":\[.*\]\}$
 --- no_error_log
 [error]
 [alert]
@@ -1176,7 +1176,7 @@ X-User-Id: alice
 --- error_code eval
 [200, 200, 200]
 --- response_body eval
-[qr/^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":2,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":2,"capacity":1000\},/,
+[qr/^\{"uptime_seconds":\d+,"tasks":\{"QUEUED":2,"RUNNING":0,"DONE":2,"FAILED":1,"CANCELED":1\},"queue":\{"depth":2,"capacity":1000,"kinds":\{"image":2,"speech":0\}\},/,
  '{"id":"01900000-0000-7000-8000-000000000041","kind":"image","status":"QUEUED","user":"alice","priority":5,"position":0,"params":{"prompt":"t41"},"created_at":"2025-11-29T09:54:25.123Z","started_at":null,"finished_at":null,"attempts":1,"backend":null,"result":null,"error":null}',
  '{"id":"01900000-0000-7000-8000-000000000042","kind":"image","status":"QUEUED","user":"alice","priority":5,"position":1,"params":{"prompt":"t42"},"created_at":"2025-11-29T09:54:26.123Z","started_at":null,"finished_at":null,"attempts":0,"backend":null,"result":null,"error":null}']
 --- no_error_log

@@ -148,7 +148,7 @@ database is locked
 [qr/"position":0/, qr/"position":1/,
  qr/^\{"error":\{"code":"queue_full","message":"the queue is full, try again later"\}\}$/,
  qr/queue_full/,
- qr/"QUEUED":2,.*"queue":\{"depth":2,"capacity":2\}/]
+ qr/"QUEUED":2,.*"queue":\{"depth":2,"capacity":2,"kinds":\{"image":2,"speech":0\}\}/]
 --- no_error_log
 [error]
 

@@ -270,7 +270,17 @@ Test::More::is_deeply([sort keys %kind], ['image', 'speech'], 'a row per kind');
 Test::More::is($kind{image}{up}, '1 / 2', 'image instances up');
 Test::More::is($kind{speech}{running}, '1 / 1', 'speech running / slots');
 Test::More::cmp_ok($kind{speech}{samples}, '>=', 4, 'the sparkline has a history');
-Test::More::is($r->{sparklines}, 4, 'queue, slots and one sparkline per kind');
+
+my %queued = map { $_->{'data-kind'} => $_ } @{ $r->{queue_kinds} };
+Test::More::is_deeply([map { $_->{'data-kind'} } @{ $r->{queue_kinds} }],
+    ['image', 'speech'], 'a queue row per kind');
+Test::More::is($queued{image}{depth}, '0', 'no image task queued');
+Test::More::is($queued{speech}{depth}, '2', 'two speech tasks queued');
+Test::More::is($queued{speech}{meter}, '4%', 'of the capacity of 50');
+Test::More::cmp_ok($queued{speech}{samples}, '>=', 4,
+                   'the queue of a kind has a history');
+Test::More::is($r->{sparklines}, 6,
+               'queue, slots, and the running and queued of each kind');
 
 Test::More::ok(-s $shot, 'a screenshot');
 
@@ -290,7 +300,7 @@ GET /api/v1/system/stats
     }
     location = /evil/stats {
         default_type application/json;
-        return 200 '{"uptime_seconds":"<b>1</b>","tasks":{"QUEUED":"7","DONE":-1,"FAILED":1e999,"__proto__":{"x":1},"RUNNING":3},"queue":{"depth":"<img src=x onerror=window.injected=1>","capacity":50},"workers":null,"backends":[null,7,{"kind":"<img src=x onerror=window.injected=1>","upstream":"\\"><script>window.injected=1</script>","server":"</td><svg onload=window.injected=1>","healthy":"true","inflight":"1","max_conns":{"valueOf":2},"requests":5,"failures":2,"last_check":"<iframe src=javascript:window.injected=1>"},{"kind":"constructor","upstream":"u","server":"__proto__","healthy":true,"inflight":1,"max_conns":1,"requests":0,"failures":0,"last_check":null}]}';
+        return 200 '{"uptime_seconds":"<b>1</b>","tasks":{"QUEUED":"7","DONE":-1,"FAILED":1e999,"__proto__":{"x":1},"RUNNING":3},"queue":{"depth":"<img src=x onerror=window.injected=1>","capacity":50,"kinds":{"<img src=x onerror=window.injected=1>":3,"__proto__":{"x":1},"constructor":"5","x":-1,"y":1e999,"z":60}},"workers":null,"backends":[null,7,{"kind":"<img src=x onerror=window.injected=1>","upstream":"\\"><script>window.injected=1</script>","server":"</td><svg onload=window.injected=1>","healthy":"true","inflight":"1","max_conns":{"valueOf":2},"requests":5,"failures":2,"last_check":"<iframe src=javascript:window.injected=1>"},{"kind":"constructor","upstream":"u","server":"__proto__","healthy":true,"inflight":1,"max_conns":1,"requests":0,"failures":0,"last_check":null}]}';
     }
 --- init
 my $r = $main::Probe_sub->('/status');
@@ -321,6 +331,14 @@ Test::More::is_deeply($r->{counts},
     'counts: only numbers >= 0');
 Test::More::is_deeply([sort map { $_->{'data-kind'} } @{ $r->{kinds} }],
     ['<img src=x onerror=window.injected=1>', 'constructor'], 'kinds as text');
+Test::More::is_deeply([map { [$_->{'data-kind'}, $_->{name}, $_->{depth}] }
+                       @{ $r->{queue_kinds} }],
+    [['<img src=x onerror=window.injected=1>',
+      '<img src=x onerror=window.injected=1>', '3'],
+     ['__proto__', '__proto__', '?'], ['constructor', 'constructor', '?'],
+     ['x', 'x', '?'], ['y', 'y', '?'], ['z', 'z', '60']],
+    'queued by kind: names as text, only numbers >= 0');
+Test::More::is($r->{queue_kinds}[5]{meter}, '100%', 'a meter stops at full');
 --- request
 GET /status
 --- no_error_log

@@ -198,6 +198,14 @@ const SNAPSHOT = `(() => {
             o.samples = svg ? Number(svg.getAttribute('data-samples')) : 0;
             return o;
         }),
+        queue_kinds: [...document.querySelectorAll('#queue-kinds tr')]
+                     .map((tr) => {
+            const o = cells(tr);
+            const svg = tr.querySelector('svg');
+            o.samples = svg ? Number(svg.getAttribute('data-samples')) : 0;
+            o.meter = tr.querySelector('.meter > div').style.width;
+            return o;
+        }),
         sparklines: document.querySelectorAll('svg.spark polyline').length,
         elements: [...new Set([...document.querySelectorAll('*')]
                               .map((e) => e.localName))].sort(),
