@@ -17,7 +17,7 @@
 #   the protocol, the model, the key (Authorization: Bearer), header= and
 #   host=; the health probe goes to the block's uri= and passes.
 #
-# The page must have a block for each server it names (@servers below).
+# The page must have a block for each server it names (%servers below).
 #
 # A plain Test::More driver, so that it runs the same under the real
 # Test::Nginx; the nginx and module are those of the suite
@@ -41,8 +41,11 @@ my $root = abs_path(dirname(__FILE__) . '/..');
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 my $modules = $ENV{TEST_NGINX_LOAD_MODULES} // '';
 
-# the servers the page promises a configuration for
-my @servers = qw(sdcpp comfyui a1111 speaches whispercpp localai);
+# the servers the page promises a configuration for, and the health URI
+# each of them answers (backend-protocols.md): sd-server has no /health
+my %servers = (sdcpp => '/v1/models', comfyui => '/system_stats',
+               a1111 => '/sdapi/v1/options', speaches => '/health',
+               whispercpp => '/health', localai => '/readyz');
 
 # where each protocol's tasks go, as the page names them
 my %paths = (
@@ -123,7 +126,7 @@ while ($page =~ /^<!-- server: ([\w-]+) -->\n```nginx\n(.*?)^```$/msg) {
 my $all = () = $page =~ /^```nginx$/mg;
 is($all, scalar @names, 'every nginx block of the page is marked');
 
-for my $s (@servers) {
+for my $s (sort keys %servers) {
     ok(exists $blocks{$s}, "the page has the block of \"$s\"");
 }
 
@@ -474,6 +477,10 @@ EOF
             sleep 0.05;
         }
         like($log, qr{ GET \Q$uri\E 200 }, "$name: GET $uri passes");
+
+        if ($servers{$name}) {
+            is($uri, $servers{$name}, "$name: the probe is one it answers");
+        }
     }
 
     {
