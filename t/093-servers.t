@@ -184,7 +184,7 @@ sub start_fake {
     my ($dir, $port, %opt) = @_;
 
     my @args = ('python3', "$root/tools/fake_gpu.py", '--port', $port,
-                '--kind', $opt{kind}, '--latency', '0.1',
+                '--kind', $opt{kind}, '--latency', '0.3',
                 '--ready-file', "$dir/fake-$port.ready",
                 '--log', "$dir/fake-$port.log");
     push @args, '--api-key', $opt{key} if defined $opt{key};
@@ -367,13 +367,9 @@ EOF
         sleep 0.05;
     }
 
+    # all tasks at once: the instances' max_conns must hold them back
     for my $b (@backends) {
         my $what = "$name: $b->{kind} $b->{protocol}";
-        my $f = $fake{$b->{upstream}};
-        my $want = $paths{"$b->{kind} $b->{protocol}"};
-
-        ok($want, "$what: a protocol this test knows") or next;
-
         my ($s, $body);
         if ($b->{kind} eq 'image') {
             ($s, $body) = http($listen, 'POST', '/api/v1/image/async',
@@ -386,7 +382,16 @@ EOF
                                body => $pcm);
         }
         is($s, 202, "$what: the task is accepted") or diag($body);
-        my $id = (json_of($body) // {})->{id} // 'none';
+        $b->{id} = (json_of($body) // {})->{id} // 'none';
+    }
+
+    for my $b (@backends) {
+        my $what = "$name: $b->{kind} $b->{protocol}";
+        my $f = $fake{$b->{upstream}};
+        my $want = $paths{"$b->{kind} $b->{protocol}"};
+        my $id = $b->{id};
+
+        ok($want, "$what: a protocol this test knows") or next;
 
         my $task = {};
         my $deadline = time + 20;
@@ -461,6 +466,16 @@ EOF
         {
             is($first->{fields}{model}, $b->{model}, "$what: the model");
         }
+    }
+
+    # no instance ran more tasks at once than its max_conns
+    for my $up (sort keys %fake) {
+        my ($max) = $ups{$up} =~ /\bmax_conns=(\d+)/;
+        $max ||= 1;
+        my $stats = json_of((http($fake{$up}{stats}, 'GET',
+                                  '/control/stats'))[1]) // {};
+        ok(($stats->{max_inflight} // 0) <= $max,
+           "$name: $up ran at most $max task(s) at once");
     }
 
     # the health probe: where the block says, and passing
