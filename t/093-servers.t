@@ -15,7 +15,9 @@
 # - each async_task_backend of the block runs one task of its kind to
 #   DONE, and the fake's requests are checked: the path the page names for
 #   the protocol, the model, the key (Authorization: Bearer), header= and
-#   host=; the health probe goes to the block's uri= and passes.
+#   host=; no instance ran more tasks at once than its max_conns (the
+#   block's tasks go in together); the health probe goes to the block's
+#   uri=, which must be the one that server answers, and passes.
 #
 # The page must have a block for each server it names (%servers below).
 #
