@@ -132,8 +132,10 @@ for my $s (sort keys %servers) {
     ok(exists $blocks{$s}, "the page has the block of \"$s\"");
 }
 
+# under logs/ of the suite's server root, where the sanitizer check looks
+# and which either Test::Nginx runner leaves in place
 my $base = $ENV{TEST_NGINX_SERVROOT}
-           ? "$ENV{TEST_NGINX_SERVROOT}/093-servers" : undef;
+           ? "$ENV{TEST_NGINX_SERVROOT}/logs/093-servers" : undef;
 if ($base) {
     system('rm', '-rf', $base);
     make_path($base);
