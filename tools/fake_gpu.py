@@ -554,6 +554,7 @@ class FakeGpu:
         # path -> (method, handler, is_job)
         self.routes = {
             "/health": ("GET", self.health, False),
+            "/readyz": ("GET", self.health, False),     # LocalAI's probe
             "/v1/models": ("GET", self.models, False),
             "/control": (None, self.control, False),
             "/control/stats": ("GET", self.control_stats, False),
@@ -615,9 +616,9 @@ class FakeGpu:
             self.connections.discard(task)
 
     def authorized(self, req):
-        """--api-key: the Bearer key, except on /health and /control*."""
+        """--api-key: the Bearer key, except on /health, /readyz, /control*."""
         key = self.args.api_key
-        if not key or req.path == "/health" or req.path.startswith("/control"):
+        if not key or req.path in ("/health", "/readyz") or req.path.startswith("/control"):
             return True
         return req.headers.get("authorization") == f"Bearer {key}"
 
