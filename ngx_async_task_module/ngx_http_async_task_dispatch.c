@@ -908,7 +908,14 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     ngx_http_async_task_metrics_run(in, task, &job->run.outcome, job->rc);
 
-    if (job->rc == NGX_ERROR) {
+    /*
+     * Only a run that started puts its task back into the zone's queue.
+     * One that never got a slot did not touch the zone; once its requeue
+     * is committed another worker may claim and start the task before
+     * this answer comes, and its running node is not ours to requeue.
+     */
+
+    if (job->rc == NGX_ERROR && in) {
         /* the lease stays in the store and expires; the slot is free now */
         ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
@@ -920,7 +927,10 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_OK) {
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+            if (in) {
+                ngx_http_async_task_shm_requeue(shm, task->id,
+                                                task->attempts);
+            }
 
         } else {
             ngx_http_async_task_shm_finish(shm, task->id,
