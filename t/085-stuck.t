@@ -6,7 +6,13 @@
 # stayed QUEUED in the zone and RUNNING in the store until its lease ran
 # out).
 #
-# A loaded machine opens that window now and then; here the two worker
+# The same window, the other way round (TEST 2): a run that queues again
+# at once (the instance refused the connection) is in the store and not
+# yet in the zone when another worker claims the task.  That claim found
+# the zone's node RUNNING and let the task go without giving back its
+# lease: the task stayed RUNNING in the store until the lease ran out.
+#
+# A loaded machine opens these windows now and then; here the two worker
 # processes are stopped and continued in turn (SIGSTOP, SIGCONT) while
 # the tasks run, so that answers from the store come late often.
 #
@@ -176,3 +182,80 @@ GET /api/v1/system/stats
 [error]
 [alert]
 [crit]
+
+
+=== TEST 2: a claim of a task whose last run has not heard back from the store yet gives it back
+--- http_config
+    async_task_store @STORE@/tasks.db thread_pool=async_task max_queued=1000;
+    async_task_backend image gpu_image model=m;
+    upstream gpu_image {
+        server 127.0.0.1:19273 max_conns=4;
+        server 127.0.0.1:19274 max_conns=4 max_fails=0;
+        server 127.0.0.1:19275 max_conns=4 max_fails=0;
+        server 127.0.0.1:19276 max_conns=4 max_fails=0;
+        server 127.0.0.1:19277 max_conns=4 max_fails=0;
+        server 127.0.0.1:19278 max_conns=4 max_fails=0;
+        server 127.0.0.1:19279 max_conns=4 max_fails=0;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19273, kind => 'image', latency => 0.01);
+--- init
+# 19274-19279 refuse every connection: their runs queue again at once,
+# uncharged (and each instance rests 1 s)
+my $n = 300;
+my @workers = main::worker_pids();
+Test::More::is(scalar(@workers), 2, 'two worker processes')
+    or die "no two worker processes\n";
+my $pauser = main::pauser(@workers);
+
+my $dir = AsyncTaskTest::servroot() . '/html';
+my (@ids, @kids);
+for my $k (0 .. 3) {
+    my $pid = fork();
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open my $out, '>', "$dir/ids.$k" or POSIX::_exit(1);
+        for my $i (grep { $_ % 4 == $k } 1 .. $n) {
+            print $out AsyncTaskTest::submit("r-$i", seed => $i) // 'failed',
+                       "\n";
+        }
+        close $out;
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+waitpid($_, 0) for @kids;
+for my $k (0 .. 3) {
+    open my $in, '<', "$dir/ids.$k" or die "$dir/ids.$k: $!";
+    chomp(my @l = <$in>);
+    push @ids, grep { $_ ne 'failed' } @l;
+}
+
+my $stats = main::wait_idle(20);
+kill 'TERM', $pauser;
+waitpid($pauser, 0);
+kill 'CONT', @workers;
+
+Test::More::is(scalar(@ids), $n, "$n tasks accepted");
+Test::More::is($stats->{tasks}{DONE}, $n, "all $n DONE")
+    or Test::More::diag(JSON::PP::encode_json($stats->{tasks}));
+my $log = AsyncTaskTest::error_log();
+my $refused = () = $log =~ /: QUEUED the instance could not be reached/g;
+Test::More::diag("$refused runs were refused and queued again");
+Test::More::is(AsyncTaskTest::fake_stats(19273)->{requests}, $n,
+               "the instance got $n requests");
+my $not_done = grep { AsyncTaskTest::task($_)->{status} ne 'DONE' } @ids;
+Test::More::is($not_done, 0, 'every task DONE in the store');
+my @errors = grep { /\[error\]/ && !/\(111: Connection refused\)/ }
+             split /\n/, $log;
+Test::More::is(scalar(@errors), 0, 'no [error] but the refused connections')
+    or Test::More::diag(join "\n", @errors[0 .. ($#errors < 4 ? $#errors
+                                                            : 4)]);
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":300,"FAILED":0,"CANCELED":0\}
+--- no_error_log
+[alert]
+[crit]
+[emerg]
