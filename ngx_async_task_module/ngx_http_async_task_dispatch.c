@@ -532,9 +532,25 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
     rc = ngx_http_async_task_shm_start(shm, &job->task, in->sh);
 
     if (rc == NGX_DECLINED) {
-        /* another process runs it: this claim is stale, let it go */
+
+        /*
+         * The zone still has the run before: its requeue is in the store,
+         * not yet in the zone.  The task goes back under this claim's
+         * lease, which would hold it until it ran out; after a tick, so
+         * that the claims do not spin until that run's answer comes.
+         */
+
         ngx_http_async_task_upstream_release(shm, in->sh, &job->log);
-        ngx_http_async_task_job_destroy(job);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &job->log, 0,
+                       "async task %*s: its last run is not over, requeued",
+                       NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+
+        job->run.outcome.run = ngx_http_async_task_run_requeue;
+        job->run.outcome.code = "backend_error";
+        job->backoff = NGX_HTTP_ASYNC_TASK_TICK;
+        ngx_str_set(&job->run.outcome.message, "its last run was not over");
+        ngx_http_async_task_complete(job);
         return;
     }
 
@@ -956,7 +972,14 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     ngx_http_async_task_metrics_run(in, task, &job->run.outcome, job->rc);
 
-    if (job->rc == NGX_ERROR) {
+    /*
+     * Only a run that started puts its task back into the zone's queue.
+     * One that never got a slot did not touch the zone; once its requeue
+     * is committed another worker may claim and start the task before
+     * this answer comes, and its running node is not ours to requeue.
+     */
+
+    if (job->rc == NGX_ERROR && in) {
         /* the lease stays in the store and expires; the slot is free now */
         ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
 
@@ -968,7 +991,10 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
     if (job->rc == NGX_OK) {
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
-            ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
+            if (in) {
+                ngx_http_async_task_shm_requeue(shm, task->id,
+                                                task->attempts);
+            }
 
         } else {
             ngx_http_async_task_shm_finish(shm, task->id,
