@@ -641,9 +641,9 @@ ngx_http_async_task_comfyui_is_number(ngx_str_t *text, ngx_uint_t integer)
  * The body of POST /prompt: {"prompt": <the graph, filled in>,
  * "client_id": "ngx_async_task"}: ComfyUI shows a prompt's client id to
  * anyone who can read its queue or history, and a task's id is what
- * reads the task (without async_task_user), so it is not sent.  NULL when the task lacks a value that the
- * graph needs, or holds one of the wrong type (the store is not
- * trusted): the request cannot be made.
+ * reads the task (without async_task_user), so it is not sent.  NULL
+ * when the task lacks a value that the graph needs, or holds one of the
+ * wrong type (the store is not trusted): the request cannot be made.
  */
 
 static ngx_chain_t *
