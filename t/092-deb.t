@@ -139,7 +139,8 @@ my $doc = "/usr/share/doc/$package";
 for my $f ('/usr/lib/nginx/modules/ngx_http_async_task_module.so',
            '/usr/share/nginx/modules-available/mod-http-async-task.conf',
            "$doc/copyright", "$doc/changelog.gz", "$doc/README.md.gz",
-           "$doc/docs/directives.md.gz", "$doc/examples/async_task.conf")
+           "$doc/docs/directives.md.gz", "$doc/examples/async_task.conf",
+           "$doc/examples/qwen-image-gguf-comfyui.json")
 {
     ok($files{$f}, "the package holds $f");
 }
