@@ -253,6 +253,37 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
 
 
 /*
+ * In a driver's write, once an outcome's row says DONE: the run's file
+ * (op->temp) becomes the task's (op->task.file).
+ */
+
+ngx_int_t
+ngx_http_async_task_store_rename(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_op_t *op, ngx_log_t *log)
+{
+    u_char  from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+
+    if (conf->files.len + 1 + ngx_max(op->temp.len, op->task.file.len)
+        >= NGX_MAX_PATH)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(from, "%V/%V%Z", &conf->files, &op->temp);
+    ngx_sprintf(to, "%V/%V%Z", &conf->files, &op->task.file);
+
+    if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      from, to);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The one way work goes to the store's thread pool: "handler" runs there
  * with "data", then "done" from the event loop with the event's data set
  * to "data".  The thread task is allocated from "pool".  Until "done" has

@@ -186,6 +186,9 @@ ngx_int_t ngx_http_async_task_store_post(ngx_pool_t *pool, ngx_log_t *log,
     ngx_http_async_task_thread_pt handler, ngx_event_handler_pt done,
     void *data);
 
+ngx_int_t ngx_http_async_task_store_rename(
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t *op,
+    ngx_log_t *log);
 ngx_int_t ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_store_conf_t *conf);
 ngx_uint_t ngx_http_async_task_store_remote(ngx_uint_t kind,

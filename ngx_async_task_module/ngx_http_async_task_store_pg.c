@@ -150,9 +150,6 @@ static ngx_int_t ngx_http_async_task_pg_claim(ngx_http_async_task_pg_t *pg,
 static ngx_int_t ngx_http_async_task_pg_complete(
     ngx_http_async_task_pg_t *pg, ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t *op, ngx_log_t *log);
-static ngx_int_t ngx_http_async_task_pg_rename(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t *op,
-    ngx_log_t *log);
 static void ngx_http_async_task_pg_gone_init(
     ngx_http_async_task_pg_gone_t *gone,
     ngx_http_async_task_store_conf_t *conf, u_char type);
@@ -592,7 +589,7 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
              */
 
             if (op->rc == NGX_OK && op->temp.len) {
-                op->rc = ngx_http_async_task_pg_rename(conf, op, log);
+                op->rc = ngx_http_async_task_store_rename(conf, op, log);
                 renamed = 1;
             }
         }
@@ -1263,32 +1260,6 @@ ngx_http_async_task_pg_complete(ngx_http_async_task_pg_t *pg,
     }
 
     PQclear(res);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_async_task_pg_rename(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_op_t *op, ngx_log_t *log)
-{
-    u_char  from[NGX_MAX_PATH], to[NGX_MAX_PATH];
-
-    if (conf->files.len + 1 + ngx_max(op->temp.len, op->task.file.len)
-        >= NGX_MAX_PATH)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(from, "%V/%V%Z", &conf->files, &op->temp);
-    ngx_sprintf(to, "%V/%V%Z", &conf->files, &op->task.file);
-
-    if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                      from, to);
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }

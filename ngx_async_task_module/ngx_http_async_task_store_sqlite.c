@@ -109,9 +109,6 @@ static ngx_http_async_task_sqlite_t *ngx_http_async_task_sqlite_connection(
 static ngx_int_t ngx_http_async_task_sqlite_insert(
     ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
     ngx_log_t *log);
-static ngx_int_t ngx_http_async_task_sqlite_rename(
-    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t *op,
-    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_complete(
     ngx_http_async_task_sqlite_t *sq, ngx_http_async_task_t *task,
     ngx_str_t *owner, int64_t not_before, ngx_log_t *log);
@@ -480,8 +477,8 @@ ngx_http_async_task_sqlite_batch(ngx_http_async_task_store_conf_t *conf,
              */
 
             if (ops[i]->rc == NGX_OK && ops[i]->temp.len) {
-                ops[i]->rc = ngx_http_async_task_sqlite_rename(conf, ops[i],
-                                                               log);
+                ops[i]->rc = ngx_http_async_task_store_rename(conf, ops[i],
+                                                              log);
                 renamed = 1;
             }
         }
@@ -821,32 +818,6 @@ ngx_http_async_task_sqlite_claim(ngx_http_async_task_sqlite_t *sq,
     }
 
     return ret;
-}
-
-
-static ngx_int_t
-ngx_http_async_task_sqlite_rename(ngx_http_async_task_store_conf_t *conf,
-    ngx_http_async_task_op_t *op, ngx_log_t *log)
-{
-    u_char  from[NGX_MAX_PATH], to[NGX_MAX_PATH];
-
-    if (conf->files.len + 1 + ngx_max(op->temp.len, op->task.file.len)
-        >= NGX_MAX_PATH)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(from, "%V/%V%Z", &conf->files, &op->temp);
-    ngx_sprintf(to, "%V/%V%Z", &conf->files, &op->task.file);
-
-    if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
-                      from, to);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
