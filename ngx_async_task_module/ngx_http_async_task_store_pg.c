@@ -522,7 +522,6 @@ static void
 ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_fd_t                        fd;
     ngx_uint_t                      i, renamed, queued, inserted;
     ngx_http_async_task_op_t       *op;
     ngx_http_async_task_pg_t       *pg;
@@ -613,18 +612,7 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     if (renamed) {
 
         /* the new names are on disk before the tasks say DONE */
-
-        fd = ngx_open_file(conf->files.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
-                           0);
-
-        if (fd == NGX_INVALID_FILE || fsync(fd) == -1) {
-            ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                          "fsync() \"%V\" failed", &conf->files);
-        }
-
-        if (fd != NGX_INVALID_FILE) {
-            (void) ngx_close_file(fd);
-        }
+        (void) ngx_http_async_task_util_sync_dir(conf->files.data, log);
     }
 
     if (ngx_http_async_task_pg_command(pg, "COMMIT", NULL, log) != NGX_OK) {
