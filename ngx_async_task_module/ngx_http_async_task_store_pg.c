@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_store.h"
+#include "ngx_http_async_task_store_pg.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_util.h"
 #include <ngx_http_async_task_pg_migrations.h>
@@ -37,7 +38,6 @@
 
 
 #define NGX_HTTP_ASYNC_TASK_PG_CHANNEL    "async_task"
-#define NGX_HTTP_ASYNC_TASK_PG_PARAMS     12
 #define NGX_HTTP_ASYNC_TASK_PG_RETRY      1000
 
 /* a node not seen for this long (ms) is dead: its runs are taken back */
@@ -58,24 +58,6 @@
     "WHERE q.status = 'QUEUED' AND q.kind = t.kind AND "                     \
     "(q.priority > t.priority OR (q.priority = t.priority AND "              \
     "(q.created_at, q.id) < (t.created_at, t.id)))) ELSE -1 END"
-
-
-typedef struct ngx_http_async_task_pg_s  ngx_http_async_task_pg_t;
-
-struct ngx_http_async_task_pg_s {
-    ngx_http_async_task_pg_t       *next;       /* all of the process's */
-    PGconn                         *conn;
-    ngx_http_async_task_store_conf_t  *conf;
-};
-
-
-typedef struct {
-    const char                     *values[NGX_HTTP_ASYNC_TASK_PG_PARAMS];
-    int                             lengths[NGX_HTTP_ASYNC_TASK_PG_PARAMS];
-    int                             formats[NGX_HTTP_ASYNC_TASK_PG_PARAMS];
-    int                             n;
-    u_char                          text[NGX_HTTP_ASYNC_TASK_PG_PARAMS][24];
-} ngx_http_async_task_pg_params_t;
 
 
 /*
@@ -163,31 +145,12 @@ static ngx_int_t ngx_http_async_task_pg_notify_queued(
     ngx_http_async_task_pg_t *pg, ngx_http_async_task_store_conf_t *conf,
     ngx_log_t *log);
 
-static ngx_http_async_task_pg_t *ngx_http_async_task_pg_connection(
-    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static PGconn *ngx_http_async_task_pg_connect(
     ngx_http_async_task_store_conf_t *conf, ngx_uint_t level,
     ngx_log_t *log);
-static PGresult *ngx_http_async_task_pg_exec(ngx_http_async_task_pg_t *pg,
-    const char *sql, ngx_http_async_task_pg_params_t *params, ngx_log_t *log);
-static ngx_int_t ngx_http_async_task_pg_command(ngx_http_async_task_pg_t *pg,
-    const char *sql, ngx_http_async_task_pg_params_t *params, ngx_log_t *log);
-static void ngx_http_async_task_pg_rollback(ngx_http_async_task_pg_t *pg,
-    ngx_log_t *log);
-static void ngx_http_async_task_pg_str(ngx_http_async_task_pg_params_t *p,
-    ngx_str_t *value);
-static void ngx_http_async_task_pg_int(ngx_http_async_task_pg_params_t *p,
-    int64_t value);
-static void ngx_http_async_task_pg_null(ngx_http_async_task_pg_params_t *p);
-static ngx_int_t ngx_http_async_task_pg_owner(
-    ngx_http_async_task_store_conf_t *conf, ngx_str_t *owner, u_char *buf,
-    size_t size, ngx_str_t *out);
 static ngx_int_t ngx_http_async_task_pg_row(PGresult *res, int row,
     ngx_pool_t *pool, ngx_http_async_task_t *task, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_file(u_char *id, ngx_str_t *file);
-static ngx_int_t ngx_http_async_task_pg_text(PGresult *res, int row, int col,
-    ngx_pool_t *pool, ngx_str_t *value);
-static int64_t ngx_http_async_task_pg_int64(PGresult *res, int row, int col);
 
 static void ngx_http_async_task_pg_listen(ngx_event_t *ev);
 static void ngx_http_async_task_pg_listen_thread(void *data, ngx_log_t *log);
@@ -1647,7 +1610,7 @@ ngx_http_async_task_pg_notify_queued(ngx_http_async_task_pg_t *pg,
  * comes back by itself once PostgreSQL does.
  */
 
-static ngx_http_async_task_pg_t *
+ngx_http_async_task_pg_t *
 ngx_http_async_task_pg_connection(ngx_http_async_task_store_conf_t *conf,
     ngx_log_t *log)
 {
@@ -1735,7 +1698,7 @@ ngx_http_async_task_pg_connect(ngx_http_async_task_store_conf_t *conf,
  * does not fail for nothing.
  */
 
-static PGresult *
+PGresult *
 ngx_http_async_task_pg_exec(ngx_http_async_task_pg_t *pg, const char *sql,
     ngx_http_async_task_pg_params_t *params, ngx_log_t *log)
 {
@@ -1789,7 +1752,7 @@ ngx_http_async_task_pg_exec(ngx_http_async_task_pg_t *pg, const char *sql,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_async_task_pg_command(ngx_http_async_task_pg_t *pg, const char *sql,
     ngx_http_async_task_pg_params_t *params, ngx_log_t *log)
 {
@@ -1806,7 +1769,7 @@ ngx_http_async_task_pg_command(ngx_http_async_task_pg_t *pg, const char *sql,
 }
 
 
-static void
+void
 ngx_http_async_task_pg_rollback(ngx_http_async_task_pg_t *pg, ngx_log_t *log)
 {
     if (PQstatus(pg->conn) == CONNECTION_OK
@@ -1819,7 +1782,7 @@ ngx_http_async_task_pg_rollback(ngx_http_async_task_pg_t *pg, ngx_log_t *log)
 
 /* text goes as bytes (binary format): no NUL needed, none allowed */
 
-static void
+void
 ngx_http_async_task_pg_str(ngx_http_async_task_pg_params_t *p,
     ngx_str_t *value)
 {
@@ -1835,7 +1798,7 @@ ngx_http_async_task_pg_str(ngx_http_async_task_pg_params_t *p,
 }
 
 
-static void
+void
 ngx_http_async_task_pg_int(ngx_http_async_task_pg_params_t *p,
     int64_t value)
 {
@@ -1848,7 +1811,7 @@ ngx_http_async_task_pg_int(ngx_http_async_task_pg_params_t *p,
 }
 
 
-static void
+void
 ngx_http_async_task_pg_null(ngx_http_async_task_pg_params_t *p)
 {
     p->values[p->n] = NULL;
@@ -1860,7 +1823,7 @@ ngx_http_async_task_pg_null(ngx_http_async_task_pg_params_t *p)
 
 /* the dispatcher's "pid:N", as this node's: "NODE/pid:N" */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_async_task_pg_owner(ngx_http_async_task_store_conf_t *conf,
     ngx_str_t *owner, u_char *buf, size_t size, ngx_str_t *out)
 {
@@ -1970,7 +1933,7 @@ ngx_http_async_task_pg_file(u_char *id, ngx_str_t *file)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_async_task_pg_text(PGresult *res, int row, int col,
     ngx_pool_t *pool, ngx_str_t *value)
 {
@@ -1993,7 +1956,7 @@ ngx_http_async_task_pg_text(PGresult *res, int row, int col,
 }
 
 
-static int64_t
+int64_t
 ngx_http_async_task_pg_int64(PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col)) {
