@@ -42,6 +42,8 @@
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
+#define NGX_HTTP_ASYNC_TASK_KEEP_FIRST  100
+#define NGX_HTTP_ASYNC_TASK_KEEP_MAX    1000
 
 
 typedef struct {
@@ -64,6 +66,7 @@ typedef struct {
     ngx_str_t                          temp;       /* the run's file */
     int64_t                            not_before;
     ngx_msec_t                         backoff;    /* an uncharged requeue */
+    ngx_msec_t                         keep;       /* the outcome waits */
     ngx_int_t                          rc;
 } ngx_http_async_task_job_t;
 
@@ -87,6 +90,7 @@ static void ngx_http_async_task_complete(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_complete_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_complete_done(ngx_event_t *ev);
 static void ngx_http_async_task_complete_stored(ngx_http_async_task_op_t *op);
+static void ngx_http_async_task_complete_keep(ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_complete_apply(
     ngx_http_async_task_job_t *job);
 static void ngx_http_async_task_discard_thread(void *data, ngx_log_t *log);
@@ -878,8 +882,7 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
     op = ngx_http_async_task_op_create(&job->log,
                                        ngx_http_async_task_op_complete);
     if (op == NULL) {
-        job->rc = NGX_ERROR;
-        ngx_http_async_task_complete_apply(job);
+        ngx_http_async_task_complete_keep(job);
         return;
     }
 
@@ -894,12 +897,13 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
     op->owner = &ngx_http_async_task_owner;
     op->not_before = job->not_before;
 
-    if (out->run == ngx_http_async_task_run_done && out->file.len) {
+    if (out->run == ngx_http_async_task_run_done && out->file.len
+        && job->temp.len == 0)
+    {
         p = ngx_pnalloc(job->pool, out->file.len + out->suffix.len);
         if (p == NULL) {
             ngx_http_async_task_op_destroy(op);
-            job->rc = NGX_ERROR;
-            ngx_http_async_task_complete_apply(job);
+            ngx_http_async_task_complete_keep(job);
             return;
         }
 
@@ -907,9 +911,9 @@ ngx_http_async_task_complete_done(ngx_event_t *ev)
         p = ngx_cpymem(p, out->file.data, out->file.len);
         p = ngx_cpymem(p, out->suffix.data, out->suffix.len);
         job->temp.len = p - job->temp.data;
-
-        op->temp = job->temp;
     }
+
+    op->temp = job->temp;
     op->handler = ngx_http_async_task_complete_stored;
     op->data = job;
 
@@ -925,7 +929,46 @@ ngx_http_async_task_complete_stored(ngx_http_async_task_op_t *op)
     job->rc = op->rc;
     ngx_http_async_task_op_destroy(op);
 
+    if (job->rc == NGX_ERROR) {
+        ngx_http_async_task_complete_keep(job);
+        return;
+    }
+
+    if (job->keep) {
+        ngx_log_error(NGX_LOG_NOTICE, &job->log, 0,
+                      "async_task: the outcome of task %*s is stored",
+                      NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+    }
+
     ngx_http_async_task_complete_apply(job);
+}
+
+
+/*
+ * The store could not take the outcome (PostgreSQL is down, SQLite's file
+ * stays locked): the run keeps it, with its lease and its instance slot,
+ * and offers it again, sooner or later, until the store takes it, so that
+ * the work is not done twice.  The timer is not cancelable: an exiting
+ * worker stays until then.
+ */
+
+static void
+ngx_http_async_task_complete_keep(ngx_http_async_task_job_t *job)
+{
+    if (job->keep == 0) {
+        ngx_log_error(NGX_LOG_WARN, &job->log, 0,
+                      "async_task: the outcome of task %*s waits for the "
+                      "store", NGX_HTTP_ASYNC_TASK_ID_LEN, job->task.id);
+
+        job->keep = NGX_HTTP_ASYNC_TASK_KEEP_FIRST;
+
+    } else {
+        job->keep = ngx_min(job->keep * 2, NGX_HTTP_ASYNC_TASK_KEEP_MAX);
+    }
+
+    job->next.handler = ngx_http_async_task_complete_done;
+
+    ngx_add_timer(&job->next, job->keep);
 }
 
 
@@ -948,9 +991,9 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
                    "async task %*s outcome stored, rc:%i, %V%s",
                    NGX_HTTP_ASYNC_TASK_ID_LEN, task->id, job->rc,
                    &ngx_http_async_task_statuses[task->status],
-                   (job->rc == NGX_OK
-                    && task->status == NGX_HTTP_ASYNC_TASK_QUEUED)
-                   || job->rc == NGX_ERROR ? ", requeued" : "");
+                   job->rc == NGX_OK
+                   && task->status == NGX_HTTP_ASYNC_TASK_QUEUED
+                   ? ", requeued" : "");
 
     if (in) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &job->log, 0,
@@ -972,23 +1015,20 @@ ngx_http_async_task_complete_apply(ngx_http_async_task_job_t *job)
 
     ngx_http_async_task_metrics_run(in, task, &job->run.outcome, job->rc);
 
-    /*
-     * Only a run that started puts its task back into the zone's queue.
-     * One that never got a slot did not touch the zone; once its requeue
-     * is committed another worker may claim and start the task before
-     * this answer comes, and its running node is not ours to requeue.
-     */
-
-    if (job->rc == NGX_ERROR && in) {
-        /* the lease stays in the store and expires; the slot is free now */
-        ngx_http_async_task_shm_requeue(shm, task->id, task->attempts);
-
-    } else if (job->rc == NGX_DECLINED) {
+    if (job->rc == NGX_DECLINED) {
         /* canceled, or taken back, while it ran */
         ngx_http_async_task_shm_drop(shm, task->id);
     }
 
     if (job->rc == NGX_OK) {
+
+        /*
+         * Only a run that started puts its task back into the zone's
+         * queue.  One that never got a slot did not touch the zone; once
+         * its requeue is committed another worker may claim and start the
+         * task before this answer comes, and its running node is not ours
+         * to requeue.
+         */
 
         if (task->status == NGX_HTTP_ASYNC_TASK_QUEUED) {
             if (in) {

@@ -261,7 +261,8 @@ ngx_int_t
 ngx_http_async_task_store_rename(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t *op, ngx_log_t *log)
 {
-    u_char  from[NGX_MAX_PATH], to[NGX_MAX_PATH];
+    ngx_err_t  err;
+    u_char     from[NGX_MAX_PATH], to[NGX_MAX_PATH];
 
     if (conf->files.len + 1 + ngx_max(op->temp.len, op->task.file.len)
         >= NGX_MAX_PATH)
@@ -273,7 +274,19 @@ ngx_http_async_task_store_rename(ngx_http_async_task_store_conf_t *conf,
     ngx_sprintf(to, "%V/%V%Z", &conf->files, &op->task.file);
 
     if (ngx_rename_file(from, to) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+
+        /*
+         * An outcome offered again (its COMMIT failed after the rename)
+         * finds its file under the task's name already.
+         */
+
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT && access((char *) to, F_OK) == 0) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, log, err,
                       ngx_rename_file_n " \"%s\" to \"%s\" failed",
                       from, to);
         return NGX_ERROR;

@@ -118,6 +118,10 @@ static ngx_int_t ngx_http_async_task_pg_migrate(PGconn *conn,
 static ngx_int_t ngx_http_async_task_pg_load(
     ngx_http_async_task_store_conf_t *conf, PGconn *conn,
     ngx_http_async_task_loader_t *loader, ngx_uint_t fresh, ngx_log_t *log);
+static ngx_int_t ngx_http_async_task_pg_room(ngx_http_async_task_pg_t *pg,
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_http_async_task_op_t **accepted, ngx_uint_t *m,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_insert(ngx_http_async_task_pg_t *pg,
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
@@ -189,6 +193,9 @@ static __thread ngx_http_async_task_pg_t  *ngx_http_async_task_pg;
 static ngx_http_async_task_pg_t           *ngx_http_async_task_pg_all;
 static pthread_mutex_t  ngx_http_async_task_pg_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
+
+/* when this process last found PostgreSQL out of reach (ms) */
+static ngx_atomic_t                       ngx_http_async_task_pg_lost;
 
 /* the worker's listening connection, in its event loop */
 static ngx_http_async_task_store_conf_t  *ngx_http_async_task_pg_conf;
@@ -485,14 +492,16 @@ static void
 ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_op_t **ops, ngx_uint_t n, ngx_log_t *log)
 {
-    ngx_uint_t                      i, renamed, queued, inserted;
-    ngx_http_async_task_op_t       *op;
+    ngx_uint_t                      i, m, renamed, queued, inserted;
+    ngx_http_async_task_op_t       *op, **accepted;
     ngx_http_async_task_pg_t       *pg;
     ngx_http_async_task_pg_gone_t   gone;
 
     renamed = 0;
     queued = 0;
     inserted = 0;
+    accepted = NULL;
+    m = 0;
 
     pg = ngx_http_async_task_pg_connection(conf, log);
 
@@ -513,12 +522,21 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
     }
 
     if (inserted) {
-        if (ngx_http_async_task_pg_insert(pg, conf, ops, n, log) != NGX_OK) {
+        accepted = ngx_alloc(n * sizeof(ngx_http_async_task_op_t *), log);
+
+        if (accepted == NULL
+            || ngx_http_async_task_pg_room(pg, conf, ops, n, accepted, &m,
+                                           log)
+               != NGX_OK
+            || (m && ngx_http_async_task_pg_insert(pg, conf, accepted, m,
+                                                   log)
+                     != NGX_OK))
+        {
             ngx_http_async_task_pg_rollback(pg, log);
             goto failed;
         }
 
-        queued = 1;
+        queued = (m != 0);
     }
 
     for (i = 0; i < n; i++) {
@@ -527,7 +545,7 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         switch (op->type) {
 
         case ngx_http_async_task_op_insert:
-            op->rc = NGX_OK;
+            /* NGX_BUSY: no room in the queue */
             break;
 
         case ngx_http_async_task_op_claim:
@@ -562,8 +580,8 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    if ((inserted && ngx_http_async_task_pg_positions(pg, ops, n, log)
-                     != NGX_OK)
+    if ((m && ngx_http_async_task_pg_positions(pg, accepted, m, log)
+              != NGX_OK)
         || (queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
                       != NGX_OK)
         || ngx_http_async_task_pg_gone_send(pg, conf, &gone, log) != NGX_OK)
@@ -583,13 +601,70 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         goto failed;
     }
 
+    if (accepted) {
+        ngx_free(accepted);
+    }
+
     return;
 
 failed:
 
+    if (accepted) {
+        ngx_free(accepted);
+    }
+
     for (i = 0; i < n; i++) {
         ops[i]->rc = NGX_ERROR;
     }
+}
+
+
+/*
+ * max_queued bounds the queue of all the nodes together: the new tasks of
+ * the batch that fit go to "accepted", the others are NGX_BUSY.  Batches
+ * of other nodes that commit meanwhile are not seen: the queue may go
+ * over by what they add.
+ */
+
+static ngx_int_t
+ngx_http_async_task_pg_room(ngx_http_async_task_pg_t *pg,
+    ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
+    ngx_uint_t n, ngx_http_async_task_op_t **accepted, ngx_uint_t *m,
+    ngx_log_t *log)
+{
+    int64_t      queued;
+    PGresult    *res;
+    ngx_uint_t   i;
+
+    res = ngx_http_async_task_pg_exec(pg,
+              "SELECT count(*) FROM tasks WHERE status = 'QUEUED'",
+              NULL, log);
+
+    if (res == NULL) {
+        return NGX_ERROR;
+    }
+
+    queued = ngx_http_async_task_pg_int64(res, 0, 0);
+
+    PQclear(res);
+
+    *m = 0;
+
+    for (i = 0; i < n; i++) {
+        if (ops[i]->type != ngx_http_async_task_op_insert) {
+            continue;
+        }
+
+        if (queued + (int64_t) *m < (int64_t) conf->max_queued) {
+            ops[i]->rc = NGX_OK;
+            accepted[(*m)++] = ops[i];
+
+        } else {
+            ops[i]->rc = NGX_BUSY;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1273,7 +1348,8 @@ ngx_http_async_task_pg_recover(ngx_http_async_task_store_conf_t *conf,
  * node's heartbeat, then the runs nobody will report on: leases past
  * their expiry, whichever node held them, and the runs of nodes not seen
  * for NGX_HTTP_ASYNC_TASK_PG_DEAD (killed, cut off).  Those tasks queue
- * again, uncharged.
+ * again, uncharged.  For NGX_HTTP_ASYNC_TASK_PG_DEAD after this process
+ * lost PostgreSQL, the heartbeat only.
  */
 
 static ngx_int_t
@@ -1297,6 +1373,18 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
     }
 
     now = ngx_http_async_task_util_now_ms();
+
+    /*
+     * After an outage every node beats again only at its next reclaim,
+     * and the runs that ended meanwhile still store their outcomes: a
+     * process that lost PostgreSQL lately judges no lease, nor any node.
+     */
+
+    if (now - (int64_t) ngx_http_async_task_pg_lost
+        < NGX_HTTP_ASYNC_TASK_PG_DEAD)
+    {
+        return NGX_OK;
+    }
 
     p.n = 0;
     ngx_http_async_task_pg_int(&p, now);
@@ -1637,6 +1725,7 @@ ngx_http_async_task_pg_connection(ngx_http_async_task_store_conf_t *conf,
     }
 
     if (pg->conn) {
+        ngx_http_async_task_pg_lost = ngx_http_async_task_util_now_ms();
         PQfinish(pg->conn);
     }
 
@@ -1658,6 +1747,8 @@ ngx_http_async_task_pg_connect(ngx_http_async_task_store_conf_t *conf,
     conn = PQconnectdb((char *) conf->conninfo.data);
 
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        ngx_http_async_task_pg_lost = ngx_http_async_task_util_now_ms();
+
         ngx_log_error(level, log, 0,
                       "async_task store: cannot connect to \"%V\": %s",
                       &conf->path,
@@ -1730,6 +1821,8 @@ ngx_http_async_task_pg_exec(ngx_http_async_task_pg_t *pg, const char *sql,
         }
 
         PQclear(res);
+
+        ngx_http_async_task_pg_lost = ngx_http_async_task_util_now_ms();
 
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "async_task store: connection lost, connecting again");

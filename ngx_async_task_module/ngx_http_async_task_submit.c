@@ -1681,12 +1681,17 @@ ngx_http_async_task_submit_done(ngx_http_async_task_op_t *op)
     r->main->blocked--;
 
     if (op->rc != NGX_OK) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "async_task submit: insert failed");
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "async_task submit: insert failed: %i", op->rc);
+
+        /* NGX_BUSY: a shared store found the whole queue full */
+
+        rc = op->rc;
 
         ngx_http_async_task_submit_abort(ctx);
-        ngx_http_async_task_request_finish(r,
-                             ngx_http_async_task_request_send_unavailable(r));
+        ngx_http_async_task_request_finish(r, rc == NGX_BUSY
+                             ? ngx_http_async_task_submit_refuse(r, rc)
+                             : ngx_http_async_task_request_send_unavailable(r));
         return;
     }
 
