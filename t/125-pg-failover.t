@@ -25,28 +25,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-sub on {
-    my ($port, $method, $path, %opt) = @_;
-    return AsyncTaskTest::api($method, $path, port => $port,
-        headers => {'X-User-Id' => 'alice',
-                    'Content-Type' => 'application/json'},
-        %opt);
-}
-
-sub submit_on {
-    my ($port, $prompt) = @_;
-    my ($s, $t) = on($port, 'POST', 'image/async',
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1}));
-    return $s == 202 ? $t->{id} : undef;
-}
-
-sub task_on {
-    my ($port, $id) = @_;
-    my (undef, $t) = on($port, 'GET', "tasks/$id");
-    return $t;
-}
-
 # SQL on the block's schema (its name is in the store line of nginx.conf)
 sub db {
     my ($sql) = @_;
@@ -54,7 +32,8 @@ sub db {
     open my $in, '<', $conf or die "$conf: $!";
     my ($schema) = do { local $/; <$in> } =~ /search_path%3D(\w+)/
         or die "no schema in $conf";
-    my @out = `psql -h $ENV{TEST_NGINX_PG_HOST} -U postgres -d async_task -qAt -c "SET search_path = $schema; $sql"`;
+    my $psql = "psql -h $ENV{TEST_NGINX_PG_HOST} -U postgres -d async_task";
+    my @out = `$psql -qAt -c "SET search_path = $schema; $sql"`;
     chomp @out;
     return @out;
 }
@@ -115,9 +94,10 @@ sub load_start {
                 last if -e "$dir/stop";
                 my $p = "$tag-$k-$i";
                 my ($s, $t, $h) = eval {
-                    on($ports->[$k], 'POST', 'image/async',
-                       body => JSON::PP::encode_json({prompt => $p,
-                                         width => 64, height => 64}));
+                    AsyncTaskTest::node_api($ports->[$k], 'POST',
+                        'image/async',
+                        body => JSON::PP::encode_json({prompt => $p,
+                                          width => 64, height => 64}));
                 };
                 $s //= 'none';
                 my $code = '-';
@@ -160,17 +140,13 @@ sub codes {
 }
 
 sub no_bad_log_lines {
-    my @bad = grep { /\[(alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
+    my @bad = AsyncTaskTest::nodes_log_lines(qr/\[(alert|crit|emerg)\]/);
     Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg on either node')
         or Test::More::diag(join "\n", @bad);
 }
 
 sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
+    my @bad = AsyncTaskTest::nodes_log_lines(qr/\[(error|alert|crit|emerg)\]/);
     Test::More::is(scalar(@bad), 0, 'no error on either node')
         or Test::More::diag(join "\n", @bad);
 }
@@ -255,7 +231,8 @@ Test::More::is(scalar(grep { "$_->[0] $_->[3]" ne '503 unavailable' }
     or Test::More::diag(main::codes(@refused));
 Test::More::like(main::wait_store_final(30), qr/^DONE:\d+$/,
                  'every task in the store DONE');
-my %done = map { $_ => 1 } main::db("SELECT id FROM tasks WHERE status = 'DONE'");
+my %done = map { $_ => 1 }
+           main::db("SELECT id FROM tasks WHERE status = 'DONE'");
 Test::More::is(scalar(grep { !$done{$_->[1]} } @acked), 0,
                'every acknowledged task is in the store, DONE');
 Test::More::is(scalar(main::not_once([map { $_->[2] } @acked],
@@ -348,11 +325,12 @@ AsyncTaskTest::fake_gpu(port => 19526, kind => 'image', latency => 1.5);
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=2 down;/ max_conns=2;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($A, "kept $_") } 1 .. 2;
+my @ids = map { AsyncTaskTest::node_submit($A, "kept $_") } 1 .. 2;
 Test::More::is(scalar(grep { defined } @ids), 2, '2 tasks accepted');
 my $running = 0;
 for (1 .. 100) {
-    $running = grep { main::task_on($A, $_)->{status} eq 'RUNNING' } @ids;
+    $running = grep { AsyncTaskTest::node_task($A, $_)->{status}
+                      eq 'RUNNING' } @ids;
     last if $running == 2;
     Time::HiRes::sleep(0.05);
 }
@@ -375,7 +353,7 @@ my $t0 = Time::HiRes::time();
 my %st;
 for (1 .. 100) {
     %st = ();
-    $st{main::task_on($A, $_)->{status} // 'none'}++ for @ids;
+    $st{AsyncTaskTest::node_task($A, $_)->{status} // 'none'}++ for @ids;
     last if ($st{DONE} // 0) == 2;
     Time::HiRes::sleep(0.1);
 }
@@ -386,8 +364,8 @@ Test::More::diag(sprintf 'outcomes stored %.1f s after node b went on',
 Time::HiRes::sleep(2);
 Test::More::is(join(' ', sort(main::fake_prompts(19526))), 'kept 1 kept 2',
                'the instance saw one request for each, not another after');
-Test::More::is(join(' ', map { main::task_on($A, $_)->{attempts} } @ids),
-               '1 1', 'one attempt each');
+Test::More::is(join(' ', map { AsyncTaskTest::node_task($A, $_)->{attempts} }
+                        @ids), '1 1', 'one attempt each');
 my ($rs, $rh, $png) = AsyncTaskTest::http('GET',
     "/api/v1/tasks/$ids[0]/result", port => $A,
     headers => {'X-User-Id' => 'alice'});
@@ -422,23 +400,23 @@ GET /api/v1/tasks
 --- init
 AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
-my @a = map { main::submit_on($A, "qa $_") } 1 .. 6;
+my @a = map { AsyncTaskTest::node_submit($A, "qa $_") } 1 .. 6;
 Test::More::is(scalar(grep { defined } @a), 6, 'node a takes 6');
-my @b = map { main::submit_on($main::B, "qb $_") } 1 .. 4;
+my @b = map { AsyncTaskTest::node_submit($main::B, "qb $_") } 1 .. 4;
 Test::More::is(scalar(grep { defined } @b), 4, 'node b takes 4');
-my ($s, $e, $h) = main::on($main::B, 'POST', 'image/async',
+my ($s, $e, $h) = AsyncTaskTest::node_api($main::B, 'POST', 'image/async',
     body => JSON::PP::encode_json({prompt => 'qb 5'}));
 Test::More::is($s, 429, 'the 11th, on node b: 429');
 Test::More::is($e->{error}{code}, 'queue_full', 'queue_full');
 Test::More::is($h->{'retry-after'}, 5, 'Retry-After: 5');
-($s) = main::on($A, 'POST', 'image/async',
+($s) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
     body => JSON::PP::encode_json({prompt => 'qa 7'}));
 Test::More::is($s, 429, 'node a refuses too');
 Test::More::is((main::db("SELECT count(*) FROM tasks"))[0], 10,
                'the store holds 10');
-my ($ds) = main::on($A, 'DELETE', "tasks/$b[0]");
+my ($ds) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$b[0]");
 Test::More::is($ds, 200, 'one canceled');
-Test::More::ok(defined main::submit_on($A, 'qa 8'),
+Test::More::ok(defined AsyncTaskTest::node_submit($A, 'qa 8'),
                'node a takes one again');
 AsyncTaskTest::node2_stop();
 main::no_errors();

@@ -704,6 +704,37 @@ sub node2_error_log {
     return scalar <$fh>;
 }
 
+# two-node tests: an API request to the node on $port, as alice; an image
+# task submitted there (its id, or undef); a task read there; the lines of
+# both nodes' error logs that match $re
+sub node_api {
+    my ($port, $method, $path, %opt) = @_;
+    return api($method, $path, port => $port,
+               headers => {'X-User-Id' => 'alice',
+                           'Content-Type' => 'application/json'},
+               %opt);
+}
+
+sub node_submit {
+    my ($port, $prompt) = @_;
+    require JSON::PP;
+    my ($s, $t) = node_api($port, 'POST', 'image/async',
+        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
+                                       height => 64, seed => 1}));
+    return $s == 202 ? $t->{id} : undef;
+}
+
+sub node_task {
+    my ($port, $id) = @_;
+    my (undef, $t) = node_api($port, 'GET', "tasks/$id");
+    return $t;
+}
+
+sub nodes_log_lines {
+    my ($re) = @_;
+    return grep { /$re/ } split /\n/, error_log() . node2_error_log();
+}
+
 # the tests' PostgreSQL cluster: stop and start it (build.sh's script)
 sub pg_ctl {
     my ($what) = @_;
