@@ -16,6 +16,7 @@
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
+#include "ngx_http_async_task_pg_files.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
@@ -412,6 +413,15 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
 
     if (job->task.file.len == 0
         || conf->files.len + 1 + job->task.file.len >= NGX_MAX_PATH)
+    {
+        return;
+    }
+
+    /* an upload that another node took: fetched from the store first */
+
+    if (ngx_http_async_task_pg_files_fetch(conf, job->task.id,
+                                           &job->task.file, log)
+        == NGX_ERROR)
     {
         return;
     }
