@@ -1389,6 +1389,9 @@ ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
     for (i = 0; i < job->files.nelts; i++) {
         ngx_http_async_task_upload_remove(conf, &files[i], log);
     }
+
+    /* and this node's copies of files that other nodes removed */
+    ngx_http_async_task_pg_files_sweep(conf, log);
 }
 
 

@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_util.h"
+#include "ngx_http_async_task_upload.h"
 #include "ngx_http_async_task_pg_files.h"
 
 
@@ -28,12 +29,23 @@
  */
 
 
+/* a file of files= that the sweep asks about: "<id>.<suffix>" */
+
+typedef struct {
+    size_t                          len;
+    u_char                          data[NGX_HTTP_ASYNC_TASK_ID_LEN + 8];
+} ngx_http_async_task_pg_files_name_t;
+
+
 static ngx_int_t ngx_http_async_task_pg_files_put(ngx_http_async_task_pg_t *pg,
     ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_str_t *name,
     ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_files_copy(
     ngx_http_async_task_pg_t *pg, ngx_fd_t fd, u_char *temp, u_char *id,
     ngx_str_t *name, ngx_log_t *log);
+static void ngx_http_async_task_pg_files_forget(
+    ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_pg_files_name_t *names, ngx_uint_t n, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_pg_files_path(
     ngx_http_async_task_store_conf_t *conf, ngx_str_t *name, u_char *path,
     ngx_log_t *log);
@@ -458,6 +470,202 @@ ngx_http_async_task_pg_files_remove(ngx_http_async_task_store_conf_t *conf,
 
     (void) ngx_http_async_task_pg_command(pg,
                                "DELETE FROM files WHERE task = $1", &p, log);
+}
+
+
+/*
+ * The copies of a node's files= outlive their tasks on every node but
+ * the one that removed them (retention, a cancel): once in a while, one
+ * worker of each node asks the store which of the tasks its older files
+ * belong to are gone (or canceled) and removes those files, and the
+ * temporary files of fetches that a crash cut short.  Younger files are
+ * left alone: an upload is there before its task's COMMIT, a result
+ * before its outcome's.
+ */
+
+void
+ngx_http_async_task_pg_files_sweep(ngx_http_async_task_store_conf_t *conf,
+    ngx_log_t *log)
+{
+    u_char                               *name;
+    size_t                                len;
+    time_t                                old;
+    ngx_dir_t                             dir;
+    ngx_str_t                             text;
+    ngx_uint_t                            n;
+    u_char                                path[NGX_MAX_PATH];
+    u_char                                id[NGX_HTTP_ASYNC_TASK_ID_LEN];
+    ngx_http_async_task_pg_files_name_t   names[
+                                          NGX_HTTP_ASYNC_TASK_PG_FILES_BATCH];
+
+    if (!ngx_http_async_task_pg_files_on(conf) || ngx_worker != 0) {
+        return;
+    }
+
+    if (ngx_open_dir(&conf->files, &dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_open_dir_n " \"%V\" failed", &conf->files);
+        return;
+    }
+
+    old = time(NULL) - NGX_HTTP_ASYNC_TASK_PG_FILES_AGE;
+    n = 0;
+
+    for ( ;; ) {
+        ngx_set_errno(0);
+
+        if (ngx_read_dir(&dir) == NGX_ERROR) {
+            if (ngx_errno != NGX_ENOMOREFILES) {
+                ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                              ngx_read_dir_n " \"%V\" failed", &conf->files);
+            }
+
+            break;
+        }
+
+        name = ngx_de_name(&dir);
+        len = ngx_de_namelen(&dir);
+
+        text.data = name;
+        text.len = NGX_HTTP_ASYNC_TASK_ID_LEN;
+
+        /* only the names the module gives: "<id>.<suffix>" */
+
+        if (len <= NGX_HTTP_ASYNC_TASK_ID_LEN + 1
+            || name[NGX_HTTP_ASYNC_TASK_ID_LEN] != '.'
+            || ngx_http_async_task_util_parse_id(&text, id) != NGX_OK
+            || conf->files.len + 1 + len >= NGX_MAX_PATH)
+        {
+            continue;
+        }
+
+        ngx_sprintf(path, "%V/%*s%Z", &conf->files, len, name);
+
+        if (ngx_de_info(path, &dir) == NGX_FILE_ERROR
+            || !ngx_de_is_file(&dir)
+            || ngx_de_mtime(&dir) > old)
+        {
+            continue;
+        }
+
+        if (len > sizeof(".part") - 1
+            && ngx_strncmp(name + len - (sizeof(".part") - 1), ".part",
+                           sizeof(".part") - 1) == 0)
+        {
+            (void) ngx_delete_file(path);
+            continue;
+        }
+
+        /* a run's own result file (".tmp") is the dispatcher's */
+
+        if (len > NGX_HTTP_ASYNC_TASK_ID_LEN + 8) {
+            continue;
+        }
+
+        ngx_memcpy(names[n].data, name, len);
+        names[n].len = len;
+        n++;
+
+        if (n == NGX_HTTP_ASYNC_TASK_PG_FILES_BATCH) {
+            ngx_http_async_task_pg_files_forget(conf, names, n, log);
+            n = 0;
+        }
+    }
+
+    if (n) {
+        ngx_http_async_task_pg_files_forget(conf, names, n, log);
+    }
+
+    if (ngx_close_dir(&dir) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_dir_n " \"%V\" failed", &conf->files);
+    }
+}
+
+
+/* the files among "names" whose tasks are gone or canceled */
+
+static void
+ngx_http_async_task_pg_files_forget(ngx_http_async_task_store_conf_t *conf,
+    ngx_http_async_task_pg_files_name_t *names, ngx_uint_t n, ngx_log_t *log)
+{
+    int                               i, rows;
+    u_char                           *p, *arg;
+    ngx_str_t                         file;
+    ngx_uint_t                        k;
+    PGresult                         *res;
+    ngx_http_async_task_pg_t         *pg;
+    ngx_http_async_task_pg_params_t   params;
+    u_char                            live[NGX_HTTP_ASYNC_TASK_PG_FILES_BATCH];
+
+    pg = ngx_http_async_task_pg_connection(conf, log);
+    if (pg == NULL) {
+        return;
+    }
+
+    /* the ids, checked to be UUIDs, as an array's text form */
+
+    arg = ngx_alloc(3 + n * (NGX_HTTP_ASYNC_TASK_ID_LEN + 1), log);
+    if (arg == NULL) {
+        return;
+    }
+
+    p = arg;
+    *p++ = '{';
+
+    for (k = 0; k < n; k++) {
+        p = ngx_cpymem(p, names[k].data, NGX_HTTP_ASYNC_TASK_ID_LEN);
+        *p++ = ',';
+    }
+
+    p[-1] = '}';
+    *p = '\0';
+
+    params.n = 1;
+    params.values[0] = (char *) arg;
+    params.lengths[0] = 0;
+    params.formats[0] = 0;
+
+    res = ngx_http_async_task_pg_exec(pg,
+              "SELECT id FROM tasks WHERE id = ANY($1::text[]) "
+              "AND status <> 'CANCELED'", &params, log);
+
+    ngx_free(arg);
+
+    if (res == NULL) {
+        return;
+    }
+
+    ngx_memzero(live, sizeof(live));
+    rows = PQntuples(res);
+
+    for (i = 0; i < rows; i++) {
+        for (k = 0; k < n; k++) {
+            if (PQgetlength(res, i, 0) == NGX_HTTP_ASYNC_TASK_ID_LEN
+                && ngx_memcmp(PQgetvalue(res, i, 0), names[k].data,
+                              NGX_HTTP_ASYNC_TASK_ID_LEN)
+                   == 0)
+            {
+                live[k] = 1;
+            }
+        }
+    }
+
+    PQclear(res);
+
+    for (k = 0; k < n; k++) {
+        if (live[k]) {
+            continue;
+        }
+
+        file.data = names[k].data;
+        file.len = names[k].len;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_CORE, log, 0,
+                       "async_task store: \"%V\" of a task gone", &file);
+
+        ngx_http_async_task_upload_remove(conf, &file, log);
+    }
 }
 
 

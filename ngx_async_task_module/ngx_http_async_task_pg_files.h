@@ -18,6 +18,12 @@
 /* the pieces a file goes in, in the table "files" */
 #define NGX_HTTP_ASYNC_TASK_PG_CHUNK      (256 * 1024)
 
+/* a node's copies younger than this (s) are left alone by the sweep */
+#define NGX_HTTP_ASYNC_TASK_PG_FILES_AGE  60
+
+/* the tasks the sweep asks about in one statement */
+#define NGX_HTTP_ASYNC_TASK_PG_FILES_BATCH  64
+
 
 /*
  * Uploads and results in PostgreSQL, for nodes whose files= directories
@@ -46,6 +52,8 @@ ngx_int_t ngx_http_async_task_pg_files_get(
 
 void ngx_http_async_task_pg_files_remove(
     ngx_http_async_task_store_conf_t *conf, u_char *id, ngx_log_t *log);
+void ngx_http_async_task_pg_files_sweep(
+    ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 
 
 #endif /* _NGX_HTTP_ASYNC_TASK_PG_FILES_H_INCLUDED_ */

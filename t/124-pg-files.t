@@ -381,3 +381,51 @@ main::no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
+
+
+
+=== TEST 7: a node's copies of files whose tasks went on another node are swept away
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task retention=3s;
+    async_task_backend image gpu_image model=m;
+    upstream gpu_image {
+        server 127.0.0.1:19546 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19546, kind => 'image');
+--- init
+main::start_b(edit => sub { s/:19546 down;/:19546;/ });
+my $A = AsyncTaskTest::port();
+my (undef, $t) = main::on($A, 'POST', 'image/async',
+                          body => '{"prompt": "copied"}');
+Test::More::is(main::wait_status($A, $t->{id}, 'DONE|FAILED')->{status},
+               'DONE', 'DONE on node b');
+my ($s) = main::get_result($A, $t->{id});
+Test::More::is($s, 200, 'node a fetched it');
+my @copies = map { "$_/$t->{id}.png" } main::dir_a(), main::dir_b();
+Test::More::is(scalar(grep { -e } @copies), 2, 'a copy on each node');
+# as if they were made a while ago: the sweep leaves young files alone
+my $then = time - 3600;
+utime $then, $then, @copies;
+my $left;
+for (1 .. 100) {
+    $left = grep { -e } @copies;
+    last if $left == 0;
+    Time::HiRes::sleep(0.1);
+}
+Test::More::is($left, 0, 'both copies are gone after retention');
+my ($gs) = main::on($A, 'GET', "tasks/$t->{id}");
+Test::More::is($gs, 404, 'with the task');
+AsyncTaskTest::node2_stop();
+main::no_errors();
+--- request
+GET /api/v1/tasks
+--- error_code: 200
+--- timeout: 20
