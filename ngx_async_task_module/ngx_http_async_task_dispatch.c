@@ -44,6 +44,9 @@
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 
+/* before another try at an input the store could not give (ms) */
+#define NGX_HTTP_ASYNC_TASK_FETCH_WAIT    1000
+
 
 typedef struct {
     ngx_queue_t                        queue;      /* this worker's runs */
@@ -423,6 +426,12 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
                                            &job->task.file, log)
         == NGX_ERROR)
     {
+        /* not the task's fault: it queues again, uncharged */
+        job->run.outcome.run = ngx_http_async_task_run_requeue;
+        job->run.outcome.code = "backend_error";
+        ngx_str_set(&job->run.outcome.message,
+                    "the input could not be fetched from the store");
+        job->backoff = NGX_HTTP_ASYNC_TASK_FETCH_WAIT;
         return;
     }
 
@@ -503,9 +512,13 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
         && job->run.fd == NGX_INVALID_FILE)
     {
         /* a task that cannot run: failed, not retried */
-        job->run.outcome.run = ngx_http_async_task_run_failed;
-        job->run.outcome.code = "backend_error";
-        ngx_str_set(&job->run.outcome.message, "the uploaded input is gone");
+        if (job->run.outcome.run != ngx_http_async_task_run_requeue) {
+            job->run.outcome.run = ngx_http_async_task_run_failed;
+            job->run.outcome.code = "backend_error";
+            ngx_str_set(&job->run.outcome.message,
+                        "the uploaded input is gone");
+        }
+
         ngx_http_async_task_complete(job);
         return;
     }

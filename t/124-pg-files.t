@@ -12,6 +12,7 @@ use AsyncTaskTest ':postgresql_only';
 use Digest::SHA ();
 use JSON::PP ();
 use Time::HiRes ();
+use POSIX ();
 
 master_on();
 workers(2);
@@ -425,6 +426,63 @@ my ($gs) = main::on($A, 'GET', "tasks/$t->{id}");
 Test::More::is($gs, 404, 'with the task');
 AsyncTaskTest::node2_stop();
 main::no_errors();
+--- request
+GET /api/v1/tasks
+--- error_code: 200
+--- timeout: 20
+
+
+
+=== TEST 8: an input the store cannot give for a while (its table locked): the task waits, uncharged, then runs
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task lock_timeout=300ms;
+    async_task_backend speech gpu_speech model=m;
+    upstream gpu_speech {
+        server 127.0.0.1:19547 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19547, kind => 'speech');
+--- init
+my $A = AsyncTaskTest::port();
+my $audio = main::audio(5000);
+my ($s, $t) = main::on($A, 'POST', 'speech/transcribe', type => 'audio/ogg',
+                       body => $audio);
+Test::More::is($s, 202, 'node a accepts the upload');
+my $conf = main::slurp(AsyncTaskTest::servroot() . '/conf/nginx.conf');
+my ($schema) = $conf =~ /search_path%3D(\w+)/;
+my $pid = fork();
+die "fork: $!" unless defined $pid;
+if ($pid == 0) {
+    exec 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U', 'postgres',
+         '-d', 'async_task', '-qAt', '-c',
+         "SET search_path TO $schema; BEGIN; LOCK TABLE files; "
+         . "SELECT pg_sleep(3); COMMIT;";
+    POSIX::_exit(127);
+}
+Time::HiRes::sleep(0.5);
+main::start_b(edit => sub { s/:19547 down;/:19547;/ });
+Time::HiRes::sleep(1.5);
+my (undef, $mid) = main::on($A, 'GET', "tasks/$t->{id}");
+Test::More::is($mid->{status}, 'QUEUED', 'while it cannot be fetched: QUEUED');
+waitpid($pid, 0);
+my $done = main::wait_status($A, $t->{id}, 'DONE|FAILED');
+Test::More::is($done->{status}, 'DONE', 'then DONE');
+Test::More::is($done->{attempts}, 1, 'charged for one run only');
+Test::More::is($done->{result}{text}, main::transcript($audio),
+               'the instance got the whole audio');
+my @bad = grep { /\[(error|alert|crit|emerg)\]/ && !/lock timeout/ }
+          split /\n/, AsyncTaskTest::error_log()
+                      . AsyncTaskTest::node2_error_log();
+Test::More::is(scalar(@bad), 0, 'no other error on either node')
+    or Test::More::diag(join "\n", @bad);
+AsyncTaskTest::node2_stop();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
