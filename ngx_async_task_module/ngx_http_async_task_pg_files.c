@@ -534,6 +534,7 @@ ngx_http_async_task_pg_files_sweep(ngx_http_async_task_store_conf_t *conf,
         if (len <= NGX_HTTP_ASYNC_TASK_ID_LEN + 1
             || name[NGX_HTTP_ASYNC_TASK_ID_LEN] != '.'
             || ngx_http_async_task_util_parse_id(&text, id) != NGX_OK
+            || ngx_memcmp(id, name, NGX_HTTP_ASYNC_TASK_ID_LEN) != 0
             || conf->files.len + 1 + len >= NGX_MAX_PATH)
         {
             continue;
