@@ -108,7 +108,10 @@ ngx_http_async_task_pg_files_result(ngx_http_async_task_pg_t *pg,
         return NGX_OK;
     }
 
-    /* a run that stored nothing before holds the lease: none are there */
+    /*
+     * A result is stored once, under the run's lease, so there should be
+     * no pieces yet; if there are, they must not fail the batch (the key)
+     */
 
     id.data = op->task.id;
     id.len = NGX_HTTP_ASYNC_TASK_ID_LEN;
