@@ -16,6 +16,7 @@
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
+#include "ngx_http_async_task_pg_files.h"
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_upload.h"
@@ -44,6 +45,9 @@
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
 #define NGX_HTTP_ASYNC_TASK_KEEP_FIRST  100
 #define NGX_HTTP_ASYNC_TASK_KEEP_MAX    1000
+
+/* before another try at an input the store could not give (ms) */
+#define NGX_HTTP_ASYNC_TASK_FETCH_WAIT    1000
 
 
 typedef struct {
@@ -420,6 +424,21 @@ ngx_http_async_task_open_thread(void *data, ngx_log_t *log)
         return;
     }
 
+    /* an upload that another node took: fetched from the store first */
+
+    if (ngx_http_async_task_pg_files_fetch(conf, job->task.id,
+                                           &job->task.file, log)
+        == NGX_ERROR)
+    {
+        /* not the task's fault: it queues again, uncharged */
+        job->run.outcome.run = ngx_http_async_task_run_requeue;
+        job->run.outcome.code = "backend_error";
+        ngx_str_set(&job->run.outcome.message,
+                    "the input could not be fetched from the store");
+        job->backoff = NGX_HTTP_ASYNC_TASK_FETCH_WAIT;
+        return;
+    }
+
     ngx_sprintf(path, "%V/%V%Z", &conf->files, &job->task.file);
 
     job->run.fd = ngx_open_file(path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
@@ -497,9 +516,13 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
         && job->run.fd == NGX_INVALID_FILE)
     {
         /* a task that cannot run: failed, not retried */
-        job->run.outcome.run = ngx_http_async_task_run_failed;
-        job->run.outcome.code = "backend_error";
-        ngx_str_set(&job->run.outcome.message, "the uploaded input is gone");
+        if (job->run.outcome.run != ngx_http_async_task_run_requeue) {
+            job->run.outcome.run = ngx_http_async_task_run_failed;
+            job->run.outcome.code = "backend_error";
+            ngx_str_set(&job->run.outcome.message,
+                        "the uploaded input is gone");
+        }
+
         ngx_http_async_task_complete(job);
         return;
     }
@@ -1419,6 +1442,9 @@ ngx_http_async_task_expire_thread(void *data, ngx_log_t *log)
     for (i = 0; i < job->files.nelts; i++) {
         ngx_http_async_task_upload_remove(conf, &files[i], log);
     }
+
+    /* and this node's copies of files that other nodes removed */
+    ngx_http_async_task_pg_files_sweep(conf, log);
 }
 
 

@@ -407,7 +407,8 @@ ngx_http_async_task_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 /*
  * async_task_store path [zone=name:size] [thread_pool=name] [files=path]
- *                  [max_queued=number] [retention=time] [lock_timeout=time];
+ *                  [files_shared] [max_queued=number] [retention=time]
+ *                  [lock_timeout=time];
  */
 
 static char *
@@ -555,6 +556,13 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "files_shared") == 0
+            && store->driver->shared)
+        {
+            store->files_shared = 1;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "max_queued=", 11) == 0) {
             n = ngx_atoi(value[i].data + 11, value[i].len - 11);
 
@@ -607,12 +615,15 @@ ngx_http_async_task_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (store->driver->shared) {
 
-        /* several nodes read the same uploads and results */
+        /*
+         * each node keeps uploads and results in files=, a directory of
+         * its own unless "files_shared" says every node mounts it
+         */
 
         if (store->files.len == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "a PostgreSQL store requires \"files=\", "
-                               "a directory that every node shares");
+                               "a directory for uploads and results");
             return NGX_CONF_ERROR;
         }
 

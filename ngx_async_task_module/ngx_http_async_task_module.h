@@ -169,6 +169,8 @@ typedef struct {
     ngx_str_t                       conninfo;   /* PostgreSQL: the URI */
     ngx_str_t                       node;       /* PostgreSQL: this node */
     ngx_str_t                       files;      /* uploads and results */
+    ngx_uint_t                      files_shared; /* PostgreSQL: files= is
+                                                     every node's */
     ngx_str_t                       zone_name;
     size_t                          zone_size;
     ngx_str_t                       thread_pool_name;

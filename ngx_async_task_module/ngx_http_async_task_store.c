@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_metrics.h"
+#include "ngx_http_async_task_pg_files.h"
 #include "ngx_http_async_task_upload.h"
 
 
@@ -396,6 +397,15 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
 
     case ngx_http_async_task_op_get:
         op->rc = driver->get(conf, op->task.id, op->pool, &op->task, log);
+
+        /* a result file that another node made, fetched to be sent */
+
+        if (op->result
+            && ngx_http_async_task_pg_files_get(conf, op, log) != NGX_OK)
+        {
+            op->rc = NGX_ERROR;
+        }
+
         break;
 
     case ngx_http_async_task_op_list:
@@ -418,6 +428,7 @@ ngx_http_async_task_op_thread(void *data, ngx_log_t *log)
 
         if (op->rc == NGX_OK && op->task.file.len) {
             ngx_http_async_task_upload_remove(conf, &op->task.file, log);
+            ngx_http_async_task_pg_files_remove(conf, op->task.id, log);
         }
 
         break;

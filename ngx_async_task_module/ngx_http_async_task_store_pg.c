@@ -13,6 +13,7 @@
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_store_pg.h"
+#include "ngx_http_async_task_pg_files.h"
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_util.h"
 #include <ngx_http_async_task_pg_migrations.h>
@@ -539,6 +540,16 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         queued = (m != 0);
     }
 
+    /* their uploads too: a 202 names only inputs that every node gets */
+
+    if (inserted
+        && ngx_http_async_task_pg_files_insert(pg, conf, ops, n, log)
+           != NGX_OK)
+    {
+        ngx_http_async_task_pg_rollback(pg, log);
+        goto failed;
+    }
+
     for (i = 0; i < n; i++) {
         op = ops[i];
 
@@ -571,6 +582,13 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
             if (op->rc == NGX_OK && op->temp.len) {
                 op->rc = ngx_http_async_task_store_rename(conf, op, log);
                 renamed = 1;
+            }
+
+            /* and the result into the store, for the other nodes */
+
+            if (op->rc == NGX_OK && op->temp.len) {
+                op->rc = ngx_http_async_task_pg_files_result(pg, conf, op,
+                                                             log);
             }
         }
 

@@ -94,12 +94,12 @@ s3cr3tpw
 
 
 
-=== TEST 5: a PostgreSQL store needs files=, a directory the nodes share
+=== TEST 5: a PostgreSQL store needs files=, a directory for uploads and results
 --- http_config
     async_task_store @PG@;
 --- must_die
 --- error_log
-a PostgreSQL store requires "files=", a directory that every node shares
+a PostgreSQL store requires "files=", a directory for uploads and results
 
 
 
