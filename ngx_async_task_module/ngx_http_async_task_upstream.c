@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -871,6 +872,9 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_instance_sh_t  *ish;
 
     ish = in->sh;
+
+    /* the nodes of a shared store count refusals together */
+    ngx_http_async_task_health_passive(in, ups, result);
 
     ngx_shmtx_lock(&shm->shpool->mutex);
 
