@@ -227,6 +227,9 @@ ngx_http_async_task_pg_health_init(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
+    /* shared until a round fails: no probes of its own meanwhile */
+
+    ngx_http_async_task_pg_health_up = 1;
     ngx_http_async_task_pg_health_ntargets = n;
     ngx_http_async_task_pg_health_period = ngx_max(
                                   ngx_http_async_task_pg_health_period,

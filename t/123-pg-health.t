@@ -255,7 +255,61 @@ GET /api/v1/system/stats
 
 
 
-=== TEST 4: PostgreSQL stopped: each node probes by itself; back: the probes are shared again
+=== TEST 4: failed task requests on one node take the instance out on the other, which sent it nothing
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task;
+    async_task_backend image gpu_image model=m;
+    upstream gpu_image {
+        server 127.0.0.1:19627;
+        server 127.0.0.1:19628;
+        async_task_health_check interval=60s timeout=1s fails=2 passes=1
+                                uri=/health;
+    }
+--- post_setup_server_root
+AsyncTaskTest::stop_fake_gpus();
+AsyncTaskTest::fake_gpu(port => 19627, kind => 'image', latency => 0.05);
+AsyncTaskTest::fake_gpu(port => 19628, kind => 'image', latency => 0.05,
+                        mode => 'error500');
+--- init
+# node b has the same instances, for speech: it runs none of these tasks
+AsyncTaskTest::node2_start(port => $main::B, edit => sub {
+    s/async_task_backend image gpu_image model=m;/async_task_backend image gpu_none model=m;\n    async_task_backend speech gpu_image model=m;\n    upstream gpu_none { server 127.0.0.1:9 down; }/;
+});
+my $A = AsyncTaskTest::port();
+# the first probes (then none for a minute) pass
+Time::HiRes::sleep(0.5);
+Test::More::ok(main::instance_on($main::B, '127.0.0.1:19628')->{healthy},
+               'node b: the instance is healthy at first');
+my @ids = map { main::submit_on($A, "f $_") } 1 .. 6;
+main::backends_of($A, @ids);
+my $a = main::instance_on($A, '127.0.0.1:19628');
+Test::More::cmp_ok($a->{failures}, '>=', 2, 'node a got 5xx answers from it');
+Test::More::ok(!$a->{healthy}, 'fails=2: node a takes it out');
+my $b;
+for (1 .. 300) {
+    $b = main::instance_on($main::B, '127.0.0.1:19628');
+    last unless $b->{healthy};
+    Time::HiRes::sleep(0.01);
+}
+Test::More::ok(!$b->{healthy}, 'node b too');
+Test::More::is($b->{requests}, 0, 'without a request of its own');
+Test::More::is(main::probes(19628), 1, 'and without a probe since the first');
+Test::More::like(AsyncTaskTest::node2_error_log(),
+                 qr{instance gpu_image/127\.0\.0\.1:19628 is down},
+                 'node b logs the change');
+AsyncTaskTest::node2_stop();
+main::no_errors();
+--- request
+GET /api/v1/system/stats
+--- response_body_like: "server":"127.0.0.1:19628","healthy":false
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 5: PostgreSQL stopped: each node probes by itself; back: the probes are shared again
 --- http_config
     async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
                      thread_pool=async_task;
