@@ -60,7 +60,7 @@ typedef enum {
     ngx_http_async_task_pg_health_round = 0,
     ngx_http_async_task_pg_health_probed,
     ngx_http_async_task_pg_health_task,
-    ngx_http_async_task_pg_health_refused
+    ngx_http_async_task_pg_health_max_fails
 } ngx_http_async_task_pg_health_e;
 
 
@@ -318,8 +318,8 @@ ngx_http_async_task_pg_health_verdict(ngx_http_async_task_instance_t *in,
 
 /*
  * A refused connection (ok: 0), or a success after failures, in an
- * upstream without health checks: the zone has counted it already, the
- * database counts it for every node.
+ * upstream without health checks: the zone counts it for this node, the
+ * database for all of them.
  */
 
 void
@@ -327,7 +327,7 @@ ngx_http_async_task_pg_health_passive(ngx_http_async_task_instance_t *in,
     ngx_uint_t ok)
 {
     (void) ngx_http_async_task_pg_health_call(
-                        ngx_http_async_task_pg_health_refused, in, NULL, ok);
+                        ngx_http_async_task_pg_health_max_fails, in, NULL, ok);
 }
 
 
@@ -436,7 +436,7 @@ ngx_http_async_task_pg_health_thread(void *data, ngx_log_t *log)
                   &p, log);
         break;
 
-    default: /* ngx_http_async_task_pg_health_refused */
+    default: /* ngx_http_async_task_pg_health_max_fails */
         ngx_http_async_task_pg_str(&p, &in->name);
         ngx_http_async_task_pg_int(&p, call->ok);
         ngx_http_async_task_pg_int(&p, in->max_fails);
@@ -592,7 +592,7 @@ ngx_http_async_task_pg_health_done(ngx_event_t *ev)
             ngx_http_async_task_pg_health_apply(t, row);
         }
 
-    } else if (call->type != ngx_http_async_task_pg_health_refused) {
+    } else if (call->type != ngx_http_async_task_pg_health_max_fails) {
 
         if (call->type == ngx_http_async_task_pg_health_probed) {
             /* the probe's end, for the zone's own probes meanwhile */
@@ -702,7 +702,7 @@ ngx_http_async_task_pg_health_apply(ngx_http_async_task_pg_health_target_t *t,
 {
     ngx_int_t                           change;
     ngx_http_async_task_shm_t          *shm;
-    ngx_http_async_task_instance_sh_t  *ish;
+    ngx_http_async_task_instance_sh_t   sh;
 
     if (row->version <= t->version) {
         return;
@@ -710,23 +710,14 @@ ngx_http_async_task_pg_health_apply(ngx_http_async_task_pg_health_target_t *t,
 
     t->version = row->version;
 
+    sh.healthy = row->healthy;
+    sh.fails = row->fails;
+    sh.passes = row->passes;
+    sh.down_until = row->down_until;
+    sh.last_check = row->last_check;
+
     shm = ngx_http_async_task_pg_health_amcf->store->shm_zone->data;
-    ish = t->instance->sh;
-
-    ngx_shmtx_lock(&shm->shpool->mutex);
-
-    change = (ngx_int_t) row->healthy - (ngx_int_t) ish->healthy;
-
-    ish->healthy = row->healthy;
-    ish->fails = row->fails;
-    ish->passes = row->passes;
-    ish->down_until = row->down_until;
-
-    if (row->last_check) {
-        ish->last_check = row->last_check;
-    }
-
-    ngx_shmtx_unlock(&shm->shpool->mutex);
+    change = ngx_http_async_task_upstream_shared(shm, t->instance, &sh);
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "async_task health: %V from the store, version:%L, "

@@ -1039,3 +1039,38 @@ ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
 
     return change;
 }
+
+
+/*
+ * The health that the nodes of a shared store agree on (the database's
+ * row for the instance), from ngx_http_async_task_pg_health.c.  Returns 1
+ * when the instance came back, -1 when it went down, 0 otherwise.
+ */
+
+ngx_int_t
+ngx_http_async_task_upstream_shared(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_instance_sh_t *from)
+{
+    ngx_int_t                           change;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    change = (ngx_int_t) from->healthy - (ngx_int_t) ish->healthy;
+
+    ish->healthy = from->healthy;
+    ish->fails = from->fails;
+    ish->passes = from->passes;
+    ish->down_until = from->down_until;
+
+    if (from->last_check) {
+        ish->last_check = from->last_check;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return change;
+}
