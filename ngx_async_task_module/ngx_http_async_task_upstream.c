@@ -10,6 +10,7 @@
 
 #include "ngx_http_async_task_protocol.h"
 #include "ngx_http_async_task_upstream.h"
+#include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_util.h"
 
 
@@ -872,6 +873,9 @@ ngx_http_async_task_upstream_free(ngx_http_async_task_shm_t *shm,
 
     ish = in->sh;
 
+    /* the nodes of a shared store count refusals together */
+    ngx_http_async_task_health_passive(in, ups, result);
+
     ngx_shmtx_lock(&shm->shpool->mutex);
 
     ngx_http_async_task_upstream_release_locked(ish);
@@ -1032,6 +1036,41 @@ ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
                    "async_task health: %V %s, fails:%ui, passes:%ui, "
                    "change:%i", &in->name, ok ? "passed" : "failed",
                    fails, passes, change);
+
+    return change;
+}
+
+
+/*
+ * The health that the nodes of a shared store agree on (the database's
+ * row for the instance), from ngx_http_async_task_pg_health.c.  Returns 1
+ * when the instance came back, -1 when it went down, 0 otherwise.
+ */
+
+ngx_int_t
+ngx_http_async_task_upstream_shared(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_instance_sh_t *from)
+{
+    ngx_int_t                           change;
+    ngx_http_async_task_instance_sh_t  *ish;
+
+    ish = in->sh;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    change = (ngx_int_t) from->healthy - (ngx_int_t) ish->healthy;
+
+    ish->healthy = from->healthy;
+    ish->fails = from->fails;
+    ish->passes = from->passes;
+    ish->down_until = from->down_until;
+
+    if (from->last_check) {
+        ish->last_check = from->last_check;
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
 
     return change;
 }

@@ -53,5 +53,8 @@ void ngx_http_async_task_upstream_check_done(ngx_http_async_task_shm_t *shm,
 ngx_int_t ngx_http_async_task_upstream_verdict(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_instance_t *in, ngx_http_async_task_srv_conf_t *ups,
     ngx_uint_t ok, ngx_log_t *log);
+ngx_int_t ngx_http_async_task_upstream_shared(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in,
+    ngx_http_async_task_instance_sh_t *from);
 
 #endif /* _NGX_HTTP_ASYNC_TASK_UPSTREAM_H_INCLUDED_ */
