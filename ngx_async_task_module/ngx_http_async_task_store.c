@@ -15,17 +15,21 @@
 
 
 /*
- * Group commit: a worker has at most two write batches on the thread
- * pool.  Writes that arrive while both are out wait in "pending" and go
- * together in the next batch, one transaction and one flush for all of
- * them, so the commit rate follows the load instead of capping it.  The
- * batches are written in the order they were posted, one at a time, and
- * answered in that order; with a driver that flushes apart (sync), one
- * is written while the one before is being flushed.
+ * Group commit: a worker has at most three write batches on the thread
+ * pool.  Writes wait in "pending" and go together in a batch, one
+ * transaction and one flush for all of them, so the commit rate follows
+ * the load instead of capping it.  A batch takes what is pending when its
+ * thread's turn to write comes, not when it was posted: what arrives
+ * while the batch before it is written joins it.  The batches are written
+ * in the order they were posted, one at a time, and answered in that
+ * order; with a driver that flushes apart (sync), one is written while
+ * the one before is being flushed, and the third is on the pool's queue:
+ * the thread that is done flushing takes it up at once, without waiting
+ * for the event loop to post it.
  */
 
 #define NGX_HTTP_ASYNC_TASK_BATCH_MAX  512
-#define NGX_HTTP_ASYNC_TASK_BATCHES    2
+#define NGX_HTTP_ASYNC_TASK_BATCHES    3
 
 #define NGX_HTTP_ASYNC_TASK_MAINTAIN    1000
 #define NGX_HTTP_ASYNC_TASK_OPS_GUARD   100
@@ -61,6 +65,8 @@ static void ngx_http_async_task_post_done(ngx_event_t *ev);
 static void ngx_http_async_task_op_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_op_done(ngx_event_t *ev);
 static void ngx_http_async_task_batch_start(void);
+static void ngx_http_async_task_batch_take(ngx_http_async_task_batch_t *batch);
+static ngx_uint_t ngx_http_async_task_batch_wanted(void);
 static void ngx_http_async_task_batch_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_batch_done(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_timer(ngx_event_t *ev);
@@ -69,6 +75,7 @@ static void ngx_http_async_task_maintain_done(ngx_event_t *ev);
 static void ngx_http_async_task_ops_guard(ngx_event_t *ev);
 
 
+/* the writes no batch has taken yet; under the turn mutex */
 static ngx_queue_t                   ngx_http_async_task_pending;
 static ngx_thread_task_t  *ngx_http_async_task_batch_tasks[
                                                NGX_HTTP_ASYNC_TASK_BATCHES];
@@ -76,8 +83,12 @@ static ngx_thread_task_t  *ngx_http_async_task_batch_tasks[
 static ngx_uint_t                    ngx_http_async_task_batch_busy;
 static ngx_uint_t                    ngx_http_async_task_batch_head;
 static ngx_uint_t                    ngx_http_async_task_batch_seq;
-/* the pool threads': the turn of the next batch to write */
+/*
+ * Under the mutex, with "pending": the turn of the next batch to write,
+ * and the batches posted that have not taken their writes yet.
+ */
 static ngx_uint_t                    ngx_http_async_task_batch_turn;
+static ngx_uint_t                    ngx_http_async_task_batch_waiting;
 static pthread_mutex_t               ngx_http_async_task_turn_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t                ngx_http_async_task_turn_cond =
@@ -120,6 +131,7 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batch_head = 0;
     ngx_http_async_task_batch_seq = 0;
     ngx_http_async_task_batch_turn = 0;
+    ngx_http_async_task_batch_waiting = 0;
     ngx_http_async_task_batches = 0;
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
@@ -236,9 +248,11 @@ ngx_http_async_task_op_post(ngx_http_async_task_op_t *op)
         || op->type == ngx_http_async_task_op_complete
         || op->type == ngx_http_async_task_op_claim)
     {
+        (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
         ngx_queue_insert_tail(&ngx_http_async_task_pending, &op->queue);
+        (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
 
-        if (ngx_http_async_task_batch_busy < NGX_HTTP_ASYNC_TASK_BATCHES) {
+        if (ngx_http_async_task_batch_wanted()) {
             ngx_http_async_task_batch_start();
         }
 
@@ -449,13 +463,37 @@ ngx_http_async_task_op_done(ngx_event_t *ev)
 }
 
 
+/*
+ * Another batch is wanted when a slot is free, writes are pending, and
+ * no batch that was posted is still to take them: so a batch never finds
+ * nothing to take.
+ */
+
+static ngx_uint_t
+ngx_http_async_task_batch_wanted(void)
+{
+    ngx_uint_t  wanted;
+
+    if (ngx_http_async_task_batch_busy == NGX_HTTP_ASYNC_TASK_BATCHES) {
+        return 0;
+    }
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+
+    wanted = !ngx_queue_empty(&ngx_http_async_task_pending)
+             && ngx_http_async_task_batch_waiting == 0;
+
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    return wanted;
+}
+
+
 static void
 ngx_http_async_task_batch_start(void)
 {
     ngx_uint_t                    i;
-    ngx_queue_t                  *q;
     ngx_thread_task_t            *task;
-    ngx_http_async_task_op_t     *op;
     ngx_http_async_task_batch_t  *batch;
 
     task = ngx_http_async_task_batch_tasks[(ngx_http_async_task_batch_head
@@ -465,6 +503,47 @@ ngx_http_async_task_batch_start(void)
     batch->n = 0;
     batch->usec = -1;
     batch->written = 0;
+
+    ngx_http_async_task_batch_busy++;
+    ngx_http_async_task_batches++;
+
+    batch->seq = ngx_http_async_task_batch_seq++;
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+    ngx_http_async_task_batch_waiting++;
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    if (ngx_thread_task_post(batch->conf->thread_pool, task) == NGX_OK) {
+        return;
+    }
+
+    /* no thread will take its turn: the writes pending fail */
+
+    ngx_http_async_task_batch_seq--;
+
+    (void) pthread_mutex_lock(&ngx_http_async_task_turn_mutex);
+    ngx_http_async_task_batch_take(batch);
+    (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
+
+    /* answered from the event loop, as a completed batch would be */
+
+    for (i = 0; i < batch->n; i++) {
+        batch->ops[i]->rc = NGX_ERROR;
+    }
+
+    ngx_post_event(&task->event, &ngx_posted_events);
+}
+
+
+/* under the turn mutex: the batch takes the writes pending */
+
+static void
+ngx_http_async_task_batch_take(ngx_http_async_task_batch_t *batch)
+{
+    ngx_queue_t               *q;
+    ngx_http_async_task_op_t  *op;
+
+    ngx_http_async_task_batch_waiting--;
 
     while (!ngx_queue_empty(&ngx_http_async_task_pending)
            && batch->n < NGX_HTTP_ASYNC_TASK_BATCH_MAX)
@@ -477,25 +556,6 @@ ngx_http_async_task_batch_start(void)
         batch->ops[batch->n] = op;
         batch->n++;
     }
-
-    ngx_http_async_task_batch_busy++;
-    ngx_http_async_task_batches++;
-
-    batch->seq = ngx_http_async_task_batch_seq++;
-
-    if (ngx_thread_task_post(batch->conf->thread_pool, task) != NGX_OK) {
-
-        /* no thread will take its turn */
-        ngx_http_async_task_batch_seq--;
-
-        /* answered from the event loop, as a completed batch would be */
-
-        for (i = 0; i < batch->n; i++) {
-            batch->ops[i]->rc = NGX_ERROR;
-        }
-
-        ngx_post_event(&task->event, &ngx_posted_events);
-    }
 }
 
 
@@ -503,6 +563,8 @@ ngx_http_async_task_batch_start(void)
  * The pool's queue hands batches out in the order they were posted, but
  * two threads may reach the store in either order: the turns keep the
  * commits in that order too (a claim sees the inserts posted before it).
+ * The batch takes its writes once it has its turn, so that all that
+ * came while the batch before it was written goes with it.
  */
 
 static void
@@ -522,6 +584,8 @@ ngx_http_async_task_batch_thread(void *data, ngx_log_t *log)
         (void) pthread_cond_wait(&ngx_http_async_task_turn_cond,
                                  &ngx_http_async_task_turn_mutex);
     }
+
+    ngx_http_async_task_batch_take(batch);
 
     (void) pthread_mutex_unlock(&ngx_http_async_task_turn_mutex);
 
@@ -586,7 +650,7 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 
         /* start the next batch first: it is written during our answers */
 
-        if (!ngx_queue_empty(&ngx_http_async_task_pending)) {
+        if (ngx_http_async_task_batch_wanted()) {
             ngx_http_async_task_batch_start();
         }
 
