@@ -8,7 +8,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <sys/random.h>
 #include <uuid/uuid.h>
 
 #include "ngx_http_async_task_kind.h"
@@ -27,9 +26,7 @@ ngx_str_t  ngx_http_async_task_statuses[] = {
 
 /*
  * UUIDv7: 48 bits of Unix milliseconds, 12 bits of sub-millisecond time
- * (RFC 9562, method 3), then random bits from getrandom(): libuuid's
- * own (reseeding random() each time on top of getrandom()) took a
- * twelfth of a submission's time in the event loop.  Time-ordered keys
+ * (RFC 9562, method 3), then libuuid's random bits.  Time-ordered keys
  * keep SQLite inserts at the right edge of the B-tree, "newest first" is
  * "id descending", and tasks submitted in the same millisecond, through
  * any worker process, still queue in the order they came.  Returns the
@@ -49,9 +46,7 @@ ngx_http_async_task_util_new_id(u_char *id)
     ms = (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
     frac = (uint64_t) (tv.tv_usec % 1000) * 4096 / 1000;
 
-    if (getrandom(uu, sizeof(uuid_t), 0) != (ssize_t) sizeof(uuid_t)) {
-        uuid_generate_random(uu);
-    }
+    uuid_generate_random(uu);
 
     uu[0] = (u_char) (ms >> 40);
     uu[1] = (u_char) (ms >> 32);
