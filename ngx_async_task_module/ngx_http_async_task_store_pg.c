@@ -52,12 +52,31 @@
     "id, kind, status, \"user\", priority, params, file, created_at, "       \
     "started_at, finished_at, attempts, backend, result, error"
 
-/* how many tasks of its kind run before a QUEUED one, on every node */
+/*
+ * How many tasks of its kind run before a QUEUED one, on every node: those
+ * of higher priorities from the depths (migrations/postgresql/0003), and
+ * those of its own priority counted in the queue's index, from whichever
+ * end of its priority's part of the queue it is nearer (by age): from
+ * the front, the tasks ahead; from the back, its priority's depth less
+ * the tasks behind.  Both are counted in one snapshot, so either is exact.
+ */
 #define NGX_HTTP_ASYNC_TASK_PG_POSITION                                       \
-    "CASE WHEN t.status = 'QUEUED' THEN (SELECT count(*) FROM tasks q "      \
-    "WHERE q.status = 'QUEUED' AND q.kind = t.kind AND "                     \
-    "(q.priority > t.priority OR (q.priority = t.priority AND "              \
-    "(q.created_at, q.id) < (t.created_at, t.id)))) ELSE -1 END"
+    "CASE WHEN t.status <> 'QUEUED' THEN -1 ELSE "                           \
+    "(SELECT coalesce(sum(d.n), 0) FROM queue_depth d "                      \
+    "WHERE d.kind = t.kind AND d.priority > t.priority) + "                  \
+    "CASE WHEN 2 * t.created_at <= "                                         \
+    "(SELECT min(q.created_at) FROM tasks q WHERE q.status = 'QUEUED' "      \
+    "AND q.kind = t.kind AND q.priority = t.priority) + "                    \
+    "(SELECT max(q.created_at) FROM tasks q WHERE q.status = 'QUEUED' "      \
+    "AND q.kind = t.kind AND q.priority = t.priority) "                      \
+    "THEN (SELECT count(*) FROM tasks q WHERE q.status = 'QUEUED' "          \
+    "AND q.kind = t.kind AND q.priority = t.priority "                       \
+    "AND (q.created_at, q.id) < (t.created_at, t.id)) "                      \
+    "ELSE (SELECT sum(d.n) FROM queue_depth d "                              \
+    "WHERE d.kind = t.kind AND d.priority = t.priority) - 1 - "              \
+    "(SELECT count(*) FROM tasks q WHERE q.status = 'QUEUED' "               \
+    "AND q.kind = t.kind AND q.priority = t.priority "                       \
+    "AND (q.created_at, q.id) > (t.created_at, t.id)) END END"
 
 
 /*
@@ -562,10 +581,8 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    if ((inserted && ngx_http_async_task_pg_positions(pg, ops, n, log)
-                     != NGX_OK)
-        || (queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
-                      != NGX_OK)
+    if ((queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
+                   != NGX_OK)
         || ngx_http_async_task_pg_gone_send(pg, conf, &gone, log) != NGX_OK)
     {
         ngx_http_async_task_pg_rollback(pg, log);
@@ -576,6 +593,15 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
 
         /* the new names are on disk before the tasks say DONE */
         (void) ngx_http_async_task_util_sync_dir(conf->files.data, log);
+    }
+
+    /* last: it takes the kinds' locks, held until the COMMIT */
+
+    if (inserted && ngx_http_async_task_pg_positions(pg, ops, n, log)
+                    != NGX_OK)
+    {
+        ngx_http_async_task_pg_rollback(pg, log);
+        goto failed;
     }
 
     if (ngx_http_async_task_pg_command(pg, "COMMIT", NULL, log) != NGX_OK) {
@@ -744,9 +770,10 @@ ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len)
 
 
 /*
- * The positions of a batch's new tasks, for the 202s: one pass over the
- * queue in its index's order for the whole batch, rather than a count
- * of the tasks ahead for each task.
+ * The positions of a batch's new tasks, for the 202s: queue_positions()
+ * (migrations/postgresql/0003) counts them from the depths, without a
+ * pass over the queue, once the batches of other workers and nodes that
+ * queued tasks of the same kinds before have committed.
  */
 
 static ngx_int_t
@@ -785,10 +812,7 @@ ngx_http_async_task_pg_positions(ngx_http_async_task_pg_t *pg,
     params.formats[0] = 0;
 
     res = ngx_http_async_task_pg_exec(pg,
-              "SELECT id, pos FROM (SELECT id, row_number() OVER "
-              "(PARTITION BY kind ORDER BY priority DESC, created_at, id) - 1 "
-              "AS pos FROM tasks WHERE status = 'QUEUED') q "
-              "WHERE id = ANY($1::text[])",
+              "SELECT id, pos FROM queue_positions($1::text[])",
               &params, log);
 
     ngx_free(ids);
