@@ -595,18 +595,15 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         (void) ngx_http_async_task_util_sync_dir(conf->files.data, log);
     }
 
-    /* last: it takes the kinds' locks, held until the COMMIT */
-
-    if (inserted && ngx_http_async_task_pg_positions(pg, ops, n, log)
-                    != NGX_OK)
-    {
+    if (ngx_http_async_task_pg_command(pg, "COMMIT", NULL, log) != NGX_OK) {
         ngx_http_async_task_pg_rollback(pg, log);
         goto failed;
     }
 
-    if (ngx_http_async_task_pg_command(pg, "COMMIT", NULL, log) != NGX_OK) {
-        ngx_http_async_task_pg_rollback(pg, log);
-        goto failed;
+    /* committed: a 202 without a position is still a 202 */
+
+    if (inserted) {
+        (void) ngx_http_async_task_pg_positions(pg, ops, n, log);
     }
 
     return;
@@ -770,10 +767,17 @@ ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len)
 
 
 /*
- * The positions of a batch's new tasks, for the 202s: queue_positions()
- * (migrations/postgresql/0003) counts them from the depths, without a
- * pass over the queue, once the batches of other workers and nodes that
- * queued tasks of the same kinds before have committed.
+ * The positions of a batch's new tasks, for the 202s, read once they are
+ * committed: then every task ahead of them that any node committed
+ * before is counted, with no lock that would make the batches of the
+ * nodes take turns (counted before the COMMIT, a batch of another node
+ * committed meanwhile would be missed).  No pass over the queue: for
+ * each (kind, priority) of the batch, the depth of that priority and the
+ * ones above it (migrations/postgresql/0003), less the tasks behind each
+ * new one, which are the batch's own and the few queued since its
+ * oldest.  A task claimed meanwhile has nothing ahead: 0.  The new tasks
+ * are found by their ids alone (materialized): with the queue's index as
+ * well, the planner may read all of the queue.
  */
 
 static ngx_int_t
@@ -812,13 +816,31 @@ ngx_http_async_task_pg_positions(ngx_http_async_task_pg_t *pg,
     params.formats[0] = 0;
 
     res = ngx_http_async_task_pg_exec(pg,
-              "SELECT id, pos FROM queue_positions($1::text[])",
+              "WITH x AS MATERIALIZED (SELECT kind, priority, created_at, "
+              "status FROM tasks WHERE id = ANY($1::text[])), "
+              "b AS (SELECT kind, priority, min(created_at) AS c FROM x "
+              "WHERE status = 'QUEUED' GROUP BY kind, priority), "
+              "a AS (SELECT b.*, (SELECT sum(d.n) FROM queue_depth d "
+              "WHERE d.kind = b.kind AND d.priority >= b.priority) AS n "
+              "FROM b), "
+              "r AS (SELECT t.id, a.n - row_number() OVER (PARTITION BY "
+              "t.kind, t.priority ORDER BY t.created_at DESC, t.id DESC) "
+              "AS pos FROM a JOIN tasks t ON t.status = 'QUEUED' "
+              "AND t.kind = a.kind AND t.priority = a.priority "
+              "AND t.created_at >= a.c) "
+              "SELECT id, pos FROM r WHERE id = ANY($1::text[])",
               &params, log);
 
     ngx_free(ids);
 
     if (res == NULL) {
         return NGX_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        if (ops[k]->type == ngx_http_async_task_op_insert) {
+            ops[k]->task.position = 0;
+        }
     }
 
     for (i = 0; i < PQntuples(res); i++) {

@@ -84,49 +84,6 @@ CREATE TRIGGER tasks_queue_updated AFTER UPDATE ON tasks
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION queue_depth_updated();
 
--- The positions of a batch's new tasks (ids), for the 202s, in the
--- transaction that inserted them.  First the advisory lock of each of
--- their kinds, in order (no deadlock), held to the COMMIT: batches that
--- queue tasks of a kind take turns from here to their COMMIT, and each
--- counts the tasks of those before it, which committed.  Then, in a
--- snapshot taken after the locks (each statement of a function takes its
--- own), for each (kind, priority) of the batch: the depth of it and of
--- the priorities above, less the tasks behind each new one, which are
--- only the batch's own and the few queued since its oldest.  (The new
--- tasks are found by their ids alone: with the queue's index too, the
--- planner may read all of the queue.  And each call is planned for its
--- ids: a plan made once, while the table was small, reads the queue.)
-
-CREATE FUNCTION queue_positions(ids text[])
-    RETURNS TABLE (id text, pos bigint)
-LANGUAGE plpgsql SET search_path FROM CURRENT
-SET plan_cache_mode = force_custom_plan AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock(7401100, hashtext(k))
-        FROM (SELECT DISTINCT t.kind AS k FROM tasks t
-              WHERE t.id = ANY(ids)) s
-        ORDER BY k;
-
-    RETURN QUERY
-    WITH x AS MATERIALIZED (SELECT t.kind, t.priority, t.created_at,
-                                   t.status
-                            FROM tasks t WHERE t.id = ANY(ids)),
-    b AS (SELECT x.kind, x.priority, min(x.created_at) AS c
-          FROM x WHERE x.status = 'QUEUED'
-          GROUP BY x.kind, x.priority),
-    a AS (SELECT b.*, (SELECT sum(d.n) FROM queue_depth d
-                       WHERE d.kind = b.kind AND d.priority >= b.priority)
-                      AS n
-          FROM b),
-    r AS (SELECT t.id, (a.n - row_number() OVER (PARTITION BY t.kind,
-                 t.priority ORDER BY t.created_at DESC, t.id DESC))::bigint
-                 AS pos
-          FROM a JOIN tasks t ON t.status = 'QUEUED' AND t.kind = a.kind
-               AND t.priority = a.priority AND t.created_at >= a.c)
-    SELECT r.id::text, r.pos FROM r WHERE r.id = ANY(ids);
-END
-$$;
-
 -- the tasks queued before this migration (the triggers exist from here
 -- on, and the nodes' writes to "tasks" wait for this transaction)
 
