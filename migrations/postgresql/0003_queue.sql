@@ -16,7 +16,8 @@
 -- Statement-level triggers with transition tables: one update of a whole
 -- claim or reclaim is one change per (kind, priority), not one per task.
 -- Any change of a task into or out of QUEUED goes through them: inserts,
--- claims, cancels, requeues, retries, take-backs, retention.
+-- claims, cancels, requeues, retries, take-backs, retention, and an
+-- operator's DELETE, UPDATE or TRUNCATE.
 
 CREATE TABLE queue_depth (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -72,6 +73,14 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION queue_depth_truncated() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM queue_depth;
+    RETURN NULL;
+END
+$$;
+
 CREATE TRIGGER tasks_queue_inserted AFTER INSERT ON tasks
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION queue_depth_inserted();
@@ -83,6 +92,9 @@ CREATE TRIGGER tasks_queue_deleted AFTER DELETE ON tasks
 CREATE TRIGGER tasks_queue_updated AFTER UPDATE ON tasks
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION queue_depth_updated();
+
+CREATE TRIGGER tasks_queue_truncated AFTER TRUNCATE ON tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_depth_truncated();
 
 -- the tasks queued before this migration (the triggers exist from here
 -- on, and the nodes' writes to "tasks" wait for this transaction)
