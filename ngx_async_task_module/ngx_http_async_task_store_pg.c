@@ -54,29 +54,19 @@
 
 /*
  * How many tasks of its kind run before a QUEUED one, on every node: those
- * of higher priorities from the depths (migrations/postgresql/0003), and
- * those of its own priority counted in the queue's index, from whichever
- * end of its priority's part of the queue it is nearer (by age): from
- * the front, the tasks ahead; from the back, its priority's depth less
- * the tasks behind.  Both are counted in one snapshot, so either is exact.
+ * of the higher priorities from the depths (migrations/postgresql/0003),
+ * then the older ones of its own priority counted in the queue's index.
+ * One snapshot for both: exact.  The cost is the tasks ahead of it in its
+ * priority, not the queue; a statement with more subqueries (to count
+ * from the nearer end) cost more to plan, at each read, than this saves.
  */
 #define NGX_HTTP_ASYNC_TASK_PG_POSITION                                       \
     "CASE WHEN t.status <> 'QUEUED' THEN -1 ELSE "                           \
     "(SELECT coalesce(sum(d.n), 0) FROM queue_depth d "                      \
     "WHERE d.kind = t.kind AND d.priority > t.priority) + "                  \
-    "CASE WHEN 2 * t.created_at <= "                                         \
-    "(SELECT min(q.created_at) FROM tasks q WHERE q.status = 'QUEUED' "      \
-    "AND q.kind = t.kind AND q.priority = t.priority) + "                    \
-    "(SELECT max(q.created_at) FROM tasks q WHERE q.status = 'QUEUED' "      \
-    "AND q.kind = t.kind AND q.priority = t.priority) "                      \
-    "THEN (SELECT count(*) FROM tasks q WHERE q.status = 'QUEUED' "          \
-    "AND q.kind = t.kind AND q.priority = t.priority "                       \
-    "AND (q.created_at, q.id) < (t.created_at, t.id)) "                      \
-    "ELSE (SELECT sum(d.n) FROM queue_depth d "                              \
-    "WHERE d.kind = t.kind AND d.priority = t.priority) - 1 - "              \
     "(SELECT count(*) FROM tasks q WHERE q.status = 'QUEUED' "               \
     "AND q.kind = t.kind AND q.priority = t.priority "                       \
-    "AND (q.created_at, q.id) > (t.created_at, t.id)) END END"
+    "AND (q.created_at, q.id) < (t.created_at, t.id)) END"
 
 
 /*
