@@ -542,10 +542,14 @@ case $cmd in
     bench)
         export NGINX_BINARY=$nginx_binary MODULE_PATH=$module_path
         for b in "$root"/bench/*.sh; do "$b"; done
-        # the submissions again on PostgreSQL (fsync on, as SQLite's FULL)
+        # PostgreSQL (fsync on, as SQLite's FULL): the submissions of
+        # SQLite, PostgreSQL and two PostgreSQL nodes side by side, taking
+        # turns; then end to end
         if [ "${BENCH_STORES:-sqlite postgresql}" != sqlite ]; then
             PG_FSYNC=on pg_start
-            STORE=postgresql PG_HOST=$pg_dir "$root/bench/submit.sh"
+            COMPARE="sqlite:1 postgresql:1 postgresql:2" PG_HOST=$pg_dir \
+                "$root/bench/submit.sh"
+            STORE=postgresql PG_HOST=$pg_dir "$root/bench/e2e.sh"
         fi ;;
     fuzz)
         NGINX_FUZZ_SRC=${NGINX_SRC:-$(debian_source)} "$root/fuzz/run.sh" "$@" ;;

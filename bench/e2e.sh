@@ -8,6 +8,9 @@
 #
 #   ./build.sh bench        or    bench/e2e.sh
 #   DURATION=5s CONNECTIONS=16 INSTANCES=2 SLOTS=16 KEEPALIVE=0 RUNS=50
+#   STORE=postgresql PG_HOST=DIR   the PostgreSQL store, a schema of its
+#                      own in the database async_task of the cluster whose
+#                      Unix socket is in DIR (./build.sh bench starts one)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +34,22 @@ trap cleanup EXIT
 
 rm -rf "$dir"
 mkdir -p "$dir/logs"
+
+echo "store: ${STORE:-sqlite}"
+
+# the async_task_store line's store: SQLite, or a new PostgreSQL schema
+# (the ones of earlier runs dropped)
+store_uri=$dir/data/tasks.db
+if [ "${STORE:-sqlite}" = postgresql ]; then
+    for old in $(psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+                 "SELECT nspname FROM pg_namespace WHERE nspname ~ '^e2e_'"); do
+        psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+            "DROP SCHEMA $old CASCADE" 2>/dev/null
+    done
+    schema=e2e_$$_$RANDOM
+    psql -h "$PG_HOST" -U postgres -d async_task -qAtc "CREATE SCHEMA $schema"
+    store_uri="postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=e2e"
+fi
 
 servers=
 for i in $(seq 1 "$instances"); do
@@ -57,7 +76,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
-    async_task_store $dir/data/tasks.db zone=async_task:256m
+    async_task_store $store_uri zone=async_task:256m
                      thread_pool=async_task max_queued=500000;
     async_task_backend image gpu timeout=60s keepalive=${KEEPALIVE:-0};
     async_task_backend speech gpu timeout=60s keepalive=${KEEPALIVE:-0};

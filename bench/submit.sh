@@ -11,6 +11,15 @@
 #                      own in the database async_task of the cluster whose
 #                      Unix socket is in DIR (./build.sh bench starts one)
 #
+# Stores and nodes side by side: COMPARE="sqlite:1 postgresql:1
+# postgresql:2" (with PG_HOST) measures only the baseline and the durable
+# submissions of each, taking turns within each of ROUNDS rounds, for
+# each of RUNS.  "postgresql:2" is two nginx nodes (two prefixes, ports
+# BENCH_PORT and BENCH_PORT+1, node=bench-a and bench-b) on one schema,
+# each with the workers of RUNS, and two wrk at once, each with half of
+# the connections (and of wrk's threads, at least one) on its own node:
+# the req/s is their sum, the p50 and p99 the higher of the two.
+#
 # To compare builds of the module on a shared machine, where figures move
 # from minute to minute: MODULES="a.so b.so" ROUNDS=3 measures only the
 # baseline and the durable submissions, the builds taking turns within
@@ -40,34 +49,55 @@ wrk.headers["Content-Type"] = "application/json"
 EOF
 
 # the async_task_store line's store: SQLite, or a new PostgreSQL schema
+# (dropped at the next run's start: its tasks are left to look at)
 store_setup() {
+    local old
+
     if [ "$store" != postgresql ]; then
         store_uri=$dir/data/tasks.db
         return
     fi
+    for old in $(psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+                 "SELECT nspname FROM pg_namespace WHERE nspname ~ '^bench_'"); do
+        psql -h "$PG_HOST" -U postgres -d async_task -qAtc \
+            "DROP SCHEMA $old CASCADE" 2>/dev/null
+    done
     schema=bench_$$_$RANDOM
     psql -h "$PG_HOST" -U postgres -d async_task -qAtc "CREATE SCHEMA $schema"
-    store_uri="postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$dir/data/files node=bench"
+    store_uri="postgresql:///async_task?host=$PG_HOST&user=postgres&options=-csearch_path%3D$schema files=$root/build/bench-files"
 }
 
 start_nginx() {
-    local workers=$1 module=${2:-$module}
+    local workers=$1 module=${2:-$module} nodes=${3:-1}
 
-    rm -rf "$dir"
-    mkdir -p "$dir/logs"
+    rm -rf "$dir" "$dir-2" "$root/build/bench-files"
     store_setup
+    start_node "$dir" "$port" bench-a "$workers" "$module"
+    if [ "$nodes" = 2 ]; then
+        # the second node waits for the first's migrations: no race
+        start_node "$dir-2" "$((port + 1))" bench-b "$workers" "$module"
+    fi
+    sleep 0.5
+}
 
-    cat > "$dir/nginx.conf" <<EOF
+# one nginx: its prefix, port and name
+start_node() {
+    local prefix=$1 port=$2 name=$3 workers=$4 module=$5 uri=$store_uri
+
+    mkdir -p "$prefix/logs"
+    [ "$store" = postgresql ] && uri="$uri node=$name"
+
+    cat > "$prefix/nginx.conf" <<EOF
 load_module $module;
 worker_processes $workers;
-error_log $dir/logs/error.log warn;
-pid $dir/logs/nginx.pid;
+error_log $prefix/logs/error.log warn;
+pid $prefix/logs/nginx.pid;
 thread_pool async_task threads=2;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $dir/body;
-    async_task_store $store_uri zone=async_task:512m
+    client_body_temp_path $prefix/body;
+    async_task_store $uri zone=async_task:512m
                      thread_pool=async_task max_queued=1000000;
     async_task_backend image gpu;
     upstream gpu { server 127.0.0.1:9 down; }
@@ -84,12 +114,16 @@ http {
     }
 }
 EOF
-    "$nginx" -p "$dir" -c "$dir/nginx.conf"
-    sleep 0.5
+    "$nginx" -p "$prefix" -c "$prefix/nginx.conf"
 }
 
 stop_nginx() {
-    "$nginx" -p "$dir" -c "$dir/nginx.conf" -s quit 2>/dev/null || true
+    local prefix
+
+    for prefix in "$dir" "$dir-2"; do
+        [ -f "$prefix/logs/nginx.pid" ] || continue
+        "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -s quit 2>/dev/null || true
+    done
     sleep 1
 }
 
@@ -109,6 +143,33 @@ measure() {
         /Socket errors/ { sock = $0 }
         END { printf "%s %s %s %s\n", rps, p50, p99, (bad ? bad : 0) }
     ' <<< "$out"
+}
+
+# the same on two nodes at once, each with half of the connections and
+# of wrk's threads: "req/s p50 p99 errors", the sum and the higher ones
+measure2() {
+    local threads=$(( ($1 + 1) / 2 )) path=$2 script=${3:-} c=$conns
+
+    conns=$((c / 2))
+    measure "$threads" "http://127.0.0.1:$port$path" "$script" \
+        > "$dir/wrk.1" &
+    measure "$threads" "http://127.0.0.1:$((port + 1))$path" "$script" \
+        > "$dir/wrk.2"
+    wait
+    conns=$c
+
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v
+        }
+        { rps += $1; bad += $4
+          if (ms($2) > p50) { p50 = ms($2); s50 = $2 }
+          if (ms($3) > p99) { p99 = ms($3); s99 = $3 } }
+        END { printf "%s %s %s %s\n", rps, s50, s99, bad }
+    ' "$dir/wrk.1" "$dir/wrk.2"
 }
 
 report() {
@@ -200,19 +261,26 @@ run() {
     stop_nginx
 }
 
-# one build's submissions, after a baseline of the same nginx
+# one build's submissions, after a baseline of the same nginx; on
+# "nodes" nodes
 compare() {
-    local workers=$1 threads=$2 build=$3 base p50 p99 bad r
+    local workers=$1 threads=$2 build=$3 nodes=${4:-1} base p50 p99 bad r
+    local m=measure url=http://127.0.0.1:$port
 
-    start_nginx "$workers" "$build"
-    echo "$(basename "$build"): $workers worker(s), wrk -t$threads -c$conns -d$duration"
+    start_nginx "$workers" "$build" "$nodes"
+    echo "$(basename "$build"), $store, $nodes node(s): $workers worker(s) each, wrk -t$threads -c$conns -d$duration in all"
 
-    read -r base p50 p99 bad < <(measure "$threads" \
-        "http://127.0.0.1:$port/baseline" /tmp/async_task_post.lua)
+    if [ "$nodes" = 2 ]; then
+        m=measure2
+        url=
+    fi
+
+    read -r base p50 p99 bad < <($m "$threads" \
+        "$url/baseline" /tmp/async_task_post.lua)
     report "POST return 202 (baseline)" "$base" "$base" "$p50" "$p99" "$bad"
 
-    read -r r p50 p99 bad < <(measure "$threads" \
-        "http://127.0.0.1:$port/api/v1/image/async" /tmp/async_task_post.lua)
+    read -r r p50 p99 bad < <($m "$threads" \
+        "$url/api/v1/image/async" /tmp/async_task_post.lua)
     report "POST image/async (durable)" "$base" "$r" "$p50" "$p99" "$bad"
 
     stop_nginx
@@ -220,6 +288,19 @@ compare() {
 
 command -v wrk >/dev/null || { echo "wrk is not installed (./build.sh installs it)" >&2; exit 1; }
 command -v bc >/dev/null || { echo "bc is not installed" >&2; exit 1; }
+
+if [ -n "${COMPARE:-}" ]; then
+    for round in $(seq "${ROUNDS:-3}"); do
+        echo "round $round"
+        for r in ${RUNS:-1:1 2:2}; do
+            for c in $COMPARE; do
+                store=${c%:*}
+                compare "${r%:*}" "${r#*:}" "$module" "${c#*:}"
+            done
+        done
+    done
+    exit 0
+fi
 
 echo "store: $store"
 

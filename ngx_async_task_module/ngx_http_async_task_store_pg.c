@@ -53,12 +53,21 @@
     "id, kind, status, \"user\", priority, params, file, created_at, "       \
     "started_at, finished_at, attempts, backend, result, error"
 
-/* how many tasks of its kind run before a QUEUED one, on every node */
+/*
+ * How many tasks of its kind run before a QUEUED one, on every node: those
+ * of the higher priorities from the depths (migrations/postgresql/0003),
+ * then the older ones of its own priority counted in the queue's index.
+ * One snapshot for both: exact.  The cost is the tasks ahead of it in its
+ * priority, not the queue; a statement with more subqueries (to count
+ * from the nearer end) cost more to plan, at each read, than this saves.
+ */
 #define NGX_HTTP_ASYNC_TASK_PG_POSITION                                       \
-    "CASE WHEN t.status = 'QUEUED' THEN (SELECT count(*) FROM tasks q "      \
-    "WHERE q.status = 'QUEUED' AND q.kind = t.kind AND "                     \
-    "(q.priority > t.priority OR (q.priority = t.priority AND "              \
-    "(q.created_at, q.id) < (t.created_at, t.id)))) ELSE -1 END"
+    "CASE WHEN t.status <> 'QUEUED' THEN -1 ELSE "                           \
+    "(SELECT coalesce(sum(d.n), 0) FROM queue_depth d "                      \
+    "WHERE d.kind = t.kind AND d.priority > t.priority) + "                  \
+    "(SELECT count(*) FROM tasks q WHERE q.status = 'QUEUED' "               \
+    "AND q.kind = t.kind AND q.priority = t.priority "                       \
+    "AND (q.created_at, q.id) < (t.created_at, t.id)) END"
 
 
 /*
@@ -540,8 +549,8 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
 
     /* their uploads too: a 202 names only inputs that every node gets */
 
-    if (inserted
-        && ngx_http_async_task_pg_files_insert(pg, conf, ops, n, log)
+    if (m
+        && ngx_http_async_task_pg_files_insert(pg, conf, accepted, m, log)
            != NGX_OK)
     {
         ngx_http_async_task_pg_rollback(pg, log);
@@ -596,10 +605,8 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         }
     }
 
-    if ((m && ngx_http_async_task_pg_positions(pg, accepted, m, log)
-              != NGX_OK)
-        || (queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
-                      != NGX_OK)
+    if ((queued && ngx_http_async_task_pg_notify_queued(pg, conf, log)
+                   != NGX_OK)
         || ngx_http_async_task_pg_gone_send(pg, conf, &gone, log) != NGX_OK)
     {
         ngx_http_async_task_pg_rollback(pg, log);
@@ -617,7 +624,13 @@ ngx_http_async_task_pg_write(ngx_http_async_task_store_conf_t *conf,
         goto failed;
     }
 
+    /* committed: a 202 without a position is still a 202 */
+
     if (accepted) {
+        if (m) {
+            (void) ngx_http_async_task_pg_positions(pg, accepted, m, log);
+        }
+
         ngx_free(accepted);
     }
 
@@ -639,7 +652,8 @@ failed:
  * max_queued bounds the queue of all the nodes together: the new tasks of
  * the batch that fit go to "accepted", the others are NGX_BUSY.  Batches
  * of other nodes that commit meanwhile are not seen: the queue may go
- * over by what they add.
+ * over by what they add.  The depths (migration 0003) make it a sum of a
+ * few rows, not a count of the queue.
  */
 
 static ngx_int_t
@@ -653,7 +667,7 @@ ngx_http_async_task_pg_room(ngx_http_async_task_pg_t *pg,
     ngx_uint_t   i;
 
     res = ngx_http_async_task_pg_exec(pg,
-              "SELECT count(*) FROM tasks WHERE status = 'QUEUED'",
+              "SELECT coalesce(sum(n), 0) FROM queue_depth",
               NULL, log);
 
     if (res == NULL) {
@@ -835,9 +849,17 @@ ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len)
 
 
 /*
- * The positions of a batch's new tasks, for the 202s: one pass over the
- * queue in its index's order for the whole batch, rather than a count
- * of the tasks ahead for each task.
+ * The positions of a batch's new tasks, for the 202s, read once they are
+ * committed: then every task ahead of them that any node committed
+ * before is counted, with no lock that would make the batches of the
+ * nodes take turns (counted before the COMMIT, a batch of another node
+ * committed meanwhile would be missed).  No pass over the queue: for
+ * each (kind, priority) of the batch, the depth of that priority and the
+ * ones above it (migrations/postgresql/0003), less the tasks behind each
+ * new one, which are the batch's own and the few queued since its
+ * oldest.  A task claimed meanwhile has nothing ahead: 0.  The new tasks
+ * are found by their ids alone (materialized): with the queue's index as
+ * well, the planner may read all of the queue.
  */
 
 static ngx_int_t
@@ -876,16 +898,31 @@ ngx_http_async_task_pg_positions(ngx_http_async_task_pg_t *pg,
     params.formats[0] = 0;
 
     res = ngx_http_async_task_pg_exec(pg,
-              "SELECT id, pos FROM (SELECT id, row_number() OVER "
-              "(PARTITION BY kind ORDER BY priority DESC, created_at, id) - 1 "
-              "AS pos FROM tasks WHERE status = 'QUEUED') q "
-              "WHERE id = ANY($1::text[])",
+              "WITH x AS MATERIALIZED (SELECT kind, priority, created_at, "
+              "status FROM tasks WHERE id = ANY($1::text[])), "
+              "b AS (SELECT kind, priority, min(created_at) AS c FROM x "
+              "WHERE status = 'QUEUED' GROUP BY kind, priority), "
+              "a AS (SELECT b.*, (SELECT sum(d.n) FROM queue_depth d "
+              "WHERE d.kind = b.kind AND d.priority >= b.priority) AS n "
+              "FROM b), "
+              "r AS (SELECT t.id, a.n - row_number() OVER (PARTITION BY "
+              "t.kind, t.priority ORDER BY t.created_at DESC, t.id DESC) "
+              "AS pos FROM a JOIN tasks t ON t.status = 'QUEUED' "
+              "AND t.kind = a.kind AND t.priority = a.priority "
+              "AND t.created_at >= a.c) "
+              "SELECT id, pos FROM r WHERE id = ANY($1::text[])",
               &params, log);
 
     ngx_free(ids);
 
     if (res == NULL) {
         return NGX_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        if (ops[k]->type == ngx_http_async_task_op_insert) {
+            ops[k]->task.position = 0;
+        }
     }
 
     for (i = 0; i < PQntuples(res); i++) {
