@@ -487,3 +487,46 @@ AsyncTaskTest::node2_stop();
 GET /api/v1/tasks
 --- error_code: 200
 --- timeout: 20
+
+
+
+=== TEST 9: uploads past max_queued of both nodes: each refused one gets its 429 and leaves no piece, and those that fit are stored
+--- http_config
+    async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
+                     thread_pool=async_task max_queued=2;
+    async_task_backend speech gpu_speech model=m;
+    upstream gpu_speech {
+        server 127.0.0.1:19548 down;
+    }
+--- config
+    location /api/v1/ {
+        async_task_api;
+        async_task_user $http_x_user_id;
+    }
+--- init
+main::start_b();
+my $A = AsyncTaskTest::port();
+my (@ok, @full);
+for my $i (1 .. 4) {
+
+    # node b fills the queue; node a's zone holds none of those, so its
+    # refusals come from the count in the store, in the batch itself
+    my $port = $i <= 2 ? $main::B : $A;
+    my ($s, $t) = main::on($port, 'POST', 'speech/transcribe',
+                           type => 'audio/ogg', body => main::audio(1000 + $i));
+    if ($s == 202) {
+        push @ok, $t->{id};
+    } else {
+        push @full, "$s $t->{error}{code}";
+    }
+}
+Test::More::is(scalar(@ok), 2, 'two uploads fit');
+Test::More::is_deeply(\@full, ['429 queue_full', '429 queue_full'],
+                      'the others: 429 queue_full');
+Test::More::is(main::pg_query('SELECT count(DISTINCT task) FROM files'), 2,
+               'the pieces of the two stored');
+AsyncTaskTest::node2_stop();
+main::no_errors();
+--- request
+GET /api/v1/tasks
+--- error_code: 200
