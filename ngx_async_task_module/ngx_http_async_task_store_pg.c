@@ -1088,7 +1088,9 @@ ngx_http_async_task_pg_claim(ngx_http_async_task_pg_t *pg,
 
     /* the next tasks of a kind: priority, then age; others' locks skipped */
 
-    res = ngx_http_async_task_pg_exec(pg,
+    res = op->nslots
+          ? ngx_http_async_task_pg_slots_claim(pg, op, &p, log)
+          : ngx_http_async_task_pg_exec(pg,
               "WITH c AS (SELECT id FROM tasks WHERE status = 'QUEUED' "
               "AND kind = $4 "
               "AND (not_before IS NULL OR not_before <= $1::bigint) "

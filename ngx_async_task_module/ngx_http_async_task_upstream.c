@@ -808,6 +808,90 @@ ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
 }
 
 
+/*
+ * A shared store leases the slots with the claim, on every node's count:
+ * into "order" the instances the balancer would choose for n tasks, in
+ * its order, then the other slots free here, a slot of each instance in
+ * turn (user_hash chooses among them), for when the store finds those
+ * taken by other nodes; each instance once for each of its free slots.
+ * Nothing is taken here (the run takes its slot when it starts); round
+ * robin moves on by n choices.
+ */
+
+ngx_uint_t
+ngx_http_async_task_upstream_order(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t n,
+    ngx_http_async_task_instance_t **order, ngx_uint_t max)
+{
+    ngx_uint_t                       i, k, more, backup;
+    ngx_http_async_task_instance_t  *in;
+
+    k = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    while (k < ngx_min(n, max)) {
+        in = ngx_http_async_task_pick_locked(backend, NULL,
+                                             NGX_HTTP_ASYNC_TASK_NONE);
+        if (in == NULL) {
+            break;
+        }
+
+        order[k++] = in;
+    }
+
+    backup = ngx_http_async_task_tier_locked(backend);
+
+    do {
+        more = 0;
+
+        for (i = 0; i < backend->ninstances && k < max; i++) {
+            in = backend->instances[i];
+
+            if (ngx_http_async_task_usable(in, backup)) {
+                in->sh->inflight++;
+                order[k++] = in;
+                more = 1;
+            }
+        }
+
+    } while (more && k < max);
+
+    /* the picks counted each slot as taken, to go on to the next */
+
+    for (i = 0; i < k; i++) {
+        ngx_http_async_task_upstream_release_locked(order[i]->sh);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return k;
+}
+
+
+/* the slot that a shared store leased for a run, taken when it starts */
+
+void
+ngx_http_async_task_upstream_take(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_log_t *log)
+{
+    ngx_uint_t  inflight;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    /* the store counts for every node: the zone may lag behind it */
+    in->sh->inflight++;
+    in->sh->requests++;
+    inflight = in->sh->inflight;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async_task balancer: %V leased, inflight:%ui/%ui",
+                   &in->name, inflight, in->max_conns);
+}
+
+
 /* the slots free now, and all of them, of the instances that serve */
 
 void
