@@ -278,8 +278,8 @@ my $stats = AsyncTaskTest::fake_stats(19524);
 Test::More::is($stats->{violations}, 0, 'never more than its max_conns');
 Test::More::is($stats->{max_inflight}, 1, 'one at a time');
 Test::More::like(AsyncTaskTest::error_log(),
-                 qr/task $id of "[^"]*" is taken back/,
-                 "node a took the dead node's run back");
+                 qr/task $id of "b\/pid:\d+" is taken back/,
+                 "node a took the dead node's run back, and says whose");
 main::no_bad_log_lines();
 --- request
 GET /api/v1/tasks
