@@ -12,6 +12,7 @@
 
 #include "ngx_http_async_task_store.h"
 #include "ngx_http_async_task_store_pg.h"
+#include "ngx_http_async_task_upstream.h"
 
 
 /*
@@ -39,8 +40,6 @@
 #define NGX_HTTP_ASYNC_TASK_PG_SLOTS      "7401003"
 
 
-static u_char *ngx_http_async_task_pg_slots_element(u_char *p, u_char *data,
-    size_t len);
 static ngx_int_t ngx_http_async_task_pg_slots_pick(
     ngx_http_async_task_op_t *op, ngx_int_t *first, ngx_int_t *avail,
     ngx_uint_t *used, ngx_int_t *map, ngx_uint_t nmap, ngx_str_t *user,
@@ -115,8 +114,8 @@ ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
         avail[k]++;
 
         if (k == j) {
-            p = ngx_http_async_task_pg_slots_element(p, in->name.data,
-                                                     in->name.len);
+            p = ngx_http_async_task_pg_element(p, in->name.data,
+                                               in->name.len);
             *p++ = ',';
         }
     }
@@ -133,8 +132,8 @@ ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
     }
 
     /*
-     * After the lock, so that this statement sees every slot that claims
-     * before it committed.  The due tasks first, then the slots taken.
+     * After the lock, so that this statement sees the slots of every
+     * claim committed before.  The due tasks, and the slots taken.
      */
 
     params.n = 0;
@@ -212,13 +211,13 @@ ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
             break;
         }
 
-        p = ngx_http_async_task_pg_slots_element(p,
-                                          (u_char *) PQgetvalue(res, i, 1),
-                                          PQgetlength(res, i, 1));
+        p = ngx_http_async_task_pg_element(p,
+                                           (u_char *) PQgetvalue(res, i, 1),
+                                           PQgetlength(res, i, 1));
         *p++ = ',';
 
-        q = ngx_http_async_task_pg_slots_element(q, op->slots[j]->name.data,
-                                                 op->slots[j]->name.len);
+        q = ngx_http_async_task_pg_element(q, op->slots[j]->name.data,
+                                           op->slots[j]->name.len);
         *q++ = ',';
     }
 
@@ -273,9 +272,8 @@ ngx_http_async_task_pg_slots_pick(ngx_http_async_task_op_t *op,
     ngx_int_t *first, ngx_int_t *avail, ngx_uint_t *used, ngx_int_t *map,
     ngx_uint_t nmap, ngx_str_t *user, ngx_str_t *last)
 {
-    uint32_t                          hash;
     ngx_int_t                         j, k, n, pick;
-    ngx_uint_t                        i, lo, hi, mid, other;
+    ngx_uint_t                        i, lo, other;
     ngx_http_async_task_backend_t    *backend;
     ngx_http_async_task_instance_t   *in;
 
@@ -286,21 +284,7 @@ ngx_http_async_task_pg_slots_pick(ngx_http_async_task_op_t *op,
     if (backend->ups->balance == NGX_HTTP_ASYNC_TASK_USER_HASH && user
         && backend->npoints)
     {
-        hash = ngx_murmur_hash2(user->data, user->len);
-
-        lo = 0;
-        hi = backend->npoints;
-
-        while (lo < hi) {
-            mid = (lo + hi) / 2;
-
-            if (backend->ring[mid].hash < hash) {
-                lo = mid + 1;
-
-            } else {
-                hi = mid;
-            }
-        }
+        lo = ngx_http_async_task_upstream_ring(backend, user);
 
         for (i = 0; i < backend->npoints; i++) {
             in = backend->ring[(lo + i) % backend->npoints].instance;
@@ -348,27 +332,4 @@ ngx_http_async_task_pg_slots_pick(ngx_http_async_task_op_t *op,
     used[pick] = 1;
 
     return pick;
-}
-
-
-/* a quoted element of an array's text form */
-
-static u_char *
-ngx_http_async_task_pg_slots_element(u_char *p, u_char *data, size_t len)
-{
-    size_t  i;
-
-    *p++ = '"';
-
-    for (i = 0; i < len; i++) {
-        if (data[i] == '"' || data[i] == '\\') {
-            *p++ = '\\';
-        }
-
-        *p++ = data[i];
-    }
-
-    *p++ = '"';
-
-    return p;
 }

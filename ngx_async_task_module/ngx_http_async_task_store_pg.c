@@ -121,8 +121,6 @@ static ngx_int_t ngx_http_async_task_pg_load(
 static ngx_int_t ngx_http_async_task_pg_insert(ngx_http_async_task_pg_t *pg,
     ngx_http_async_task_store_conf_t *conf, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
-static u_char *ngx_http_async_task_pg_element(u_char *p, u_char *data,
-    size_t len);
 static ngx_int_t ngx_http_async_task_pg_positions(
     ngx_http_async_task_pg_t *pg, ngx_http_async_task_op_t **ops,
     ngx_uint_t n, ngx_log_t *log);
@@ -722,7 +720,7 @@ ngx_http_async_task_pg_insert(ngx_http_async_task_pg_t *pg,
 
 /* a quoted element of an array's text form */
 
-static u_char *
+u_char *
 ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len)
 {
     size_t  i;

@@ -64,6 +64,7 @@ ngx_int_t ngx_http_async_task_pg_owner(ngx_http_async_task_store_conf_t *conf,
 ngx_int_t ngx_http_async_task_pg_text(PGresult *res, int row, int col,
     ngx_pool_t *pool, ngx_str_t *value);
 int64_t ngx_http_async_task_pg_int64(PGresult *res, int row, int col);
+u_char *ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len);
 
 PGresult *ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
     ngx_http_async_task_op_t *op, ngx_http_async_task_pg_params_t *claim,

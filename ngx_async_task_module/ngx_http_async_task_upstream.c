@@ -649,13 +649,35 @@ static ngx_http_async_task_instance_t *
 ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
     ngx_str_t *user, ngx_uint_t avoid)
 {
-    uint32_t                         hash;
-    ngx_uint_t                       i, lo, hi, mid;
+    ngx_uint_t                       i, lo;
     ngx_http_async_task_instance_t  *in;
 
     if (backend->npoints == 0) {
         return NULL;
     }
+
+    lo = ngx_http_async_task_upstream_ring(backend, user);
+
+    for (i = 0; i < backend->npoints; i++) {
+        in = backend->ring[(lo + i) % backend->npoints].instance;
+
+        if (in->index != avoid && ngx_http_async_task_usable(in, 0)) {
+            return in;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the user's point on the user_hash ring: the first at or after its hash */
+
+ngx_uint_t
+ngx_http_async_task_upstream_ring(ngx_http_async_task_backend_t *backend,
+    ngx_str_t *user)
+{
+    uint32_t    hash;
+    ngx_uint_t  lo, hi, mid;
 
     hash = ngx_murmur_hash2(user->data, user->len);
 
@@ -673,15 +695,7 @@ ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
         }
     }
 
-    for (i = 0; i < backend->npoints; i++) {
-        in = backend->ring[(lo + i) % backend->npoints].instance;
-
-        if (in->index != avoid && ngx_http_async_task_usable(in, 0)) {
-            return in;
-        }
-    }
-
-    return NULL;
+    return lo;
 }
 
 
