@@ -368,11 +368,34 @@ ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
 static void
 ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
 {
-    ngx_uint_t                  i;
-    ngx_http_async_task_t      *tasks;
-    ngx_http_async_task_job_t  *run;
+    ngx_uint_t                        i, n;
+    ngx_http_async_task_t            *tasks;
+    ngx_http_async_task_job_t        *run;
+    ngx_http_async_task_instance_t  **chosen;
 
     ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
+
+    /* a shared store: round robin goes by the slots that the claim got */
+
+    chosen = op->nslots ? ngx_palloc(op->pool, op->nslots * sizeof(
+                                     ngx_http_async_task_instance_t *))
+                        : NULL;
+
+    if (chosen) {
+        tasks = op->tasks.elts;
+        n = 0;
+
+        for (i = 0; op->rc == NGX_OK && i < op->tasks.nelts; i++) {
+            chosen[n] = ngx_http_async_task_instance(op->backend,
+                                                     &tasks[i].backend);
+            n += (chosen[n] != NULL);
+        }
+
+        ngx_http_async_task_upstream_chosen(ngx_http_async_task_shm_ctx,
+                                    op->backend, op->slots,
+                                    ngx_min(op->filter.limit, op->nslots),
+                                    chosen, n);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "async task claim of %ui %V: %ui claimed",

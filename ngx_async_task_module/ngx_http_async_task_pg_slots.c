@@ -108,10 +108,17 @@ ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
             map[in->index] = j;
         }
 
-        /* avail[] of the first entry of each instance: its free slots here */
+        /*
+         * avail[] of the first entry of each instance: its slots that may
+         * be free, never more than its max_conns (round robin's choices
+         * may name it more often)
+         */
         k = map[in->index];
         first[j] = k;
-        avail[k]++;
+
+        if (avail[k] < (ngx_int_t) in->max_conns) {
+            avail[k]++;
+        }
 
         if (k == j) {
             p = ngx_http_async_task_pg_element(p, in->name.data,
