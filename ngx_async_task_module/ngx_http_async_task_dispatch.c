@@ -30,7 +30,8 @@
  *
  * A worker that sees a free slot claims a task from the store (an atomic
  * UPDATE leases it to the process), picks an instance with the balancer
- * (slots are counted in the zone, for the whole nginx), sends the request
+ * (slots are counted in the zone, for the whole nginx; with a shared store
+ * the claim leases them, counted for every node), sends the request
  * with its own HTTP client, and reports the outcome to the store under
  * the lease.  A worker wakes itself when it accepts a task or finishes
  * one, and looks for work on a short timer, for what other workers do.
@@ -40,6 +41,8 @@
 #define NGX_HTTP_ASYNC_TASK_TICK          200
 #define NGX_HTTP_ASYNC_TASK_REAP          1000
 #define NGX_HTTP_ASYNC_TASK_CLAIMS        64
+/* the slots a claim on a shared store may choose among */
+#define NGX_HTTP_ASYNC_TASK_CLAIM_SLOTS   256
 #define NGX_HTTP_ASYNC_TASK_BACKOFF_MAX   60000
 #define NGX_HTTP_ASYNC_TASK_ORPHANS       16
 #define NGX_HTTP_ASYNC_TASK_ZONE_FULL_WAIT  1000
@@ -58,6 +61,7 @@ typedef struct {
     ngx_http_async_task_t              task;
     ngx_http_async_task_backend_t     *backend;
     ngx_http_async_task_instance_t    *instance;
+    ngx_http_async_task_instance_t    *slot;       /* leased with the claim */
     ngx_http_async_task_instance_sh_t *orphaned;   /* recovered runs */
     ngx_pid_t                          orphan_owner;
     ngx_array_t                        tasks;      /* reclaimed */
@@ -272,6 +276,25 @@ ngx_http_async_task_dispatch_handler(ngx_event_t *ev)
         op->lease = (int64_t) backend->timeout + 60000;
         op->handler = ngx_http_async_task_claim_done;
 
+        /* a shared store leases slots on every node's count: which ones */
+
+        if (ngx_http_async_task_amcf->store->driver->shared) {
+            op->backend = backend;
+            op->slots = ngx_palloc(op->pool, NGX_HTTP_ASYNC_TASK_CLAIM_SLOTS
+                                   * sizeof(ngx_http_async_task_instance_t *));
+
+            if (op->slots) {
+                op->nslots = ngx_http_async_task_upstream_order(shm, backend,
+                                 want, op->slots,
+                                 NGX_HTTP_ASYNC_TASK_CLAIM_SLOTS);
+            }
+
+            if (op->nslots == 0) {
+                ngx_http_async_task_op_destroy(op);
+                continue;
+            }
+        }
+
         (void) ngx_http_async_task_op_post(op);
 
         ngx_http_async_task_claiming[k] += want;
@@ -353,11 +376,34 @@ ngx_http_async_task_job_post(ngx_http_async_task_job_t *job,
 static void
 ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
 {
-    ngx_uint_t                  i;
-    ngx_http_async_task_t      *tasks;
-    ngx_http_async_task_job_t  *run;
+    ngx_uint_t                        i, n;
+    ngx_http_async_task_t            *tasks;
+    ngx_http_async_task_job_t        *run;
+    ngx_http_async_task_instance_t  **chosen;
 
     ngx_http_async_task_claiming[op->filter.kind] -= op->filter.limit;
+
+    /* a shared store: round robin goes by the slots that the claim got */
+
+    chosen = op->nslots ? ngx_palloc(op->pool, op->nslots * sizeof(
+                                     ngx_http_async_task_instance_t *))
+                        : NULL;
+
+    if (chosen) {
+        tasks = op->tasks.elts;
+        n = 0;
+
+        for (i = 0; op->rc == NGX_OK && i < op->tasks.nelts; i++) {
+            chosen[n] = ngx_http_async_task_instance(op->backend,
+                                                     &tasks[i].backend);
+            n += (chosen[n] != NULL);
+        }
+
+        ngx_http_async_task_upstream_chosen(ngx_http_async_task_shm_ctx,
+                                    op->backend, op->slots,
+                                    ngx_min(op->filter.limit, op->nslots),
+                                    chosen, n);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, op->log, 0,
                    "async task claim of %ui %V: %ui claimed",
@@ -375,7 +421,15 @@ ngx_http_async_task_claim_done(ngx_http_async_task_op_t *op)
 
             run = ngx_http_async_task_job_create(op->filter.kind);
 
+            if (run) {
+                run->slot = op->nslots
+                            ? ngx_http_async_task_instance(run->backend,
+                                                           &tasks[i].backend)
+                            : NULL;
+            }
+
             if (run == NULL
+                || (op->nslots && run->slot == NULL)
                 || ngx_http_async_task_job_adopt(run, &tasks[i]) != NGX_OK)
             {
                 /* the lease stays: the task runs after its owner exits */
@@ -533,15 +587,23 @@ ngx_http_async_task_start(ngx_http_async_task_job_t *job)
         return;
     }
 
-    /* a retried task goes elsewhere if it can */
+    if (job->slot) {
+        /* a shared store leased its slot with the claim, as chosen then */
+        in = job->slot;
+        job->slot = NULL;
+        ngx_http_async_task_upstream_take(shm, in, &job->log);
 
-    in = ngx_http_async_task_instance(job->backend, &job->task.backend);
-    avoid = in ? in->index : NGX_HTTP_ASYNC_TASK_NONE;
+    } else {
+        /* a retried task goes elsewhere if it can */
 
-    user = job->task.has_user ? &job->task.user : NULL;
+        in = ngx_http_async_task_instance(job->backend, &job->task.backend);
+        avoid = in ? in->index : NGX_HTTP_ASYNC_TASK_NONE;
 
-    in = ngx_http_async_task_upstream_get(shm, job->backend, user, avoid,
-                                          &job->log);
+        user = job->task.has_user ? &job->task.user : NULL;
+
+        in = ngx_http_async_task_upstream_get(shm, job->backend, user, avoid,
+                                              &job->log);
+    }
 
     if (in == NULL) {
         /* the slot went to another worker meanwhile: queue again */

@@ -163,6 +163,15 @@ struct ngx_http_async_task_op_s {
                                                        file, to task.file */
     unsigned                            result:1;   /* get: the result */
 
+    /*
+     * claim, on a shared store: the instances whose slots it may lease,
+     * in the balancer's order, each once for each slot free here; the
+     * claimed tasks' "backend" is then the instance of their slot
+     */
+    ngx_http_async_task_backend_t      *backend;
+    ngx_http_async_task_instance_t    **slots;
+    ngx_uint_t                          nslots;
+
     /* the thread allocates from this pool only, until the handler runs */
     ngx_pool_t                         *pool;
     ngx_log_t                          *log;

@@ -1216,7 +1216,9 @@ ngx_http_async_task_pg_claim(ngx_http_async_task_pg_t *pg,
 
     /* the next tasks of a kind: priority, then age; others' locks skipped */
 
-    res = ngx_http_async_task_pg_exec(pg,
+    res = op->nslots
+          ? ngx_http_async_task_pg_slots_claim(pg, op, &p, log)
+          : ngx_http_async_task_pg_exec(pg,
               "WITH c AS (SELECT id FROM tasks WHERE status = 'QUEUED' "
               "AND kind = $4 "
               "AND (not_before IS NULL OR not_before <= $1::bigint) "
@@ -1410,6 +1412,7 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
     ngx_pool_t *pool, ngx_array_t *tasks, ngx_log_t *log)
 {
     int                               i;
+    char                             *owner;
     int64_t                           now;
     PGresult                         *res;
     ngx_http_async_task_t            *task;
@@ -1444,14 +1447,17 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
     ngx_http_async_task_pg_str(&p, &conf->node);
     ngx_http_async_task_pg_int(&p, now - NGX_HTTP_ASYNC_TASK_PG_DEAD);
 
+    /* the lease as it was (RETURNING gives the row as it is now) */
+
     res = ngx_http_async_task_pg_exec(pg,
-              "UPDATE tasks SET status = 'QUEUED', started_at = NULL, "
-              "lease_owner = NULL, lease_expires = NULL "
+              "WITH o AS (SELECT id, lease_owner FROM tasks "
               "WHERE status = 'RUNNING' AND (lease_expires < $1::bigint "
               "OR split_part(lease_owner, '/', 1) IN "
               "(SELECT name FROM nodes WHERE seen < $3::bigint "
-              "AND name <> $2)) "
-              "RETURNING id, attempts, lease_owner",
+              "AND name <> $2)) FOR UPDATE) "
+              "UPDATE tasks t SET status = 'QUEUED', started_at = NULL, "
+              "lease_owner = NULL, lease_expires = NULL FROM o "
+              "WHERE t.id = o.id RETURNING t.id, t.attempts, o.lease_owner",
               &p, log);
 
     if (res == NULL) {
@@ -1464,14 +1470,29 @@ ngx_http_async_task_pg_reclaim(ngx_http_async_task_store_conf_t *conf,
             continue;
         }
 
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "async_task: task %s of \"%s\" is taken back",
+                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
+
+        /*
+         * Another node's run is not in this zone as a run: a RUNNING
+         * node there is this node's claim of it since, which is not to
+         * be requeued (its runner would drop it, and its lease would
+         * hold the task and its slot until it expired).
+         */
+
+        owner = PQgetvalue(res, i, 2);
+
+        if (ngx_strncmp(owner, conf->node.data, conf->node.len) != 0
+            || owner[conf->node.len] != '/')
+        {
+            continue;
+        }
+
         task = ngx_array_push(tasks);
         if (task == NULL) {
             break;
         }
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "async_task: task %s of \"%s\" is taken back",
-                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
 
         ngx_memzero(task, sizeof(ngx_http_async_task_t));
         ngx_memcpy(task->id, PQgetvalue(res, i, 0),

@@ -66,5 +66,9 @@ ngx_int_t ngx_http_async_task_pg_text(PGresult *res, int row, int col,
 int64_t ngx_http_async_task_pg_int64(PGresult *res, int row, int col);
 u_char *ngx_http_async_task_pg_element(u_char *p, u_char *data, size_t len);
 
+PGresult *ngx_http_async_task_pg_slots_claim(ngx_http_async_task_pg_t *pg,
+    ngx_http_async_task_op_t *op, ngx_http_async_task_pg_params_t *claim,
+    ngx_log_t *log);
+
 
 #endif /* _NGX_HTTP_ASYNC_TASK_STORE_PG_H_INCLUDED_ */

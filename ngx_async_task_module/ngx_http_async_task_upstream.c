@@ -41,6 +41,9 @@ static ngx_http_async_task_instance_t *ngx_http_async_task_pick_rr(
 static ngx_http_async_task_instance_t *ngx_http_async_task_pick_least(
     ngx_http_async_task_backend_t *backend, ngx_uint_t avoid,
     ngx_uint_t backup);
+static void ngx_http_async_task_step_locked(
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, ngx_int_t sign);
 static ngx_http_async_task_instance_t *ngx_http_async_task_pick_hash(
     ngx_http_async_task_backend_t *backend, ngx_str_t *user,
     ngx_uint_t avoid);
@@ -650,13 +653,35 @@ static ngx_http_async_task_instance_t *
 ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
     ngx_str_t *user, ngx_uint_t avoid)
 {
-    uint32_t                         hash;
-    ngx_uint_t                       i, lo, hi, mid;
+    ngx_uint_t                       i, lo;
     ngx_http_async_task_instance_t  *in;
 
     if (backend->npoints == 0) {
         return NULL;
     }
+
+    lo = ngx_http_async_task_upstream_ring(backend, user);
+
+    for (i = 0; i < backend->npoints; i++) {
+        in = backend->ring[(lo + i) % backend->npoints].instance;
+
+        if (in->index != avoid && ngx_http_async_task_usable(in, 0)) {
+            return in;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the user's point on the user_hash ring: the first at or after its hash */
+
+ngx_uint_t
+ngx_http_async_task_upstream_ring(ngx_http_async_task_backend_t *backend,
+    ngx_str_t *user)
+{
+    uint32_t    hash;
+    ngx_uint_t  lo, hi, mid;
 
     hash = ngx_murmur_hash2(user->data, user->len);
 
@@ -674,15 +699,7 @@ ngx_http_async_task_pick_hash(ngx_http_async_task_backend_t *backend,
         }
     }
 
-    for (i = 0; i < backend->npoints; i++) {
-        in = backend->ring[(lo + i) % backend->npoints].instance;
-
-        if (in->index != avoid && ngx_http_async_task_usable(in, 0)) {
-            return in;
-        }
-    }
-
-    return NULL;
+    return lo;
 }
 
 
@@ -806,6 +823,155 @@ ngx_http_async_task_upstream_get(ngx_http_async_task_shm_t *shm,
     }
 
     return in;
+}
+
+
+/*
+ * A shared store leases the slots with the claim, on every node's count:
+ * into "order" the instances the balancer chooses for n tasks, in its
+ * order, then the other slots free here, a slot of each instance in turn
+ * (user_hash chooses among them), for when the store finds those taken
+ * by other nodes; each instance once for each of its free slots.  No slot
+ * is taken here (the run takes its own when it starts); round robin moves
+ * on by the n choices, so that other workers' claims meanwhile choose
+ * on, until upstream_chosen() says which ones the store gave.
+ */
+
+ngx_uint_t
+ngx_http_async_task_upstream_order(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t n,
+    ngx_http_async_task_instance_t **order, ngx_uint_t max)
+{
+    ngx_uint_t                       i, k, held, more, backup;
+    ngx_http_async_task_instance_t  *in;
+
+    k = 0;
+    held = 0;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    /*
+     * least_busy counts each choice as a run, to spread them; round robin
+     * does not, so that the instances it weighs stay the same and
+     * upstream_chosen() can take its steps back exactly
+     */
+
+    while (k < ngx_min(n, max)) {
+        in = ngx_http_async_task_pick_locked(backend, NULL,
+                                             NGX_HTTP_ASYNC_TASK_NONE);
+        if (in == NULL) {
+            break;
+        }
+
+        if (backend->ups->balance != NGX_HTTP_ASYNC_TASK_LEAST_BUSY) {
+            ngx_http_async_task_upstream_release_locked(in->sh);
+            held = k + 1;
+        }
+
+        order[k++] = in;
+    }
+
+    backup = ngx_http_async_task_tier_locked(backend);
+
+    do {
+        more = 0;
+
+        for (i = 0; i < backend->ninstances && k < max; i++) {
+            in = backend->instances[i];
+
+            if (ngx_http_async_task_usable(in, backup)) {
+                in->sh->inflight++;
+                order[k++] = in;
+                more = 1;
+            }
+        }
+
+    } while (more && k < max);
+
+    /* the picks counted each slot as taken, to go on to the next */
+
+    for (i = held; i < k; i++) {
+        ngx_http_async_task_upstream_release_locked(order[i]->sh);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    return k;
+}
+
+
+/*
+ * The store gave the claim the slots of "chosen": round robin's weights
+ * go back by the "picked" choices of upstream_order(), and on by these.
+ */
+
+void
+ngx_http_async_task_upstream_chosen(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t **picked, ngx_uint_t npicked,
+    ngx_http_async_task_instance_t **chosen, ngx_uint_t nchosen)
+{
+    ngx_uint_t  i;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    for (i = npicked; i > 0; i--) {
+        ngx_http_async_task_step_locked(backend, picked[i - 1], -1);
+    }
+
+    for (i = 0; i < nchosen; i++) {
+        ngx_http_async_task_step_locked(backend, chosen[i], 1);
+    }
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+}
+
+
+/* smooth weighted round robin's step for a choice of "in", or back */
+
+static void
+ngx_http_async_task_step_locked(ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t *in, ngx_int_t sign)
+{
+    ngx_int_t                        total;
+    ngx_uint_t                       i;
+    ngx_http_async_task_instance_t  *other;
+
+    total = 0;
+
+    for (i = 0; i < backend->ninstances; i++) {
+        other = backend->instances[i];
+
+        if (other == in || ngx_http_async_task_usable(other, in->backup)) {
+            other->sh->current_weight += sign * (ngx_int_t) other->weight;
+            total += other->weight;
+        }
+    }
+
+    in->sh->current_weight -= sign * total;
+}
+
+
+/* the slot that a shared store leased for a run, taken when it starts */
+
+void
+ngx_http_async_task_upstream_take(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_log_t *log)
+{
+    ngx_uint_t  inflight;
+
+    ngx_shmtx_lock(&shm->shpool->mutex);
+
+    /* the store counts for every node: the zone may lag behind it */
+    in->sh->inflight++;
+    in->sh->requests++;
+    inflight = in->sh->inflight;
+
+    ngx_shmtx_unlock(&shm->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "async_task balancer: %V leased, inflight:%ui/%ui",
+                   &in->name, inflight, in->max_conns);
 }
 
 

@@ -29,6 +29,17 @@ ngx_int_t ngx_http_async_task_upstream_attach(ngx_http_async_task_shm_t *shm);
 ngx_http_async_task_instance_t *ngx_http_async_task_upstream_get(
     ngx_http_async_task_shm_t *shm, ngx_http_async_task_backend_t *backend,
     ngx_str_t *user, ngx_uint_t avoid, ngx_log_t *log);
+ngx_uint_t ngx_http_async_task_upstream_ring(
+    ngx_http_async_task_backend_t *backend, ngx_str_t *user);
+ngx_uint_t ngx_http_async_task_upstream_order(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend, ngx_uint_t n,
+    ngx_http_async_task_instance_t **order, ngx_uint_t max);
+void ngx_http_async_task_upstream_chosen(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_backend_t *backend,
+    ngx_http_async_task_instance_t **picked, ngx_uint_t npicked,
+    ngx_http_async_task_instance_t **chosen, ngx_uint_t nchosen);
+void ngx_http_async_task_upstream_take(ngx_http_async_task_shm_t *shm,
+    ngx_http_async_task_instance_t *in, ngx_log_t *log);
 void ngx_http_async_task_upstream_slots(ngx_http_async_task_shm_t *shm,
     ngx_http_async_task_backend_t *backend, ngx_uint_t *free,
     ngx_uint_t *total);

@@ -742,6 +742,19 @@ sub pg_ctl {
         or die "cannot $what PostgreSQL";
 }
 
+# a query on the block's PostgreSQL schema (psql as the client): the rows,
+# "|" between columns
+sub pg_sql {
+    my ($query) = @_;
+    open my $fh, '-|', 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U',
+         'postgres', '-d', 'async_task', '-qAt', '-c',
+         "SET search_path TO $pg_current", '-c', $query
+        or die "psql: $!";
+    chomp(my @rows = <$fh>);
+    close $fh;
+    return @rows;
+}
+
 sub error_log {
     open my $fh, '<', servroot() . '/logs/error.log' or die $!;
     local $/;
