@@ -24,27 +24,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-sub on {
-    my ($port, $method, $path, %opt) = @_;
-    return AsyncTaskTest::api($method, $path, port => $port,
-        headers => {'X-User-Id' => 'alice',
-                    'Content-Type' => 'application/json'},
-        %opt);
-}
-
-sub submit_on {
-    my ($port, $prompt) = @_;
-    my ($s, $t) = on($port, 'POST', 'image/async',
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1}));
-    return $s == 202 ? $t->{id} : undef;
-}
-
-sub task_on {
-    my ($port, $id) = @_;
-    my (undef, $t) = on($port, 'GET', "tasks/$id");
-    return $t;
-}
 
 # waits until every task is in a final status, as node $port reads them
 sub wait_final {
@@ -54,7 +33,7 @@ sub wait_final {
     while (Time::HiRes::time() < $deadline) {
         %status = ();
         for my $id (@$ids) {
-            my $t = task_on($port, $id);
+            my $t = AsyncTaskTest::node_task($port, $id);
             $status{$t ? $t->{status} : 'none'}++;
         }
         last unless $status{QUEUED} || $status{RUNNING} || $status{none};
@@ -127,26 +106,26 @@ AsyncTaskTest::fake_gpu(port => 19500, kind => 'image', latency => 1,
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=1;/ max_conns=1 down;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($A, "one $_") } 1 .. 3;
+my @ids = map { AsyncTaskTest::node_submit($A, "one $_") } 1 .. 3;
 Test::More::is(scalar(grep { defined } @ids), 3, '3 tasks accepted by node a');
 my $t;
 for (1 .. 100) {
-    $t = main::task_on($main::B, $ids[0]);
+    $t = AsyncTaskTest::node_task($main::B, $ids[0]);
     last if $t && $t->{status} eq 'RUNNING';
     Time::HiRes::sleep(0.05);
 }
 Test::More::is($t->{status}, 'RUNNING', 'node b reads the first: RUNNING');
-$t = main::task_on($main::B, $ids[2]);
+$t = AsyncTaskTest::node_task($main::B, $ids[2]);
 Test::More::is($t->{status}, 'QUEUED', 'node b reads the third: QUEUED');
 Test::More::is($t->{position}, 1, 'node b: one task before the third');
 Test::More::is($t->{params}{prompt}, 'one 3', 'node b: its params');
-my (undef, $list) = main::on($main::B, 'GET', 'tasks?limit=10');
+my (undef, $list) = AsyncTaskTest::node_api($main::B, 'GET', 'tasks?limit=10');
 Test::More::is(join(' ', map { $_->{id} } @{ $list->{tasks} }),
                join(' ', reverse @ids), 'node b lists all three, newest first');
-my ($s, $c) = main::on($main::B, 'DELETE', "tasks/$ids[2]");
+my ($s, $c) = AsyncTaskTest::node_api($main::B, 'DELETE', "tasks/$ids[2]");
 Test::More::is($s, 200, 'node b cancels the third');
 Test::More::is($c->{status}, 'CANCELED', 'answered CANCELED');
-Test::More::is(main::task_on($A, $ids[2])->{status}, 'CANCELED',
+Test::More::is(AsyncTaskTest::node_task($A, $ids[2])->{status}, 'CANCELED',
                'node a reads it CANCELED');
 Test::More::is(main::wait_final($main::B, [@ids[0, 1]], 20), 'DONE:2',
                'the other two DONE, as node b reads them');
@@ -166,7 +145,6 @@ main::no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
-
 
 
 === TEST 2: a node whose instances are all down: the other node claims its tasks at once
@@ -190,7 +168,7 @@ AsyncTaskTest::fake_gpu(port => 19501, kind => 'image', latency => 0.05,
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=2 down;/ max_conns=2;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($A, "a $_") } 1 .. 20;
+my @ids = map { AsyncTaskTest::node_submit($A, "a $_") } 1 .. 20;
 Test::More::is(scalar(grep { defined } @ids), 20, '20 tasks accepted by node a');
 Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:20',
                'all DONE: node b ran what node a queued');
@@ -203,7 +181,6 @@ main::no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
-
 
 
 === TEST 3: 400 tasks submitted across both nodes: each runs exactly once
@@ -238,7 +215,7 @@ for my $k (0 .. 3) {
         my $port = $k % 2 ? $main::B : $A;
         for my $i (grep { $_ % 4 == $k } 1 .. $n) {
             my $p = sprintf 'p-%04d', $i;
-            print $out (main::submit_on($port, $p) // 'failed'), "\n";
+            print $out (AsyncTaskTest::node_submit($port, $p) // 'failed'), "\n";
         }
         close $out;
         POSIX::_exit(0);
@@ -266,7 +243,6 @@ GET /api/v1/tasks
 --- timeout: 120
 
 
-
 === TEST 4: kill -9 of a node's workers with runs in flight: every task DONE
 --- http_config
     async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
@@ -287,11 +263,11 @@ AsyncTaskTest::fake_gpu(port => 19504, kind => 'image', latency => 1);
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=4 down;/ max_conns=4;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($A, "k $_") } 1 .. 8;
+my @ids = map { AsyncTaskTest::node_submit($A, "k $_") } 1 .. 8;
 Test::More::is(scalar(grep { defined } @ids), 8, '8 tasks accepted by node a');
 my $running = 0;
 for (1 .. 100) {
-    $running = grep { main::task_on($A, $_)->{status} eq 'RUNNING' } @ids;
+    $running = grep { AsyncTaskTest::node_task($A, $_)->{status} eq 'RUNNING' } @ids;
     last if $running == 4;
     Time::HiRes::sleep(0.05);
 }
@@ -301,7 +277,7 @@ my @workers = split ' ', `pgrep -P $master`;
 Test::More::is(scalar(@workers), 2, 'node b has two workers');
 kill 'KILL', @workers;
 Test::More::is(main::wait_final($A, \@ids, 40), 'DONE:8', 'all 8 DONE');
-my @attempts = map { main::task_on($A, $_)->{attempts} } @ids;
+my @attempts = map { AsyncTaskTest::node_task($A, $_)->{attempts} } @ids;
 Test::More::is(scalar(grep { $_ != 1 } @attempts), 0,
                'runs cut off by the kill were not charged');
 AsyncTaskTest::node2_stop();
@@ -310,7 +286,6 @@ main::no_bad_log_lines();
 GET /api/v1/tasks
 --- error_code: 200
 --- timeout: 60
-
 
 
 === TEST 5: PostgreSQL stopped: submissions 503 on both nodes, never a 202; back by itself
@@ -332,27 +307,27 @@ AsyncTaskTest::fake_gpu(port => 19505, kind => 'image', latency => 0.05);
 --- init
 AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
-my $before = main::submit_on($A, 'before');
+my $before = AsyncTaskTest::node_submit($A, 'before');
 Test::More::ok(defined $before, 'accepted while the store is up');
 Test::More::is(main::wait_final($A, [$before], 10), 'DONE:1', 'and DONE');
 AsyncTaskTest::pg_ctl('stop');
 my (%codes, $accepted);
 for my $i (1 .. 10) {
     for my $port ($A, $main::B) {
-        my ($s, $t) = main::on($port, 'POST', 'image/async',
+        my ($s, $t) = AsyncTaskTest::node_api($port, 'POST', 'image/async',
             body => JSON::PP::encode_json({prompt => "down $i"}));
         $codes{$s}++;
     }
 }
 Test::More::is(join(' ', map { "$_:$codes{$_}" } sort keys %codes), '503:20',
                'every submission answered 503 while PostgreSQL is down');
-my ($gs) = main::on($A, 'GET', "tasks/$before");
+my ($gs) = AsyncTaskTest::node_api($A, 'GET', "tasks/$before");
 Test::More::is($gs, 503, 'a read answers 503 too');
 AsyncTaskTest::pg_ctl('start');
 my %after;
 for my $i (1 .. 50) {
     for my $port ($A, $main::B) {
-        $after{$port} //= main::submit_on($port, "after $i");
+        $after{$port} //= AsyncTaskTest::node_submit($port, "after $i");
     }
     last if $after{$A} && $after{$main::B};
     Time::HiRes::sleep(0.1);
@@ -361,7 +336,7 @@ Test::More::ok($after{$A} && $after{$main::B},
                'both nodes accept again once it is back');
 Test::More::is(main::wait_final($main::B, [$before, values %after], 20),
                'DONE:3', 'and run the tasks');
-my (undef, $list) = main::on($A, 'GET', 'tasks?limit=100');
+my (undef, $list) = AsyncTaskTest::node_api($A, 'GET', 'tasks?limit=100');
 Test::More::is(scalar(@{ $list->{tasks} }), 3,
                'the store holds only the tasks that got a 202');
 Test::More::is(scalar(grep { /^down / } main::fake_prompts(19505)), 0,
@@ -372,7 +347,6 @@ main::no_bad_log_lines();
 GET /api/v1/tasks
 --- error_code: 200
 --- timeout: 60
-
 
 
 === TEST 6: kill -9 of a whole node (master and workers) with runs in flight: the other node takes them back and every task is DONE
@@ -395,11 +369,11 @@ AsyncTaskTest::fake_gpu(port => 19506, kind => 'image', latency => 1);
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=4 down;/ max_conns=4;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($A, "w $_") } 1 .. 4;
+my @ids = map { AsyncTaskTest::node_submit($A, "w $_") } 1 .. 4;
 Test::More::is(scalar(grep { defined } @ids), 4, '4 tasks accepted by node a');
 my $running = 0;
 for (1 .. 100) {
-    $running = grep { main::task_on($A, $_)->{status} eq 'RUNNING' } @ids;
+    $running = grep { AsyncTaskTest::node_task($A, $_)->{status} eq 'RUNNING' } @ids;
     last if $running == 4;
     Time::HiRes::sleep(0.05);
 }
@@ -420,7 +394,7 @@ close $out;
 kill 'HUP', AsyncTaskTest::pid_of_master();
 my $t;
 for (1 .. 600) {
-    $t = main::task_on($A, $ids[0]);
+    $t = AsyncTaskTest::node_task($A, $ids[0]);
     last if $t->{status} ne 'RUNNING';
     Time::HiRes::sleep(0.05);
 }
@@ -428,7 +402,7 @@ my $took = Time::HiRes::time() - $killed;
 Test::More::isnt($t->{status}, 'RUNNING', 'taken back before its lease ran out');
 Test::More::diag(sprintf 'takeover after the kill: %.1f s', $took);
 Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:4', 'all four DONE');
-my @attempts = map { main::task_on($A, $_)->{attempts} } @ids;
+my @attempts = map { AsyncTaskTest::node_task($A, $_)->{attempts} } @ids;
 Test::More::is(scalar(grep { $_ != 1 } @attempts), 0,
                'the runs cut off by the kill were not charged');
 Test::More::is(scalar(grep { /is taken back/ } split /\n/,
@@ -439,7 +413,6 @@ main::no_bad_log_lines();
 GET /api/v1/tasks
 --- error_code: 200
 --- timeout: 60
-
 
 
 === TEST 7: DELETE on one node stops a run on the other
@@ -462,15 +435,15 @@ AsyncTaskTest::fake_gpu(port => 19507, kind => 'image', latency => 8);
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=1 down;/ max_conns=1;/ });
 my $A = AsyncTaskTest::port();
-my $id = main::submit_on($A, 'long');
+my $id = AsyncTaskTest::node_submit($A, 'long');
 my $t;
 for (1 .. 100) {
-    $t = main::task_on($A, $id);
+    $t = AsyncTaskTest::node_task($A, $id);
     last if $t->{status} eq 'RUNNING';
     Time::HiRes::sleep(0.05);
 }
 Test::More::is($t->{status}, 'RUNNING', 'node b runs it');
-my ($s, $c) = main::on($A, 'DELETE', "tasks/$id");
+my ($s, $c) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$id");
 Test::More::is($s, 200, 'node a cancels it');
 my $open;
 for (1 .. 80) {
@@ -482,7 +455,7 @@ Test::More::is($open, 0,
                'node b closed its request long before the run would end');
 Test::More::like(AsyncTaskTest::node2_error_log(),
                  qr/task $id canceled while it ran/, 'node b says so');
-Test::More::is(main::task_on($main::B, $id)->{status}, 'CANCELED',
+Test::More::is(AsyncTaskTest::node_task($main::B, $id)->{status}, 'CANCELED',
                'CANCELED on both');
 AsyncTaskTest::node2_stop();
 main::no_errors();

@@ -20,21 +20,6 @@ our $B = 19590;
 
 run_tests();
 
-sub on {
-    my ($port, $method, $path, %opt) = @_;
-    return AsyncTaskTest::api($method, $path, port => $port,
-        headers => {'X-User-Id' => 'alice',
-                    'Content-Type' => 'application/json'},
-        %opt);
-}
-
-sub submit_on {
-    my ($port, $prompt) = @_;
-    my ($s, $t) = on($port, 'POST', 'image/async',
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1}));
-    return $s == 202 ? $t->{id} : undef;
-}
 
 sub wait_final {
     my ($port, $ids, $timeout) = @_;
@@ -43,7 +28,7 @@ sub wait_final {
     while (Time::HiRes::time() < $deadline) {
         %status = ();
         for my $id (@$ids) {
-            my (undef, $t) = on($port, 'GET', "tasks/$id");
+            my (undef, $t) = AsyncTaskTest::node_api($port, 'GET', "tasks/$id");
             $status{$t ? $t->{status} : 'none'}++;
         }
         last unless $status{QUEUED} || $status{RUNNING} || $status{none};
@@ -118,7 +103,7 @@ AsyncTaskTest::fake_gpu(port => 19520, kind => 'image', latency => 0.3,
 --- init
 AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($_ % 2 ? $main::B : $A, "s $_") } 1 .. 12;
+my @ids = map { AsyncTaskTest::node_submit($_ % 2 ? $main::B : $A, "s $_") } 1 .. 12;
 Test::More::is(scalar(grep { defined } @ids), 12, '12 tasks accepted');
 my %seen;
 my $deadline = Time::HiRes::time() + 60;
@@ -147,7 +132,6 @@ GET /api/v1/tasks
 --- timeout: 120
 
 
-
 === TEST 2: both nodes run on two instances of max_conns=1, one slot each at a time
 --- http_config
     async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
@@ -164,7 +148,7 @@ AsyncTaskTest::fake_gpu(port => $_, kind => 'image', latency => 0.2,
 --- init
 AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($_ % 2 ? $main::B : $A, "t $_") } 1 .. 20;
+my @ids = map { AsyncTaskTest::node_submit($_ % 2 ? $main::B : $A, "t $_") } 1 .. 20;
 Test::More::is(scalar(grep { defined } @ids), 20, '20 tasks accepted');
 Test::More::is(main::wait_final($A, \@ids, 60), 'DONE:20', 'all 20 DONE');
 for my $port (19521, 19522) {
@@ -184,7 +168,6 @@ GET /api/v1/tasks
 --- timeout: 120
 
 
-
 === TEST 3: kill -9 of node b's workers while they hold the slot: it comes back, and node a, which has the instance too, never runs beside the killed run
 --- http_config
     async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
@@ -201,7 +184,7 @@ AsyncTaskTest::fake_gpu(port => 19523, kind => 'image', latency => 0.5,
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=1 down;/ max_conns=1;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($_ % 2 ? $main::B : $A, "k $_") } 1 .. 8;
+my @ids = map { AsyncTaskTest::node_submit($_ % 2 ? $main::B : $A, "k $_") } 1 .. 8;
 Test::More::is(scalar(grep { defined } @ids), 8, '8 tasks accepted');
 my $id = main::wait_b_runs();
 Test::More::ok($id, 'node b holds the slot');
@@ -234,7 +217,6 @@ GET /api/v1/tasks
 --- timeout: 90
 
 
-
 === TEST 4: kill -9 of node b (master and workers) while it holds the slot: node a gets it back once b is seen dead, and finishes every task
 --- http_config
     async_task_store @PG@ files=$TEST_NGINX_SERVER_ROOT/html/files node=a
@@ -251,7 +233,7 @@ AsyncTaskTest::fake_gpu(port => 19524, kind => 'image', latency => 1,
 AsyncTaskTest::node2_start(port => $main::B,
                            edit => sub { s/ max_conns=1 down;/ max_conns=1;/ });
 my $A = AsyncTaskTest::port();
-my @ids = map { main::submit_on($_ % 2 ? $main::B : $A, "n $_") } 1 .. 6;
+my @ids = map { AsyncTaskTest::node_submit($_ % 2 ? $main::B : $A, "n $_") } 1 .. 6;
 Test::More::is(scalar(grep { defined } @ids), 6, '6 tasks accepted');
 my $id = main::wait_b_runs();
 Test::More::ok($id, 'node b holds the slot');
