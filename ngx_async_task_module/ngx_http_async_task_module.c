@@ -329,11 +329,14 @@ ngx_http_async_task_check_zone(ngx_conf_t *cf,
     shm->per_page = ngx_pagesize / node;
 
     /*
-     * the nodes' pages, the instances' pages, and a few pages for the
-     * zone's context, its log context and the cached task data
+     * the nodes' pages, their hash table's, the instances' pages, and a
+     * few pages for the zone's context, its log context and the cached
+     * task data
      */
 
     pages = (live + ngx_pagesize / node - 1) / (ngx_pagesize / node)
+            + (ngx_http_async_task_shm_buckets(live) * sizeof(void *)
+               + ngx_pagesize - 1) / ngx_pagesize
             + (amcf->instances.nelts * instance + ngx_pagesize - 1)
               / ngx_pagesize
             + NGX_HTTP_ASYNC_TASK_ZONE_SPARE;

@@ -100,7 +100,8 @@ typedef struct ngx_http_async_task_node_s  ngx_http_async_task_node_t;
 /* a live (QUEUED or RUNNING) task as every worker process sees it */
 
 struct ngx_http_async_task_node_s {
-    ngx_rbtree_node_t               node;       /* key: crc32 of the id */
+    ngx_http_async_task_node_t     *next;       /* in its bucket */
+    uint32_t                        hash;       /* crc32 of the id */
     u_char                          id[NGX_HTTP_ASYNC_TASK_ID_LEN];
 
     u_char                          kind;
@@ -130,8 +131,8 @@ struct ngx_http_async_task_node_s {
 
 
 struct ngx_http_async_task_shctx_s {
-    ngx_rbtree_t                    rbtree;
-    ngx_rbtree_node_t               sentinel;
+    ngx_http_async_task_node_t    **buckets;    /* the live tasks by id */
+    ngx_uint_t                      mask;       /* buckets - 1 */
     ngx_http_async_task_node_t     *queue[NGX_HTTP_ASYNC_TASK_NKINDS];
 
     ngx_uint_t                      count[NGX_HTTP_ASYNC_TASK_NSTATUSES];
@@ -162,6 +163,7 @@ typedef struct {
 
 ngx_int_t ngx_http_async_task_shm_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+ngx_uint_t ngx_http_async_task_shm_buckets(ngx_uint_t live);
 
 ngx_int_t ngx_http_async_task_shm_reserve(ngx_http_async_task_shm_t *shm,
     u_char *id, ngx_uint_t max_queued);
