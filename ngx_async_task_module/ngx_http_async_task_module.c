@@ -15,6 +15,7 @@
 #include "ngx_http_async_task_dispatch.h"
 #include "ngx_http_async_task_health.h"
 #include "ngx_http_async_task_error.h"
+#include "ngx_http_async_task_id.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_shm.h"
@@ -1455,6 +1456,12 @@ ngx_http_async_task_init_process(ngx_cycle_t *cycle)
     }
 
     if (ngx_http_async_task_store_init(cycle, amcf->store) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_async_task_id_init(cycle, amcf->store->thread_pool)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -14,6 +14,7 @@
 
 #include "ngx_http_async_task_api.h"
 #include "ngx_http_async_task_dispatch.h"
+#include "ngx_http_async_task_id.h"
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_metrics.h"
 #include "ngx_http_async_task_request.h"
@@ -250,7 +251,7 @@ ngx_http_async_task_submit_create(ngx_http_request_t *r, ngx_uint_t kind,
 
     task = &op->task;
 
-    task->created_at = ngx_http_async_task_util_new_id(task->id);
+    task->created_at = ngx_http_async_task_id_new(task->id);
     task->kind = kind;
     task->status = NGX_HTTP_ASYNC_TASK_QUEUED;
     task->priority = NGX_HTTP_ASYNC_TASK_PRIORITY;

@@ -8,8 +8,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <uuid/uuid.h>
-
 #include "ngx_http_async_task_kind.h"
 #include "ngx_http_async_task_util.h"
 
@@ -22,48 +20,6 @@ ngx_str_t  ngx_http_async_task_statuses[] = {
     ngx_string("CANCELED"),
     ngx_null_string
 };
-
-
-/*
- * UUIDv7: 48 bits of Unix milliseconds, 12 bits of sub-millisecond time
- * (RFC 9562, method 3), then libuuid's random bits.  Time-ordered keys
- * keep SQLite inserts at the right edge of the B-tree, "newest first" is
- * "id descending", and tasks submitted in the same millisecond, through
- * any worker process, still queue in the order they came.  Returns the
- * milliseconds, the task's creation time.
- */
-
-int64_t
-ngx_http_async_task_util_new_id(u_char *id)
-{
-    uint64_t        ms, frac;
-    uuid_t          uu;
-    struct timeval  tv;
-    char            text[37];
-
-    ngx_gettimeofday(&tv);
-
-    ms = (uint64_t) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-    frac = (uint64_t) (tv.tv_usec % 1000) * 4096 / 1000;
-
-    uuid_generate_random(uu);
-
-    uu[0] = (u_char) (ms >> 40);
-    uu[1] = (u_char) (ms >> 32);
-    uu[2] = (u_char) (ms >> 24);
-    uu[3] = (u_char) (ms >> 16);
-    uu[4] = (u_char) (ms >> 8);
-    uu[5] = (u_char) ms;
-    uu[6] = (u_char) (0x70 | (frac >> 8));
-    uu[7] = (u_char) frac;
-    uu[8] = (u_char) (0x80 | (uu[8] & 0x3f));
-
-    uuid_unparse_lower(uu, text);
-
-    ngx_memcpy(id, text, NGX_HTTP_ASYNC_TASK_ID_LEN);
-
-    return (int64_t) ms;
-}
 
 
 ngx_int_t

@@ -20,7 +20,6 @@
 #define NGX_HTTP_ASYNC_TASK_UTF8_INVALID  0xffffffff
 
 
-int64_t ngx_http_async_task_util_new_id(u_char *id);
 ngx_int_t ngx_http_async_task_util_parse_id(ngx_str_t *text, u_char *id);
 int64_t ngx_http_async_task_util_now_ms(void);
 int64_t ngx_http_async_task_util_cached_ms(void);

@@ -78,6 +78,9 @@ my @ids = map { open my $in, '<', "$dir/ids.$_" or die; map { chomp; $_ } <$in> 
 Test::More::is(scalar(grep { /failed/ } @ids), 0, 'every submission accepted');
 my %uniq = map { $_ => 1 } @ids;
 Test::More::is(scalar keys %uniq, 400, '400 distinct tasks');
+# the random half of the ids, drawn ahead in blocks by each worker
+my %bits = map { substr($_, 19) => 1 } @ids;
+Test::More::is(scalar keys %bits, 400, 'no two ids share random bits');
 my $db = AsyncTaskTest::store_db($block);
 my $rows = `sqlite3 $db "SELECT count(*) FROM tasks WHERE status = 'QUEUED'"`;
 chomp $rows;
