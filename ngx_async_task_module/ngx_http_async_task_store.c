@@ -70,6 +70,10 @@ static ngx_uint_t ngx_http_async_task_batch_wanted(void);
 static void ngx_http_async_task_batch_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_batch_done(ngx_event_t *ev);
 static void ngx_http_async_task_maintain_timer(ngx_event_t *ev);
+static void ngx_http_async_task_maintain_due(
+    ngx_http_async_task_store_conf_t *conf);
+static ngx_int_t ngx_http_async_task_maintain_post(
+    ngx_http_async_task_store_conf_t *conf, ngx_uint_t idle);
 static void ngx_http_async_task_maintain_thread(void *data, ngx_log_t *log);
 static void ngx_http_async_task_maintain_done(ngx_event_t *ev);
 static void ngx_http_async_task_ops_guard(ngx_event_t *ev);
@@ -95,6 +99,7 @@ static pthread_cond_t                ngx_http_async_task_turn_cond =
                                                     PTHREAD_COND_INITIALIZER;
 static ngx_event_t                   ngx_http_async_task_maintain_event;
 static ngx_thread_task_t            *ngx_http_async_task_maintain_task;
+static ngx_uint_t                    ngx_http_async_task_maintaining;
 static ngx_uint_t                    ngx_http_async_task_batches;
 static ngx_uint_t                    ngx_http_async_task_batches_seen;
 static ngx_uint_t                    ngx_http_async_task_wrote;
@@ -136,6 +141,7 @@ ngx_http_async_task_store_init(ngx_cycle_t *cycle,
     ngx_http_async_task_batches_seen = 0;
     ngx_http_async_task_wrote = 0;
     ngx_http_async_task_ops = 0;
+    ngx_http_async_task_maintaining = 0;
     ngx_memzero(ngx_http_async_task_remote,
                 sizeof(ngx_http_async_task_remote));
 
@@ -668,6 +674,8 @@ ngx_http_async_task_batch_done(ngx_event_t *ev)
 
             ops[i]->handler(ops[i]);
         }
+
+        ngx_http_async_task_maintain_due(batch->conf);
     }
 }
 
@@ -717,16 +725,13 @@ ngx_http_async_task_maintain_timer(ngx_event_t *ev)
 {
     ngx_http_async_task_store_conf_t *conf = ev->data;
 
-    ngx_http_async_task_maintain_t  *maintain;
-
     if (ngx_exiting || ngx_terminate) {
         return;
     }
 
-    maintain = ngx_http_async_task_maintain_task->ctx;
-
     if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen
-        || !ngx_http_async_task_wrote || ngx_http_async_task_batch_busy)
+        || !ngx_http_async_task_wrote || ngx_http_async_task_batch_busy
+        || ngx_http_async_task_maintaining)
     {
         if (ngx_http_async_task_batches != ngx_http_async_task_batches_seen) {
             ngx_http_async_task_batches_seen = ngx_http_async_task_batches;
@@ -737,14 +742,46 @@ ngx_http_async_task_maintain_timer(ngx_event_t *ev)
         return;
     }
 
-    maintain->idle = 1;
+    if (ngx_http_async_task_maintain_post(conf, 1) != NGX_OK) {
+        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
+    }
+}
+
+
+/* after a batch: the driver's housekeeping that cannot wait for idle */
+
+static void
+ngx_http_async_task_maintain_due(ngx_http_async_task_store_conf_t *conf)
+{
+    if (conf->driver->due == NULL || ngx_http_async_task_maintaining
+        || ngx_exiting || ngx_terminate || !conf->driver->due())
+    {
+        return;
+    }
+
+    (void) ngx_http_async_task_maintain_post(conf, 0);
+}
+
+
+static ngx_int_t
+ngx_http_async_task_maintain_post(ngx_http_async_task_store_conf_t *conf,
+    ngx_uint_t idle)
+{
+    ngx_http_async_task_maintain_t  *maintain;
+
+    maintain = ngx_http_async_task_maintain_task->ctx;
+    maintain->idle = idle;
 
     if (ngx_thread_task_post(conf->thread_pool,
                              ngx_http_async_task_maintain_task)
         != NGX_OK)
     {
-        ngx_add_timer(ev, NGX_HTTP_ASYNC_TASK_MAINTAIN);
+        return NGX_ERROR;
     }
+
+    ngx_http_async_task_maintaining = 1;
+
+    return NGX_OK;
 }
 
 
@@ -763,7 +800,14 @@ ngx_http_async_task_maintain_done(ngx_event_t *ev)
 {
     ngx_http_async_task_maintain_t *maintain = ev->data;
 
-    if (maintain->idle && maintain->rc == NGX_OK
+    ngx_http_async_task_maintaining = 0;
+
+    if (!maintain->idle) {
+        /* the timer is still set */
+        return;
+    }
+
+    if (maintain->rc == NGX_OK
         && ngx_http_async_task_batches == ngx_http_async_task_batches_seen)
     {
         /* the log is empty: nothing to do until the next write */

@@ -132,6 +132,13 @@ struct ngx_http_async_task_store_driver_s {
     /* in a worker process, once the store's thread work can be posted */
     ngx_int_t  (*worker)(ngx_http_async_task_store_conf_t *conf,
                          ngx_cycle_t *cycle);
+
+    /*
+     * Optional, in the event loop after each batch: housekeeping is due
+     * now, while the worker writes; maintain() then runs, not idle, on
+     * the thread pool beside the batches.
+     */
+    ngx_uint_t (*due)(void);
 };
 
 

@@ -188,7 +188,8 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_pg_driver = {
     ngx_http_async_task_pg_exit,
     NULL,
     1,
-    ngx_http_async_task_pg_worker
+    ngx_http_async_task_pg_worker,
+    NULL
 };
 
 

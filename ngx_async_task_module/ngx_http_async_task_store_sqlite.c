@@ -28,14 +28,27 @@
 
 
 /*
- * The write-ahead log is checkpointed by the writer itself once it holds
- * this many pages (about 4 MB), before its next transaction: then nothing
- * is appended between the checkpoint and the next BEGIN, and that BEGIN
- * starts the log over instead of growing it.  On a restart the file is cut
- * back to journal_size_limit.
+ * Once the write-ahead log holds this many pages (about 4 MB) it is
+ * checkpointed in two steps.  First a pool thread copies the log into the
+ * database beside the writes (PASSIVE): that is most of the work, and the
+ * fsync of the database file.  Then the writer, before its next
+ * transaction, copies what was appended meanwhile and restarts the log
+ * (RESTART): nothing is appended between that checkpoint and the next
+ * BEGIN, and that BEGIN starts the log over instead of growing it.  When
+ * the writer had to do the whole checkpoint itself, its batch and every
+ * one behind it waited for it (5-25 ms, a few times a second under load):
+ * that was the tail of the submissions' latency.  Should the first step
+ * not come, the writer does it all at WAL_PAGES_MAX.  On a restart the
+ * file is cut back to journal_size_limit.
  */
-#define NGX_HTTP_ASYNC_TASK_WAL_PAGES   1000
-#define NGX_HTTP_ASYNC_TASK_WAL_LIMIT   "4194304"
+#define NGX_HTTP_ASYNC_TASK_WAL_PAGES      1000
+#define NGX_HTTP_ASYNC_TASK_WAL_PAGES_MAX  4000
+#define NGX_HTTP_ASYNC_TASK_WAL_LIMIT      "4194304"
+
+/* the first step: none, running, or done (the log copied beside) */
+#define NGX_HTTP_ASYNC_TASK_COPY_NONE      0
+#define NGX_HTTP_ASYNC_TASK_COPY_RUNNING   1
+#define NGX_HTTP_ASYNC_TASK_COPY_DONE      2
 
 
 #define NGX_HTTP_ASYNC_TASK_COLUMNS                                           \
@@ -121,6 +134,7 @@ static void ngx_http_async_task_sqlite_checkpoint(
     ngx_http_async_task_sqlite_t *sq, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_maintain(
     ngx_http_async_task_store_conf_t *conf, ngx_uint_t idle, ngx_log_t *log);
+static ngx_uint_t ngx_http_async_task_sqlite_due(void);
 static sqlite3 *ngx_http_async_task_sqlite_open(
     ngx_http_async_task_store_conf_t *conf, ngx_log_t *log);
 static ngx_int_t ngx_http_async_task_sqlite_migrate(sqlite3 *db,
@@ -150,7 +164,8 @@ ngx_http_async_task_store_driver_t  ngx_http_async_task_sqlite_driver = {
     ngx_http_async_task_sqlite_exit,
     ngx_http_async_task_sqlite_flush,
     0,
-    NULL
+    NULL,
+    ngx_http_async_task_sqlite_due
 };
 
 
@@ -166,6 +181,7 @@ static ngx_http_async_task_sqlite_t           *ngx_http_async_task_sqlite_all;
 static volatile int     ngx_http_async_task_sqlite_wal_pages;
 static volatile int     ngx_http_async_task_sqlite_wal_next =
                                                NGX_HTTP_ASYNC_TASK_WAL_PAGES;
+static volatile int     ngx_http_async_task_sqlite_copy;
 static pthread_mutex_t  ngx_http_async_task_sqlite_mutex =
                                                     PTHREAD_MUTEX_INITIALIZER;
 
@@ -443,7 +459,10 @@ ngx_http_async_task_sqlite_batch(ngx_http_async_task_store_conf_t *conf,
     renamed = 0;
 
     if (ngx_http_async_task_sqlite_wal_pages
-        >= ngx_http_async_task_sqlite_wal_next)
+        >= ngx_http_async_task_sqlite_wal_next
+        && (ngx_http_async_task_sqlite_copy == NGX_HTTP_ASYNC_TASK_COPY_DONE
+            || ngx_http_async_task_sqlite_wal_pages
+               >= NGX_HTTP_ASYNC_TASK_WAL_PAGES_MAX))
     {
         ngx_http_async_task_sqlite_checkpoint(sq, log);
     }
@@ -1262,6 +1281,10 @@ ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
                    "async task store checkpoint: %d of %d pages, rc:%d",
                    done, wal, rc);
 
+    if (ngx_http_async_task_sqlite_copy == NGX_HTTP_ASYNC_TASK_COPY_DONE) {
+        ngx_http_async_task_sqlite_copy = NGX_HTTP_ASYNC_TASK_COPY_NONE;
+    }
+
     if (rc == SQLITE_OK && done == wal) {
         /* the next commit tells how long the log is now */
         ngx_http_async_task_sqlite_wal_pages = 0;
@@ -1273,6 +1296,21 @@ ngx_http_async_task_sqlite_checkpoint(ngx_http_async_task_sqlite_t *sq,
                               ngx_http_async_task_sqlite_wal_pages
                               + NGX_HTTP_ASYNC_TASK_WAL_PAGES / 4;
     }
+}
+
+
+/*
+ * In the event loop, after a batch: the log is long and its first step
+ * (see WAL_PAGES) has not begun; maintain(), not idle, then runs it.
+ */
+
+static ngx_uint_t
+ngx_http_async_task_sqlite_due(void)
+{
+    return ngx_http_async_task_sqlite_wal_pages
+           >= ngx_http_async_task_sqlite_wal_next
+           && ngx_http_async_task_sqlite_copy
+              == NGX_HTTP_ASYNC_TASK_COPY_NONE;
 }
 
 
@@ -1295,10 +1333,27 @@ ngx_http_async_task_sqlite_maintain(ngx_http_async_task_store_conf_t *conf,
         return NGX_ERROR;
     }
 
+    if (!idle) {
+        ngx_http_async_task_sqlite_copy = NGX_HTTP_ASYNC_TASK_COPY_RUNNING;
+    }
+
     rc = sqlite3_wal_checkpoint_v2(sq->db, NULL,
                                    idle ? SQLITE_CHECKPOINT_TRUNCATE
                                         : SQLITE_CHECKPOINT_PASSIVE,
                                    &wal, &done);
+
+    if (!idle) {
+        if (rc == SQLITE_OK && done == wal) {
+            ngx_http_async_task_sqlite_copy = NGX_HTTP_ASYNC_TASK_COPY_DONE;
+
+        } else {
+            /* readers held it off: the writer tries a little later */
+            ngx_http_async_task_sqlite_copy = NGX_HTTP_ASYNC_TASK_COPY_NONE;
+            ngx_http_async_task_sqlite_wal_next =
+                              ngx_http_async_task_sqlite_wal_pages
+                              + NGX_HTTP_ASYNC_TASK_WAL_PAGES / 4;
+        }
+    }
 
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         ngx_http_async_task_sqlite_error(sq, log, "checkpoint");
