@@ -27,6 +27,15 @@
 #
 # The upstream is "down": what is measured is the API and the store, with
 # no dispatching beside it (bench/e2e.sh measures that).
+#
+# wrk runs as SCHED_BATCH (WRK_POLICY=batch, the default; "other" for
+# the normal policy): on one 2-core machine that holds both the client
+# and nginx, each answer woke wrk on nginx's CPU and the wake-up preempted
+# nginx inside its writev(): a context switch per answer, 21% of the
+# event loop's samples and thousands of preemptions a second.  A client
+# on another host costs nginx nothing of the kind.  A batch thread is not
+# run sooner for being woken, so wrk's own latency figures can only come
+# out longer for it, never shorter.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +45,7 @@ duration=${DURATION:-10s}
 conns=${CONNECTIONS:-64}
 waiting=${WAITING:-50000}
 port=${BENCH_PORT:-18480}
+policy=${WRK_POLICY:-batch}
 dir=$root/build/bench
 store=${STORE:-sqlite}
 schema=
@@ -132,8 +142,8 @@ measure() {
     local threads=$1 url=$2 script=${3:-}
     local out
 
-    out=$(wrk -t"$threads" -c"$conns" -d"$duration" --latency \
-              ${script:+-s "$script"} "$url")
+    out=$(chrt --"$policy" 0 wrk -t"$threads" -c"$conns" -d"$duration" \
+              --latency ${script:+-s "$script"} "$url")
 
     awk '
         /Requests\/sec/ { rps = $2 }
@@ -206,7 +216,7 @@ run() {
     local workers=$1 threads=$2 id base_post base_get r depth watcher
 
     start_nginx "$workers"
-    echo "nginx: $workers worker(s), wrk -t$threads -c$conns -d$duration"
+    echo "nginx: $workers worker(s), wrk -t$threads -c$conns -d$duration ($policy)"
 
     read -r base_post p50 p99 bad < <(measure "$threads" \
         "http://127.0.0.1:$port/baseline" /tmp/async_task_post.lua)
@@ -268,7 +278,7 @@ compare() {
     local m=measure url=http://127.0.0.1:$port
 
     start_nginx "$workers" "$build" "$nodes"
-    echo "$(basename "$build"), $store, $nodes node(s): $workers worker(s) each, wrk -t$threads -c$conns -d$duration in all"
+    echo "$(basename "$build"), $store, $nodes node(s): $workers worker(s) each, wrk -t$threads -c$conns -d$duration in all ($policy)"
 
     if [ "$nodes" = 2 ]; then
         m=measure2
