@@ -538,6 +538,31 @@ sub fake_control {
     return fake($port, 'POST', '/control', {%set});
 }
 
+# the prompts of the image job requests in the fakes' logs (html/fake-PORT.log)
+sub fake_prompts {
+    my @p;
+    for my $port (@_) {
+        open my $fh, '<', servroot() . "/html/fake-$port.log" or next;
+        while (<$fh>) {
+            push @p, $1
+                if m{ POST /v1/images/generations \S+ .*prompt="([^"]*)"};
+        }
+    }
+    return @p;
+}
+
+# established TCP connections to 127.0.0.1:PORT (the client side)
+sub connections_to {
+    my ($port) = @_;
+    my $n = 0;
+    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
+    while (<$fh>) {
+        my (undef, undef, $rem, $st) = split;
+        $n++ if $st && $st eq '01' && $rem eq sprintf('0100007F:%04X', $port);
+    }
+    return $n;
+}
+
 # A slow client: one HTTP/1.1 request, the answer read in small pieces
 # with pauses (a small receive buffer keeps nginx's writes blocked), so
 # that nginx sends the body over many event loop turns: (status,
