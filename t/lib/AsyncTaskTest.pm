@@ -529,6 +529,22 @@ sub backend_stats {
     return $b;
 }
 
+# polls system/stats until no task is QUEUED or RUNNING (or $timeout s
+# pass), every= s apart (0.05); calls probe= with each stats object on the
+# way; the stats then
+sub wait_idle {
+    my ($timeout, %opt) = @_;
+    my $deadline = time + $timeout;
+    my $stats;
+    while (time < $deadline) {
+        $stats = stats();
+        $opt{probe}->($stats) if $opt{probe};
+        last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
+        sleep($opt{every} // 0.05);
+    }
+    return $stats;
+}
+
 sub fake_stats {
     return fake($_[0], 'GET', '/control/stats');
 }
@@ -856,6 +872,21 @@ sub error_log {
     open my $fh, '<', servroot() . '/logs/error.log' or die $!;
     local $/;
     return scalar <$fh>;
+}
+
+# one check: no [alert], [crit], [emerg] or failed assertion in error.log,
+# bar the lines that match one of @allowed
+sub no_bad_log_lines {
+    my (@allowed) = @_;
+    my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
+              split /\n/, error_log();
+    for my $re (@allowed) {
+        @bad = grep { !/$re/ } @bad;
+    }
+    Test::More::is(scalar(@bad), 0, @allowed
+                   ? 'no unexpected alert, crit or emerg in error.log'
+                   : 'no alert, crit or emerg in error.log')
+        or Test::More::diag(join "\n", @bad);
 }
 
 
