@@ -26,7 +26,7 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname basename);
 
 our @EXPORT_OK = qw(http api seed store_db crash_and_restart
-                    wait_port migrations sql);
+                    wait_port migrations sql tid store_dir);
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
@@ -186,6 +186,17 @@ sub pg_config {
     }ge;
 
     return $config;
+}
+
+# the directory of the default store ("@STORE@"): tasks.db, files/
+sub store_dir {
+    return servroot() . '/html/store';
+}
+
+# the id of seeded task n: UUIDv7-shaped, n (hex) at the end, so that ids
+# sort as n does
+sub tid {
+    return sprintf '01900000-0000-7000-8000-%012x', $_[0];
 }
 
 # the SQLite file of a block ("--- init" code sees the block as $block)
