@@ -29,6 +29,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use PlainTest;
 use File::Temp qw(tempdir);
 use File::Basename qw(dirname basename);
 use File::Path qw(make_path);
@@ -64,14 +65,7 @@ my %probes = (openai => '/health', sdcpp => '/health',
               a1111 => '/sdapi/v1/options', whispercpp => '/health');
 
 for my $tool (qw(python3 openssl)) {
-    plan skip_all => "$tool is not installed"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
-
-sub slurp {
-    open my $fh, '<', $_[0] or return '';
-    local $/;
-    return scalar <$fh>;
+    plan skip_all => "$tool is not installed" unless have($tool);
 }
 
 sub spew {
@@ -81,13 +75,6 @@ sub spew {
     print $fh $text;
     close $fh;
     chmod $mode, $file if defined $mode;
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
 }
 
 # one HTTP/1.0 request: (status, body)
