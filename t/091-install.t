@@ -99,14 +99,7 @@ END {
 }
 
 # the GPU server: a fake image instance
-$fake_pid = fork // die "fork: $!";
-if ($fake_pid == 0) {
-    exec 'python3', "$root/tools/fake_gpu.py", '--port', $fake,
-         '--kind', 'both', '--latency', '0.2',
-         '--ready-file', "$prefix/fake.ready"
-        or die "exec: $!";
-}
-for (1 .. 100) { last if -s "$prefix/fake.ready"; sleep 0.1 }
+$fake_pid = start_fake($prefix, $fake, latency => 0.2);
 
 my %env = (
     MODULES       => "$prefix/modules",

@@ -239,14 +239,7 @@ is($rc, 0, 'nginx -t accepts Debian\'s nginx.conf with the module')
 unlike($out, qr/\[(warn|error|crit|alert|emerg)\]/, 'nginx -t says nothing')
     or diag($out);
 
-$fake_pid = fork // die "fork: $!";
-if ($fake_pid == 0) {
-    exec 'python3', "$root/tools/fake_gpu.py", '--port', $fake,
-         '--kind', 'both', '--latency', '0.2',
-         '--ready-file', "$tmp/fake.ready"
-        or die "exec: $!";
-}
-for (1 .. 100) { last if -s "$tmp/fake.ready"; sleep 0.1 }
+$fake_pid = start_fake($tmp, $fake, latency => 0.2);
 
 # nginx as a daemon: no pipe to hold open
 is(system("chroot '$chroot' $nginx > '$tmp/start.log' 2>&1"), 0,

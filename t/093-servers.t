@@ -38,7 +38,6 @@ use Cwd qw(abs_path);
 use IO::Socket::INET;
 use JSON::PP ();
 use Time::HiRes qw(sleep time);
-use POSIX ();
 
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
@@ -171,33 +170,6 @@ sub certificate {
     }
 }
 
-sub start_fake {
-    my ($dir, $port, %opt) = @_;
-
-    my @args = ('python3', "$root/tools/fake_gpu.py", '--port', $port,
-                '--kind', $opt{kind}, '--latency', '0.3',
-                '--ready-file', "$dir/fake-$port.ready",
-                '--log', "$dir/fake-$port.log");
-    push @args, '--api-key', $opt{key} if defined $opt{key};
-    push @args, '--tls-cert', "$opt{tls}/server.pem",
-                '--tls-key', "$opt{tls}/server.key",
-                '--control-port', $opt{control} if $opt{tls};
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>>', "$dir/fake-$port.err";
-        exec @args or POSIX::_exit(127);
-    }
-    push @fakes, $pid;
-
-    for (1 .. 500) {
-        return 1 if -s "$dir/fake-$port.ready";
-        sleep 0.01;
-    }
-    return 0;
-}
-
 # one second of 16 kHz mono PCM, as speech/pcm takes it
 my $pcm = join '', map { pack 's<', ($_ * 37) % 30000 } 1 .. 16000;
 
@@ -267,7 +239,8 @@ sub run_block {
         }
 
         # on, even without it: nginx -t then says what it does not know
-        ok(start_fake($prefix, $f{port}, %f), "$name: the fake GPU started");
+        push @fakes, start_fake($prefix, $f{port}, %f);
+        ok(-s "$prefix/fake-$f{port}.ready", "$name: the fake GPU started");
         $f{stats} = $f{control} // $f{port};
         $fake{$up} = \%f;
     }
