@@ -4,6 +4,7 @@
 
 use Test::Nginx::Socket 'no_plan';
 use AsyncTaskTest;
+use UploadTest qw(mp audio files_dir entries);    # and $B, the boundary
 
 use IO::Socket::INET ();
 use JSON::PP ();
@@ -12,34 +13,6 @@ use Time::HiRes ();
 
 # --- helpers for the eval sections and the init code (package main) ---
 
-our $B = 'Bnd-7fQ2x';       # the boundary of most multipart bodies
-
-# a multipart/form-data body: parts are [name, content, filename => ..,
-# type => ..]; $eol is the line break ("\r\n" unless told)
-sub mp {
-    my ($boundary, @parts) = @_;
-    my $eol = "\r\n";
-
-    if (@parts && !ref $parts[0]) {
-        $eol = shift @parts;
-    }
-
-    my $body = '';
-
-    for my $p (@parts) {
-        my ($name, $content, %o) = @$p;
-
-        $body .= "--$boundary$eol"
-                 . "Content-Disposition: form-data; name=\"$name\"";
-        $body .= "; filename=\"$o{filename}\"" if defined $o{filename};
-        $body .= $eol;
-        $body .= "Content-Type: $o{type}$eol" if defined $o{type};
-        $body .= "$eol$content$eol";
-    }
-
-    return $body . "--$boundary--$eol";
-}
-
 # n samples of s16le; neither end is a blank, which Test::Nginx would trim
 sub pcm {
     my $n = shift;
@@ -47,13 +20,6 @@ sub pcm {
     substr($s, 0, 2) = "\x01\x80";
     substr($s, -2) = "\xff\x7f";
     return $s;
-}
-
-# n bytes of "audio": every byte value, starting "OggS", ending "!"
-sub audio {
-    my $n = shift;
-    my $s = 'OggS' . join '', map { chr(($_ * 31 + 7) % 256) } 4 .. $n - 2;
-    return substr($s . '!', 0, $n);
 }
 
 # the regex of a 202's task: exact params
@@ -67,18 +33,6 @@ sub err {
     my ($message, $field) = @_;
     return qq({"error":{"code":"invalid_argument","message":"$message")
            . (defined $field ? qq(,"field":"$field") : '') . '}}';
-}
-
-sub files_dir {
-    my $block = shift;
-    (my $dir = AsyncTaskTest::store_db($block)) =~ s{/[^/]+$}{/files};
-    return $dir;
-}
-
-sub entries {
-    my $dir = shift;
-    opendir my $dh, $dir or return ("cannot open $dir: $!");
-    return sort grep { !/^\.\.?$/ } readdir $dh;
 }
 
 # every file under a directory tree

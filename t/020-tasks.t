@@ -8,7 +8,7 @@ use strict;
 use warnings;
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 use JSON::PP ();
 
 # The seeded tasks.  Ids are UUIDv7-shaped and time-ordered: the suffix n
@@ -34,16 +34,8 @@ our $PNG_MTIME = 1764410040;    # ETag "692ac2b8-110"
 
 our $SPEECH = '{"filename":"a.wav","content_type":"audio/wav","bytes":4}';
 
-sub tid {
-    return sprintf '01900000-0000-7000-8000-%012x', $_[0];
-}
-
-sub servroot_dir {
-    return $ENV{TEST_NGINX_SERVER_ROOT} // AsyncTaskTest::servroot();
-}
-
-sub store_db  { return servroot_dir() . '/html/store/tasks.db' }
-sub files_dir { return servroot_dir() . '/html/store/files' }
+sub store_db  { return store_dir() . '/tasks.db' }
+sub files_dir { return store_dir() . '/files' }
 
 sub task {
     my ($n, %t) = @_;

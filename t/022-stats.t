@@ -8,20 +8,17 @@ use strict;
 use warnings;
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 
 our $T0 = 1764410000000;        # 2025-11-29T09:53:20.000Z
 
-sub store_db {
-    my $root = $ENV{TEST_NGINX_SERVER_ROOT} // AsyncTaskTest::servroot();
-    return "$root/html/store/tasks.db";
-}
+sub store_db { return store_dir() . '/tasks.db' }
 
 sub queued {
     my ($n, $kind) = @_;
 
     return {
-        id => sprintf('01900000-0000-7000-8000-%012x', $n),
+        id => tid($n),
         kind => $kind,
         status => 'QUEUED',
         priority => 5,

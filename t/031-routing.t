@@ -7,19 +7,12 @@ use strict;
 use warnings;
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 use JSON::PP ();
 
 our $T0 = 1764410000000;
 
-sub tid {
-    return sprintf '01900000-0000-7000-8000-%012x', $_[0];
-}
-
-sub store_db {
-    return ($ENV{TEST_NGINX_SERVER_ROOT} // AsyncTaskTest::servroot())
-           . '/html/store/tasks.db';
-}
+sub store_db { return store_dir() . '/tasks.db' }
 
 sub seed {
     AsyncTaskTest::seed(store_db(),

@@ -25,7 +25,6 @@ sub submit {
     return $id;
 }
 
-
 # RFC 3339 with milliseconds to epoch milliseconds
 sub ms {
     my ($t) = @_;
@@ -90,14 +89,6 @@ sub check_failed {
     return $t;
 }
 
-sub no_bad_log_lines {
-    my $log = AsyncTaskTest::error_log();
-    my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
-              split /\n/, $log;
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg in error.log')
-        or Test::More::diag(join "\n", @bad);
-}
-
 __DATA__
 
 === TEST 1: 500 on every try: retried "retries" more times, then FAILED backend_error
@@ -112,7 +103,7 @@ AsyncTaskTest::fake_gpu(port => 19200, kind => 'image', mode => 'error500');
 main::check_failed(prompt => 'five hundred', port => 19200, attempts => 3,
     fault => 'error500', code => 'backend_error',
     message => 'the instance answered 500: fake-gpu: injected failure');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":0,"FAILED":1,"CANCELED":0\}
@@ -152,7 +143,7 @@ Test::More::cmp_ok($gap1, '>=', 200 - 20, "first retry after half of 400 ms or m
 Test::More::cmp_ok($gap1, '<=', 400 + 600, "first retry not much after 400 ms ($gap1 ms)");
 Test::More::cmp_ok($gap2, '>=', 400 - 20, "second retry after half of 800 ms or more ($gap2 ms)");
 Test::More::cmp_ok($gap2, '<=', 800 + 600, "second retry not much after 800 ms ($gap2 ms)");
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -170,7 +161,7 @@ AsyncTaskTest::fake_gpu(port => 19202, kind => 'image', mode => 'error400');
 main::check_failed(prompt => 'four hundred', port => 19202, attempts => 1,
     fault => 'error400', code => 'backend_rejected',
     message => 'the instance answered 400: fake-gpu: injected rejection');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -193,7 +184,7 @@ my $took = Time::HiRes::time() - $start;
 Test::More::cmp_ok($took, '>=', 1.0, "two tries of 500 ms each ($took s)");
 my @lines = AsyncTaskTest::error_log() =~ m{gpu_image/127\.0\.0\.1:19203 did not answer in time}g;
 Test::More::is(scalar @lines, 2, 'each timeout logged');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -217,7 +208,7 @@ my $ran = main::ms($t->{finished_at}) - main::ms($t->{started_at});
 Test::More::cmp_ok($ran, '>=', 300 - 10, "ran for timeout= ($ran ms)");
 Test::More::cmp_ok($ran, '<', 1400, "did not wait for the slow answer ($ran ms)");
 Test::More::is(AsyncTaskTest::fake_stats(19204)->{requests}, 1, 'one request');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -235,7 +226,7 @@ AsyncTaskTest::fake_gpu(port => 19205, kind => 'image', mode => 'reset');
 main::check_failed(prompt => 'reset', port => 19205, attempts => 2,
     fault => 'reset', code => 'backend_error',
     message => 'the connection failed before a complete answer');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -255,7 +246,7 @@ main::check_failed(prompt => 'truncated', port => 19206, attempts => 3,
     message => 'the connection failed before a complete answer');
 my @lines = AsyncTaskTest::error_log() =~ m{gpu_image/127\.0\.0\.1:19206 sent a malformed or incomplete response}g;
 Test::More::is(scalar @lines, 3, 'each cut logged');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -273,7 +264,7 @@ AsyncTaskTest::fake_gpu(port => 19207, kind => 'image', mode => 'malformed');
 main::check_failed(prompt => 'malformed', port => 19207, attempts => 2,
     fault => 'malformed', code => 'bad_response',
     message => "the instance's answer is not the expected JSON (status 200)");
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "FAILED":1,
@@ -306,7 +297,7 @@ Test::More::is($f->{requests}, 10, 'ten requests for five tasks');
 my $b = AsyncTaskTest::backend_stats('127.0.0.1:19208');
 Test::More::is($b->{requests}, 10, 'stats: ten requests');
 Test::More::is($b->{failures}, 5, 'stats: five failures');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":5,"FAILED":0,"CANCELED":0\}
@@ -341,7 +332,7 @@ my ($sa, $sb) = map { AsyncTaskTest::backend_stats($_) } '127.0.0.1:19210', '127
 Test::More::is($sa->{failures}, 1, 'stats: first instance one failure');
 Test::More::is($sb->{failures}, 0, 'stats: second instance no failure');
 Test::More::is($sa->{requests} + $sb->{requests}, 2, 'stats: two requests in all');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":1,
@@ -372,7 +363,7 @@ my $bad = AsyncTaskTest::fake_stats(19212);
 Test::More::cmp_ok($bad->{requests}, '>=', 1, 'the bad instance was tried');
 Test::More::is($bad->{requests}, $retried, 'each task met the bad instance at most once');
 Test::More::is(AsyncTaskTest::fake_stats(19213)->{requests}, 8, 'the good instance ran each task once');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":8,
@@ -405,7 +396,7 @@ Test::More::cmp_ok($dead->{requests}, '<=', 2, "then it rests fail_timeout=1s ($
 Test::More::is($dead->{inflight}, 0, 'no slot kept on the dead instance');
 Test::More::like(AsyncTaskTest::error_log(), qr/\(111: Connection refused\)/,
                  'the refusal is logged');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":5,"FAILED":0,"CANCELED":0\}
@@ -447,7 +438,7 @@ Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1', 'one attempt each');
 Test::More::is(join(' ', map { $_->{backend} } @t),
                'gpu_image/127.0.0.1:19215 gpu_image/127.0.0.1:19215', 'backend');
 Test::More::is(AsyncTaskTest::fake_stats(19215)->{requests}, 2, 'two requests reached it');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":2,

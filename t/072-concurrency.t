@@ -17,22 +17,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-
-# polls system/stats until no task is QUEUED or RUNNING; calls $probe with
-# each stats object on the way
-sub wait_idle {
-    my ($timeout, $probe) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    my $stats;
-    while (Time::HiRes::time() < $deadline) {
-        $stats = AsyncTaskTest::stats();
-        $probe->($stats) if $probe;
-        last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
-        Time::HiRes::sleep(0.02);
-    }
-    return $stats;
-}
-
 # the prompts of the job requests in a fake's log, with their status
 sub fake_log_prompts {
     my ($port) = @_;
@@ -44,26 +28,6 @@ sub fake_log_prompts {
         push @p, [$2, $1];
     }
     return @p;
-}
-
-# established TCP connections to 127.0.0.1:PORT (the client side)
-sub connections_to {
-    my ($port) = @_;
-    my $n = 0;
-    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
-    while (<$fh>) {
-        my (undef, undef, $rem, $st) = split;
-        $n++ if $st && $st eq '01' && $rem eq sprintf('0100007F:%04X', $port);
-    }
-    return $n;
-}
-
-
-sub no_bad_log_lines {
-    my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
-              split /\n/, AsyncTaskTest::error_log();
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg in error.log')
-        or Test::More::diag(join "\n", @bad);
 }
 
 __DATA__
@@ -84,7 +48,7 @@ AsyncTaskTest::fake_gpu(port => 19231, kind => 'image', latency => 0.05, max_con
 my @ids = map { AsyncTaskTest::submit("task $_") } 1 .. 60;
 Test::More::is(scalar(grep { defined } @ids), 60, '60 tasks accepted');
 my ($over, $max_busy, $samples) = (0, 0, 0);
-my $stats = main::wait_idle(20, sub {
+my $stats = AsyncTaskTest::wait_idle(20, every => 0.02, probe => sub {
     my $s = shift;
     $samples++;
     $max_busy = $s->{workers}{busy} if $s->{workers}{busy} > $max_busy;
@@ -106,7 +70,7 @@ Test::More::is($b->{max_inflight}, 1, 'max_conns=1 instance: 1 at once');
 Test::More::is($a->{requests} + $b->{requests}, 60, '60 requests in all');
 my $attempts = grep { AsyncTaskTest::task($_)->{attempts} != 1 } @ids;
 Test::More::is($attempts, 0, 'one attempt each');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":60,"FAILED":0,"CANCELED":0\}.*"workers":\{"busy":0,"total":4\}
@@ -142,13 +106,13 @@ Test::More::is($s->{workers}{total}, 2, 'workers.total 2');
 Test::More::is($s->{backends}[0]{inflight}, 2, 'instance inflight 2');
 Test::More::is($s->{queue}{depth}, 1, 'queue depth 1');
 Test::More::is(AsyncTaskTest::fake_stats(19232)->{inflight}, 2, 'the instance runs two');
-$s = main::wait_idle(10);
+$s = AsyncTaskTest::wait_idle(10);
 Test::More::is($s->{tasks}{DONE}, 3, 'all DONE');
 Test::More::is($s->{workers}{busy}, 0, 'workers.busy back to 0');
 Test::More::is($s->{backends}[0]{inflight}, 0, 'instance inflight back to 0');
 Test::More::is($s->{backends}[0]{requests}, 3, 'instance requests 3');
 Test::More::is(AsyncTaskTest::fake_stats(19232)->{violations}, 0, 'no violation');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "DONE":3,
@@ -196,7 +160,7 @@ for my $k (0 .. 3) {
     }
 }
 Test::More::is(scalar(grep { defined } values %id_of), $n, "$n tasks accepted");
-my $stats = main::wait_idle(40);
+my $stats = AsyncTaskTest::wait_idle(40);
 Test::More::is($stats->{tasks}{DONE}, $n, "all $n DONE");
 
 my @fakes = map { AsyncTaskTest::fake_stats($_) } 19233 .. 19235;
@@ -240,7 +204,7 @@ for my $i (map { $_ * 10 } 1 .. 30) {
     $bad_png++ unless $png eq $expected;
 }
 Test::More::is($bad_png, 0, 'results are the PNGs of their own prompts');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":300,"FAILED":0,"CANCELED":0\}.*"workers":\{"busy":0,"total":12\}
@@ -301,7 +265,7 @@ $st = AsyncTaskTest::stats();
 Test::More::is($st->{backends}[0]{inflight}, 0, 'instance inflight 0');
 Test::More::like(AsyncTaskTest::error_log(), qr/task $a canceled while it ran on gpu_image\/127\.0\.0\.1:19236/,
                  'the cancel is logged');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":1,"FAILED":0,"CANCELED":1\}
@@ -333,7 +297,7 @@ Test::More::cmp_ok($took, '<', 1, "B started within a second ($took s)");
 Time::HiRes::sleep(0.2);
 my $f = AsyncTaskTest::fake_stats(19237);
 Test::More::is($f->{requests}, 2, 'the instance got A and B');
-Test::More::is(main::connections_to(19237), 1, "A's connection is closed: nginx holds B's only");
+Test::More::is(AsyncTaskTest::connections_to(19237), 1, "A's connection is closed: nginx holds B's only");
 Test::More::is(AsyncTaskTest::stats()->{backends}[0]{inflight}, 1, 'nginx counts B only');
 
 $tb = AsyncTaskTest::wait_task($b, ['DONE', 'FAILED'], timeout => 5);
@@ -341,7 +305,7 @@ Test::More::is($tb->{status}, 'DONE', 'B DONE');
 Test::More::is(AsyncTaskTest::task($a)->{status}, 'CANCELED', 'A stays CANCELED after its answer was due');
 my ($rs) = AsyncTaskTest::api('GET', "tasks/$a/result");
 Test::More::is($rs, 409, 'no result for A');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":1,"FAILED":0,"CANCELED":1\}

@@ -16,7 +16,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-
 # until n of the tasks are RUNNING; the tasks then
 sub wait_running {
     my ($n, @ids) = @_;
@@ -29,38 +28,11 @@ sub wait_running {
     return @t;
 }
 
-sub wait_idle {
-    my ($timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    my $stats;
-    while (Time::HiRes::time() < $deadline) {
-        $stats = AsyncTaskTest::stats();
-        last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
-        Time::HiRes::sleep(0.05);
-    }
-    return $stats;
-}
-
 # prompt => number of job requests for it in a fake's log
 sub fake_log_count {
-    my (@ports) = @_;
     my %n;
-    for my $port (@ports) {
-        my $file = AsyncTaskTest::servroot() . "/html/fake-$port.log";
-        open my $fh, '<', $file or die "$file: $!";
-        while (<$fh>) {
-            $n{$1}++ if m{ POST /v1/images/generations .*prompt="([^"]*)"};
-        }
-    }
+    $n{$_}++ for AsyncTaskTest::fake_prompts(@_);
     return %n;
-}
-
-
-sub master_pid {
-    open my $fh, '<', AsyncTaskTest::servroot() . '/logs/nginx.pid' or die $!;
-    my $pid = <$fh>;
-    chomp $pid;
-    return $pid;
 }
 
 sub workers_of {
@@ -90,17 +62,6 @@ sub connections_by_pid {
     return %n;
 }
 
-sub no_bad_log_lines {
-    my (@allowed) = @_;
-    my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
-              split /\n/, AsyncTaskTest::error_log();
-    for my $re (@allowed) {
-        @bad = grep { !/$re/ } @bad;
-    }
-    Test::More::is(scalar(@bad), 0, 'no unexpected alert, crit or emerg in error.log')
-        or Test::More::diag(join "\n", @bad);
-}
-
 __DATA__
 
 === TEST 1: kill -9 of the whole nginx while tasks run: they are QUEUED again, run, and end DONE uncharged
@@ -125,7 +86,7 @@ my $stats = AsyncTaskTest::stats();
 Test::More::is($stats->{tasks}{QUEUED} + $stats->{tasks}{RUNNING} + $stats->{tasks}{DONE}, 6,
                'every task is still there after the crash');
 Test::More::is($stats->{tasks}{FAILED}, 0, 'none FAILED');
-$stats = main::wait_idle(15);
+$stats = AsyncTaskTest::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 6, 'all six DONE after the start');
 @t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{status} } @t), join(' ', ('DONE') x 6), 'each DONE');
@@ -139,7 +100,7 @@ Test::More::is($stats->{workers}{busy}, 0, 'workers.busy 0');
 Test::More::is($stats->{backends}[0]{inflight}, 0, 'no slot left taken');
 Test::More::like(AsyncTaskTest::error_log(), qr/async_task store: [1-9]\d* live tasks loaded/,
                  'the start found the live tasks');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":6,"FAILED":0,"CANCELED":0\}
@@ -158,7 +119,7 @@ my @ids = map { AsyncTaskTest::submit("worker $_") } 1 .. 4;
 my @t = main::wait_running(2, @ids);
 my @running = map { $_->{id} } grep { $_->{status} eq 'RUNNING' } @t;
 Test::More::is(scalar @running, 2, 'two RUNNING');
-my $master = main::master_pid();
+my $master = AsyncTaskTest::pid_of_master();
 my @workers = main::workers_of($master);
 Test::More::is(scalar @workers, 2, 'two workers');
 # the worker that holds connections to the instance runs tasks
@@ -194,7 +155,7 @@ Test::More::is(scalar(grep { $running{$_} } @back), $lost, 'the tasks taken back
 my @now = main::workers_of($master);
 Test::More::is(scalar @now, 2, 'the master started a new worker');
 
-my $stats = main::wait_idle(15);
+my $stats = AsyncTaskTest::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 4, 'all four DONE');
 @t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1 1 1', 'one attempt each: the lost runs are not charged');
@@ -207,7 +168,7 @@ Test::More::is($stats->{workers}{busy}, 0, 'workers.busy back to 0');
 Test::More::is($stats->{backends}[0]{inflight}, 0, "the killed worker's slots are given back");
 my ($again) = grep { $_->{id} eq $back[0] } @t;
 Test::More::is($again->{backend}, 'gpu_image/127.0.0.1:19261', 'backend of a task run again');
-main::no_bad_log_lines(qr/worker process $victim exited on signal 9/);
+AsyncTaskTest::no_bad_log_lines(qr/worker process $victim exited on signal 9/);
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":4,"FAILED":0,"CANCELED":0\}
@@ -229,7 +190,7 @@ AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19262, kind => 'image', latency => 0.3, max_concurrent => 2);
 AsyncTaskTest::fake_gpu(port => 19263, kind => 'image', latency => 0.3, max_concurrent => 1);
 --- init
-my $master = main::master_pid();
+my $master = AsyncTaskTest::pid_of_master();
 my @ids;
 my $round = 0;
 my $busy_at_reload = 0;
@@ -251,7 +212,7 @@ for my $reload (1 .. 3) {
 push @ids, map { AsyncTaskTest::submit("reload $round " . $_) } 1 .. 6;
 Test::More::is(scalar(grep { defined } @ids), 24, '24 accepted around the reloads');
 Test::More::is($busy_at_reload, 3, 'tasks were running at each reload');
-my $stats = main::wait_idle(30);
+my $stats = AsyncTaskTest::wait_idle(30);
 Test::More::is($stats->{tasks}{DONE}, 24, 'all DONE');
 my @t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(scalar(grep { $_->{status} eq 'DONE' && $_->{attempts} == 1 } @t), 24,
@@ -270,7 +231,7 @@ my @reloads = AsyncTaskTest::error_log() =~ /(signal 1 \(SIGHUP\) received)/g;
 Test::More::is(scalar @reloads, 3, 'three reloads');
 my @w = main::workers_of($master);
 Test::More::is(scalar @w, 2, 'two workers in the end');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":24,"FAILED":0,"CANCELED":0\}
@@ -292,7 +253,7 @@ my @ids = map { AsyncTaskTest::submit("cut $_") } 1 .. 3;
 my @t = main::wait_running(2, @ids);
 my @running = map { $_->{id} } grep { $_->{status} eq 'RUNNING' } @t;
 Test::More::is(scalar @running, 2, 'two RUNNING');
-my $master = main::master_pid();
+my $master = AsyncTaskTest::pid_of_master();
 my @old = main::workers_of($master);
 kill 'HUP', $master;
 
@@ -307,7 +268,7 @@ for (1 .. 150) {
     Time::HiRes::sleep(0.02);
 }
 Test::More::ok($gone, 'the old workers are gone');
-my $stats = main::wait_idle(15);
+my $stats = AsyncTaskTest::wait_idle(15);
 Test::More::is($stats->{tasks}{DONE}, 3, 'all three DONE');
 @t = map { AsyncTaskTest::task($_) } @ids;
 Test::More::is(join(' ', map { $_->{attempts} } @t), '1 1 1',
@@ -320,7 +281,7 @@ Test::More::is(join(' ', map { $n{"cut $_"} // 0 } 1 .. 3),
 Test::More::is(join(' ', map { $_->{inflight} } @{ $stats->{backends} }), '0',
                'no slot left taken');
 Test::More::is($stats->{workers}{busy}, 0, 'workers.busy 0');
-main::no_bad_log_lines();
+AsyncTaskTest::no_bad_log_lines();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "tasks":\{"QUEUED":0,"RUNNING":0,"DONE":3,"FAILED":0,"CANCELED":0\}

@@ -6,7 +6,7 @@
 # Fake GPU instances: tools/fake_gpu.py, ports 19740-19759.
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 use JSON::PP ();
 use Time::HiRes ();
 use File::Path ();
@@ -16,15 +16,11 @@ workers(1);
 
 run_tests();
 
-sub tid { sprintf '01900000-0000-7000-8000-%012x', $_[0] }
-
-sub store { AsyncTaskTest::servroot() . '/html/store' }
-
 # a QUEUED speech task whose input is $bytes bytes, straight into the store
 sub seed_speech {
     my ($n, $bytes, %params) = @_;
 
-    my $dir = store() . '/files';
+    my $dir = store_dir() . '/files';
     File::Path::make_path($dir);
     open my $fh, '>:raw', "$dir/" . tid($n) . '.in' or die $!;
     my $block = join '', map { chr(($_ * 7) % 256) } 0 .. 65535;
@@ -33,7 +29,7 @@ sub seed_speech {
     }
     close $fh or die $!;
 
-    AsyncTaskTest::seed(store() . '/tasks.db', {
+    AsyncTaskTest::seed(store_dir() . '/tasks.db', {
         id => tid($n), kind => 'speech', status => 'QUEUED', priority => 5,
         params => JSON::PP->new->canonical->encode({filename => 'a.pcm',
                       content_type => 'audio/pcm', bytes => $bytes, %params}),

@@ -7,7 +7,7 @@
 # Fake GPU instances: tools/fake_gpu.py, ports 19760-19769.
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 use JSON::PP ();
 use Time::HiRes ();
 use File::Path ();
@@ -17,10 +17,6 @@ master_on();
 workers(1);
 
 run_tests();
-
-sub tid { sprintf '01900000-0000-7000-8000-%012x', $_[0] }
-
-sub store { AsyncTaskTest::servroot() . '/html/store' }
 
 sub input { join '', map { chr(($_ * 13 + 5) % 256) } 0 .. $_[0] - 1 }
 
@@ -32,7 +28,7 @@ sub seed_task {
              created_at => int(Time::HiRes::time() * 1000));
 
     if (defined $file) {
-        my $dir = store() . '/files';
+        my $dir = store_dir() . '/files';
         File::Path::make_path($dir);
         open my $fh, '>:raw', "$dir/" . tid($n) . '.in' or die $!;
         print $fh $file;
@@ -40,7 +36,7 @@ sub seed_task {
         $t{file} = tid($n) . '.in';
     }
 
-    AsyncTaskTest::seed(store() . '/tasks.db', \%t);
+    AsyncTaskTest::seed(store_dir() . '/tasks.db', \%t);
 }
 
 # the multipart body the module must send, given its boundary

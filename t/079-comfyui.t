@@ -8,7 +8,7 @@
 # 19790-19809.
 
 use Test::Nginx::Socket 'no_plan';
-use AsyncTaskTest;
+use AsyncTaskTest qw(tid store_dir);
 use JSON::PP ();
 use Time::HiRes ();
 use File::Path ();
@@ -19,16 +19,12 @@ workers(1);
 
 run_tests();
 
-sub tid { sprintf '01900000-0000-7000-8000-%012x', $_[0] }
-
-sub store { AsyncTaskTest::servroot() . '/html/store' }
-
 # a task straight into the store, as another tool (or an old version)
 # would have written it
 sub seed_task {
     my ($n, $params) = @_;
 
-    AsyncTaskTest::seed(store() . '/tasks.db', {
+    AsyncTaskTest::seed(store_dir() . '/tasks.db', {
         id => tid($n), kind => 'image', status => 'QUEUED', priority => 5,
         params => JSON::PP->new->utf8->canonical->encode($params),
         created_at => int(Time::HiRes::time() * 1000)});

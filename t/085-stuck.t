@@ -31,7 +31,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-
 # the worker processes of the test's nginx, once both are up
 sub worker_pids {
     my @pids;
@@ -54,7 +53,6 @@ sub worker_pids {
 
     return sort { $a <=> $b } @pids;
 }
-
 
 # stops the two workers in turn, each for a few ms, until killed (or 60 s
 # have passed); returns the child's pid
@@ -79,20 +77,6 @@ sub pauser {
     }
 
     return $kid;
-}
-
-
-# polls system/stats until no task is QUEUED or RUNNING
-sub wait_idle {
-    my ($timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    my $stats;
-    while (Time::HiRes::time() < $deadline) {
-        $stats = AsyncTaskTest::stats();
-        last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
-        Time::HiRes::sleep(0.05);
-    }
-    return $stats;
 }
 
 __DATA__
@@ -144,7 +128,7 @@ for my $round (1 .. $rounds) {
         push @ids, grep { $_ ne 'failed' } @l;
     }
 
-    $stats = main::wait_idle(20);
+    $stats = AsyncTaskTest::wait_idle(20);
     $log = AsyncTaskTest::error_log();
     @dropped = $log =~ /(task \S+ canceled while it ran on \S+)/g;
     last if @dropped || $stats->{tasks}{QUEUED} || $stats->{tasks}{RUNNING};
@@ -232,7 +216,7 @@ for my $k (0 .. 3) {
     push @ids, grep { $_ ne 'failed' } @l;
 }
 
-my $stats = main::wait_idle(20);
+my $stats = AsyncTaskTest::wait_idle(20);
 kill 'TERM', $pauser;
 waitpid($pauser, 0);
 kill 'CONT', @workers;

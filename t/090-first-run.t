@@ -12,6 +12,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use PlainTest;
 use File::Temp qw(tempdir);
 use File::Basename qw(dirname);
 use Cwd qw(abs_path);
@@ -22,28 +23,10 @@ use Time::HiRes qw(sleep time);
 my $root = abs_path(dirname(__FILE__) . '/..');
 
 for my $tool (qw(curl python3 tar pgrep)) {
-    plan skip_all => "$tool is not installed"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+    plan skip_all => "$tool is not installed" unless have($tool);
 }
 plan skip_all => "Debian's nginx-dev is not installed"
     unless -f '/usr/share/nginx/src/conf_flags';
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
-
-sub curl {
-    my @args = @_;
-    open my $fh, '-|', 'curl', '-s', '--max-time', '10', @args
-        or die "curl: $!";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    return $out // '';
-}
 
 sub field {
     my ($json, $name) = @_;

@@ -14,11 +14,11 @@ use strict;
 use warnings;
 
 use Test::More;
+use PlainTest;
 use File::Temp qw(tempdir);
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use Cwd qw(abs_path);
-use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep);
 
@@ -35,30 +35,7 @@ plan skip_all => 'the suite runs another nginx build'
     if ($ENV{TEST_NGINX_LOAD_MODULES} // $module) ne $module
        || ($ENV{TEST_NGINX_BINARY} // $nginx) ne $nginx;
 for my $tool (qw(curl python3)) {
-    plan skip_all => "$tool is not installed"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
-
-sub curl {
-    open my $fh, '-|', 'curl', '-s', '--max-time', '10', @_
-        or die "curl: $!";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    return $out // '';
-}
-
-sub slurp {
-    open my $fh, '<', $_[0] or return '';
-    local $/;
-    return scalar <$fh>;
+    plan skip_all => "$tool is not installed" unless have($tool);
 }
 
 # the steps, as the README shows them
@@ -122,14 +99,7 @@ END {
 }
 
 # the GPU server: a fake image instance
-$fake_pid = fork // die "fork: $!";
-if ($fake_pid == 0) {
-    exec 'python3', "$root/tools/fake_gpu.py", '--port', $fake,
-         '--kind', 'both', '--latency', '0.2',
-         '--ready-file', "$prefix/fake.ready"
-        or die "exec: $!";
-}
-for (1 .. 100) { last if -s "$prefix/fake.ready"; sleep 0.1 }
+$fake_pid = start_fake($prefix, $fake, latency => 0.2);
 
 my %env = (
     MODULES       => "$prefix/modules",

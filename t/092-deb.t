@@ -17,20 +17,18 @@ use strict;
 use warnings;
 
 use Test::More;
+use PlainTest;
 use File::Temp qw(tempdir);
 use File::Basename qw(dirname);
 use File::Find qw(find);
 use File::Copy qw(copy);
 use Cwd qw(abs_path);
-use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $package = 'libnginx-mod-http-async-task';
 my $nginx = '/usr/sbin/nginx';
 my $abi_file = '/usr/share/nginx/src/debian/libnginx-mod.abisubstvars';
-
-sub have { my $t = shift; grep { -x "$_/$t" } split /:/, $ENV{PATH} }
 
 plan skip_all => 'needs root (mounts, chroot, dpkg)' if $> != 0;
 plan skip_all => "no $nginx" unless -x $nginx;
@@ -53,12 +51,6 @@ unless ($from =~ /^mnt:/ && $from ne $ns) {
     die "unshare: $!";
 }
 
-sub slurp {
-    open my $fh, '<', $_[0] or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
 sub spew {
     open my $fh, '>', $_[0] or die "$_[0]: $!";
     print $fh $_[1];
@@ -76,22 +68,6 @@ sub run {
     my $out = <$fh> // '';
     close $fh;
     return ($? >> 8, $out);
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
-}
-
-sub curl {
-    open my $fh, '-|', 'curl', '-s', '--max-time', '10', @_
-        or die "curl: $!";
-    local $/;
-    my $out = <$fh>;
-    close $fh;
-    return $out // '';
 }
 
 
@@ -263,14 +239,7 @@ is($rc, 0, 'nginx -t accepts Debian\'s nginx.conf with the module')
 unlike($out, qr/\[(warn|error|crit|alert|emerg)\]/, 'nginx -t says nothing')
     or diag($out);
 
-$fake_pid = fork // die "fork: $!";
-if ($fake_pid == 0) {
-    exec 'python3', "$root/tools/fake_gpu.py", '--port', $fake,
-         '--kind', 'both', '--latency', '0.2',
-         '--ready-file', "$tmp/fake.ready"
-        or die "exec: $!";
-}
-for (1 .. 100) { last if -s "$tmp/fake.ready"; sleep 0.1 }
+$fake_pid = start_fake($tmp, $fake, latency => 0.2);
 
 # nginx as a daemon: no pipe to hold open
 is(system("chroot '$chroot' $nginx > '$tmp/start.log' 2>&1"), 0,

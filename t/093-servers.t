@@ -29,6 +29,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use PlainTest;
 use File::Temp qw(tempdir);
 use File::Basename qw(dirname basename);
 use File::Path qw(make_path);
@@ -37,7 +38,6 @@ use Cwd qw(abs_path);
 use IO::Socket::INET;
 use JSON::PP ();
 use Time::HiRes qw(sleep time);
-use POSIX ();
 
 my $root = abs_path(dirname(__FILE__) . '/..');
 my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
@@ -64,14 +64,7 @@ my %probes = (openai => '/health', sdcpp => '/health',
               a1111 => '/sdapi/v1/options', whispercpp => '/health');
 
 for my $tool (qw(python3 openssl)) {
-    plan skip_all => "$tool is not installed"
-        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
-}
-
-sub slurp {
-    open my $fh, '<', $_[0] or return '';
-    local $/;
-    return scalar <$fh>;
+    plan skip_all => "$tool is not installed" unless have($tool);
 }
 
 sub spew {
@@ -81,13 +74,6 @@ sub spew {
     print $fh $text;
     close $fh;
     chmod $mode, $file if defined $mode;
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "no free port: $!";
-    return $s->sockport;
 }
 
 # one HTTP/1.0 request: (status, body)
@@ -184,33 +170,6 @@ sub certificate {
     }
 }
 
-sub start_fake {
-    my ($dir, $port, %opt) = @_;
-
-    my @args = ('python3', "$root/tools/fake_gpu.py", '--port', $port,
-                '--kind', $opt{kind}, '--latency', '0.3',
-                '--ready-file', "$dir/fake-$port.ready",
-                '--log', "$dir/fake-$port.log");
-    push @args, '--api-key', $opt{key} if defined $opt{key};
-    push @args, '--tls-cert', "$opt{tls}/server.pem",
-                '--tls-key', "$opt{tls}/server.key",
-                '--control-port', $opt{control} if $opt{tls};
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>>', "$dir/fake-$port.err";
-        exec @args or POSIX::_exit(127);
-    }
-    push @fakes, $pid;
-
-    for (1 .. 500) {
-        return 1 if -s "$dir/fake-$port.ready";
-        sleep 0.01;
-    }
-    return 0;
-}
-
 # one second of 16 kHz mono PCM, as speech/pcm takes it
 my $pcm = join '', map { pack 's<', ($_ * 37) % 30000 } 1 .. 16000;
 
@@ -280,7 +239,8 @@ sub run_block {
         }
 
         # on, even without it: nginx -t then says what it does not know
-        ok(start_fake($prefix, $f{port}, %f), "$name: the fake GPU started");
+        push @fakes, start_fake($prefix, $f{port}, %f);
+        ok(-s "$prefix/fake-$f{port}.ready", "$name: the fake GPU started");
         $f{stats} = $f{control} // $f{port};
         $fake{$up} = \%f;
     }

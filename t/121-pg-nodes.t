@@ -22,66 +22,6 @@ our $B = 19590;
 
 run_tests();
 
-# helpers for the "--- init" code (which runs in another package)
-
-
-# waits until every task is in a final status, as node $port reads them
-sub wait_final {
-    my ($port, $ids, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    my %status;
-    while (Time::HiRes::time() < $deadline) {
-        %status = ();
-        for my $id (@$ids) {
-            my $t = AsyncTaskTest::node_task($port, $id);
-            $status{$t ? $t->{status} : 'none'}++;
-        }
-        last unless $status{QUEUED} || $status{RUNNING} || $status{none};
-        Time::HiRes::sleep(0.1);
-    }
-    return join ' ', map { "$_:$status{$_}" } sort keys %status;
-}
-
-# the prompts of the job requests in a fake's log
-sub fake_prompts {
-    my ($port) = @_;
-    my $file = AsyncTaskTest::servroot() . "/html/fake-$port.log";
-    open my $fh, '<', $file or return ();
-    my @p;
-    while (<$fh>) {
-        push @p, $1 if m{ POST /v1/images/generations \S+ .*prompt="([^"]*)"};
-    }
-    return @p;
-}
-
-# established TCP connections to 127.0.0.1:PORT (the client side)
-sub connections_to {
-    my ($port) = @_;
-    my $n = 0;
-    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
-    while (<$fh>) {
-        my (undef, undef, $rem, $st) = split;
-        $n++ if $st && $st eq '01' && $rem eq sprintf('0100007F:%04X', $port);
-    }
-    return $n;
-}
-
-sub no_bad_log_lines {
-    my @bad = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
-sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
 __DATA__
 
 === TEST 1: submitted on one node: read, listed, canceled and its result fetched on the other
@@ -127,21 +67,19 @@ Test::More::is($s, 200, 'node b cancels the third');
 Test::More::is($c->{status}, 'CANCELED', 'answered CANCELED');
 Test::More::is(AsyncTaskTest::node_task($A, $ids[2])->{status}, 'CANCELED',
                'node a reads it CANCELED');
-Test::More::is(main::wait_final($main::B, [@ids[0, 1]], 20), 'DONE:2',
-               'the other two DONE, as node b reads them');
-my ($rs, $rh, $png) = AsyncTaskTest::http('GET',
-    "/api/v1/tasks/$ids[0]/result", port => $main::B,
-    headers => {'X-User-Id' => 'alice'});
+Test::More::is(AsyncTaskTest::node_wait_final($main::B, [@ids[0, 1]], 20),
+               'DONE:2', 'the other two DONE, as node b reads them');
+my ($rs, $rh, $png) = AsyncTaskTest::node_result($main::B, $ids[0]);
 Test::More::is($rs, 200, 'node b serves the result');
 Test::More::is($rh->{'content-type'}, 'image/png', 'a PNG');
 Test::More::is(substr($png, 1, 3), 'PNG', 'its signature');
 my ($os) = AsyncTaskTest::http('GET', "/api/v1/tasks/$ids[0]",
     port => $main::B, headers => {'X-User-Id' => 'bob'});
 Test::More::is($os, 404, "another user's task is not found on node b");
-Test::More::is(join(' ', sort(main::fake_prompts(19500))), 'one 1 one 2',
-               'the canceled task never ran');
+Test::More::is(join(' ', sort(AsyncTaskTest::fake_prompts(19500))),
+               'one 1 one 2', 'the canceled task never ran');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -170,14 +108,14 @@ AsyncTaskTest::node2_start(port => $main::B,
 my $A = AsyncTaskTest::port();
 my @ids = map { AsyncTaskTest::node_submit($A, "a $_") } 1 .. 20;
 Test::More::is(scalar(grep { defined } @ids), 20, '20 tasks accepted by node a');
-Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:20',
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 30), 'DONE:20',
                'all DONE: node b ran what node a queued');
-Test::More::is(scalar(my @p = main::fake_prompts(19501)), 20,
+Test::More::is(scalar(my @p = AsyncTaskTest::fake_prompts(19501)), 20,
                '20 requests to the instance');
 Test::More::is(AsyncTaskTest::fake_stats(19501)->{violations}, 0,
                'max_conns held');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -230,13 +168,14 @@ for my $k (0 .. 3) {
     push @ids, @l;
 }
 Test::More::is(scalar(grep { $_ ne 'failed' } @ids), $n, "$n tasks accepted");
-Test::More::is(main::wait_final($main::B, \@ids, 60), "DONE:$n", "all $n DONE");
+Test::More::is(AsyncTaskTest::node_wait_final($main::B, \@ids, 60),
+               "DONE:$n", "all $n DONE");
 my %runs;
-$runs{$_}++ for main::fake_prompts(19502), main::fake_prompts(19503);
+$runs{$_}++ for AsyncTaskTest::fake_prompts(19502, 19503);
 Test::More::is(scalar(keys %runs), $n, "$n prompts ran");
 Test::More::is(scalar(grep { $_ != 1 } values %runs), 0, 'each exactly once');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -276,12 +215,13 @@ my $master = AsyncTaskTest::node2_master();
 my @workers = split ' ', `pgrep -P $master`;
 Test::More::is(scalar(@workers), 2, 'node b has two workers');
 kill 'KILL', @workers;
-Test::More::is(main::wait_final($A, \@ids, 40), 'DONE:8', 'all 8 DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 40),
+               'DONE:8', 'all 8 DONE');
 my @attempts = map { AsyncTaskTest::node_task($A, $_)->{attempts} } @ids;
 Test::More::is(scalar(grep { $_ != 1 } @attempts), 0,
                'runs cut off by the kill were not charged');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts(except => qr/exited on signal 9/);
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -309,7 +249,8 @@ AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
 my $before = AsyncTaskTest::node_submit($A, 'before');
 Test::More::ok(defined $before, 'accepted while the store is up');
-Test::More::is(main::wait_final($A, [$before], 10), 'DONE:1', 'and DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, [$before], 10),
+               'DONE:1', 'and DONE');
 AsyncTaskTest::pg_ctl('stop');
 my (%codes, $accepted);
 for my $i (1 .. 10) {
@@ -334,15 +275,16 @@ for my $i (1 .. 50) {
 }
 Test::More::ok($after{$A} && $after{$main::B},
                'both nodes accept again once it is back');
-Test::More::is(main::wait_final($main::B, [$before, values %after], 20),
+Test::More::is(AsyncTaskTest::node_wait_final($main::B,
+                                              [$before, values %after], 20),
                'DONE:3', 'and run the tasks');
 my (undef, $list) = AsyncTaskTest::node_api($A, 'GET', 'tasks?limit=100');
 Test::More::is(scalar(@{ $list->{tasks} }), 3,
                'the store holds only the tasks that got a 202');
-Test::More::is(scalar(grep { /^down / } main::fake_prompts(19505)), 0,
+Test::More::is(scalar(grep { /^down / } AsyncTaskTest::fake_prompts(19505)), 0,
                'no refused submission ran');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts(except => qr/exited on signal 9/);
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -401,14 +343,15 @@ for (1 .. 600) {
 my $took = Time::HiRes::time() - $killed;
 Test::More::isnt($t->{status}, 'RUNNING', 'taken back before its lease ran out');
 Test::More::diag(sprintf 'takeover after the kill: %.1f s', $took);
-Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:4', 'all four DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 30),
+               'DONE:4', 'all four DONE');
 my @attempts = map { AsyncTaskTest::node_task($A, $_)->{attempts} } @ids;
 Test::More::is(scalar(grep { $_ != 1 } @attempts), 0,
                'the runs cut off by the kill were not charged');
 Test::More::is(scalar(grep { /is taken back/ } split /\n/,
                       AsyncTaskTest::error_log()), 4,
                'node a logs each of the four taken back');
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts(except => qr/exited on signal 9/);
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -447,7 +390,7 @@ my ($s, $c) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$id");
 Test::More::is($s, 200, 'node a cancels it');
 my $open;
 for (1 .. 80) {
-    $open = main::connections_to(19507);
+    $open = AsyncTaskTest::connections_to(19507);
     last if $open == 0;
     Time::HiRes::sleep(0.05);
 }
@@ -458,7 +401,7 @@ Test::More::like(AsyncTaskTest::node2_error_log(),
 Test::More::is(AsyncTaskTest::node_task($main::B, $id)->{status}, 'CANCELED',
                'CANCELED on both');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200

@@ -20,23 +20,6 @@ our $B = 19590;
 
 run_tests();
 
-
-sub wait_final {
-    my ($port, $ids, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    my %status;
-    while (Time::HiRes::time() < $deadline) {
-        %status = ();
-        for my $id (@$ids) {
-            my (undef, $t) = AsyncTaskTest::node_api($port, 'GET', "tasks/$id");
-            $status{$t ? $t->{status} : 'none'}++;
-        }
-        last unless $status{QUEUED} || $status{RUNNING} || $status{none};
-        Time::HiRes::sleep(0.1);
-    }
-    return join ' ', map { "$_:$status{$_}" } sort keys %status;
-}
-
 # the nodes whose runs are in the store now ("a", "b")
 sub running_nodes {
     return sort map { (split m{/})[0] } AsyncTaskTest::pg_sql(
@@ -70,22 +53,6 @@ sub a_up {
     kill 'HUP', AsyncTaskTest::pid_of_master();
 }
 
-sub no_bad_log_lines {
-    my @bad = grep { /\[(alert|crit|emerg)\]/ && !/exited on signal 9/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
-sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
 __DATA__
 
 === TEST 1: max_conns=1 holds across two nodes: one request at a time at the instance
@@ -115,7 +82,8 @@ while (Time::HiRes::time() < $deadline) {
     last if $left == 0;
     Time::HiRes::sleep(0.02);
 }
-Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:12', 'all 12 DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 30),
+               'DONE:12', 'all 12 DONE');
 my $stats = AsyncTaskTest::fake_stats(19520);
 Test::More::is($stats->{max_inflight}, 1, 'the instance served one at a time');
 Test::More::is($stats->{violations}, 0, 'never more than its max_conns');
@@ -125,7 +93,7 @@ my @slots = AsyncTaskTest::pg_sql(
 Test::More::is("@slots", 'gpu_image/127.0.0.1:19520',
                'the slots leased were of the instance');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -150,7 +118,8 @@ AsyncTaskTest::node2_start(port => $main::B);
 my $A = AsyncTaskTest::port();
 my @ids = map { AsyncTaskTest::node_submit($_ % 2 ? $main::B : $A, "t $_") } 1 .. 20;
 Test::More::is(scalar(grep { defined } @ids), 20, '20 tasks accepted');
-Test::More::is(main::wait_final($A, \@ids, 60), 'DONE:20', 'all 20 DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 60),
+               'DONE:20', 'all 20 DONE');
 for my $port (19521, 19522) {
     my $stats = AsyncTaskTest::fake_stats($port);
     Test::More::is($stats->{max_inflight}, 1, "$port: one at a time");
@@ -161,7 +130,7 @@ my @per = AsyncTaskTest::pg_sql(
 Test::More::is(scalar(@per), 2, 'both instances ran tasks')
     or Test::More::diag("@per");
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -205,12 +174,13 @@ for (1 .. 400) {
 Test::More::is($left, 0, "the killed run's slot came back");
 Test::More::diag(sprintf 'slot back after the kill: %.1f s',
                          Time::HiRes::time() - $killed);
-Test::More::is(main::wait_final($A, \@ids, 40), 'DONE:8', 'all 8 DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 40),
+               'DONE:8', 'all 8 DONE');
 my $stats = AsyncTaskTest::fake_stats(19523);
 Test::More::is($stats->{violations}, 0, 'never more than its max_conns');
 Test::More::is($stats->{max_inflight}, 1, 'one at a time');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts(except => qr/exited on signal 9/);
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -252,14 +222,15 @@ for (1 .. 600) {
 }
 Test::More::diag(sprintf 'slot back after the kill: %.1f s',
                          Time::HiRes::time() - $killed);
-Test::More::is(main::wait_final($A, \@ids, 30), 'DONE:6', 'all 6 DONE');
+Test::More::is(AsyncTaskTest::node_wait_final($A, \@ids, 30),
+               'DONE:6', 'all 6 DONE');
 my $stats = AsyncTaskTest::fake_stats(19524);
 Test::More::is($stats->{violations}, 0, 'never more than its max_conns');
 Test::More::is($stats->{max_inflight}, 1, 'one at a time');
 Test::More::like(AsyncTaskTest::error_log(),
                  qr/task $id of "b\/pid:\d+" is taken back/,
                  "node a took the dead node's run back, and says whose");
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts(except => qr/exited on signal 9/);
 --- request
 GET /api/v1/tasks
 --- error_code: 200

@@ -11,7 +11,6 @@
 
 use Test::Nginx::Socket 'no_plan';
 use AsyncTaskTest ':postgresql_only';
-use JSON::PP ();
 use Time::HiRes ();
 
 master_on();
@@ -33,21 +32,13 @@ sub probes {
     return scalar grep { /$re/ } <$fh>;
 }
 
-# an instance as node $port's system/stats shows it
-sub instance_on {
-    my ($port, $server) = @_;
-    my (undef, $s) = AsyncTaskTest::api('GET', 'system/stats', port => $port);
-    my ($b) = grep { $_->{server} eq $server } @{ $s->{backends} };
-    return $b;
-}
-
 # waits until both nodes show the instance healthy (1) or not (0): the
 # number of probes with $status the instance had answered by then
 sub wait_both {
     my ($server, $healthy, $port, $status) = @_;
     for (1 .. 500) {
-        my $a = instance_on(AsyncTaskTest::port(), $server);
-        my $b = instance_on($main::B, $server);
+        my $a = AsyncTaskTest::backend_stats($server, AsyncTaskTest::port());
+        my $b = AsyncTaskTest::backend_stats($server, $main::B);
         if (($a->{healthy} ? 1 : 0) == $healthy
             && ($b->{healthy} ? 1 : 0) == $healthy)
         {
@@ -58,46 +49,14 @@ sub wait_both {
     return undef;
 }
 
-sub submit_on {
-    my ($port, $prompt) = @_;
-    my ($s, $t) = AsyncTaskTest::api('POST', 'image/async', port => $port,
-        headers => {'Content-Type' => 'application/json'},
-        body => JSON::PP::encode_json({prompt => $prompt, width => 64,
-                                       height => 64, seed => 1}));
-    return $s == 202 ? $t->{id} : undef;
-}
-
-# the instances that ran the tasks, as node $port reads them once DONE
+# the instances that ran the tasks, as node $port reads them once final
 sub backends_of {
     my ($port, @ids) = @_;
-    my @b;
-    for my $id (@ids) {
-        my $t;
-        for (1 .. 200) {
-            (undef, $t) = AsyncTaskTest::api('GET', "tasks/$id",
-                                             port => $port);
-            last if $t && $t->{status} =~ /^(DONE|FAILED|CANCELED)$/;
-            Time::HiRes::sleep(0.05);
-        }
-        push @b, $t && $t->{status} eq 'DONE' ? $t->{backend} : 'none';
-    }
-    return @b;
-}
-
-sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
-sub no_bad_log_lines {
-    my @bad = grep { /\[(alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg on either node')
-        or Test::More::diag(join "\n", @bad);
+    return map {
+        my $t = AsyncTaskTest::node_wait_task($port, $_,
+                                              [qw(DONE FAILED CANCELED)]);
+        $t && $t->{status} eq 'DONE' ? $t->{backend} : 'none'
+    } @ids;
 }
 
 __DATA__
@@ -129,11 +88,11 @@ for my $i (0, 1) {
     Test::More::cmp_ok($n[$i], '<=', 12,
         "instance $i: one probe per interval for both nodes ($n[$i] in 10 intervals)");
 }
-my $b = main::instance_on($main::B, '127.0.0.1:19621');
+my $b = AsyncTaskTest::backend_stats('127.0.0.1:19621', $main::B);
 Test::More::like($b->{last_check} // '', qr/^20\d\d-/,
                  'node b shows when it was probed last');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "healthy":true.*"healthy":true
@@ -170,8 +129,8 @@ Test::More::ok(defined $failed, 'down on both nodes');
 Test::More::cmp_ok($failed // 99, '<=', 3,
     "the probes of one node took it out on both ($failed failed probes)");
 
-my @ids = ((map { main::submit_on($A, "a $_") } 1 .. 4),
-           (map { main::submit_on($main::B, "b $_") } 1 .. 4));
+my @ids = ((map { AsyncTaskTest::node_submit($A, "a $_") } 1 .. 4),
+           (map { AsyncTaskTest::node_submit($main::B, "b $_") } 1 .. 4));
 Test::More::is(scalar(grep { defined } @ids), 8, '8 tasks accepted');
 Test::More::is(join(' ', main::backends_of($A, @ids)),
                join(' ', ('gpu_image/127.0.0.1:19622') x 8),
@@ -187,8 +146,8 @@ Test::More::cmp_ok(($passed // 99) - $up_before, '<=', 3,
     'the probes of one node brought it back on both ('
     . (($passed // 99) - $up_before) . ' passed probes)');
 
-@ids = ((map { main::submit_on($A, "a2 $_") } 1 .. 4),
-        (map { main::submit_on($main::B, "b2 $_") } 1 .. 4));
+@ids = ((map { AsyncTaskTest::node_submit($A, "a2 $_") } 1 .. 4),
+        (map { AsyncTaskTest::node_submit($main::B, "b2 $_") } 1 .. 4));
 my @b = main::backends_of($A, @ids);
 Test::More::is(scalar(grep { $_ eq 'none' } @b), 0, 'all 8 DONE');
 Test::More::cmp_ok(AsyncTaskTest::fake_stats(19623)->{requests}, '>', 0,
@@ -199,7 +158,7 @@ for my $log (AsyncTaskTest::error_log(), AsyncTaskTest::node2_error_log()) {
                    2, 'each node logs the change both ways, once');
 }
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "healthy":true.*"healthy":true
@@ -228,25 +187,26 @@ AsyncTaskTest::node2_start(port => $main::B, edit => sub {
     s/async_task_backend image gpu_image model=m;/async_task_backend image gpu_none model=m;\n    async_task_backend speech gpu_image model=m;\n    upstream gpu_none { server 127.0.0.1:9 down; }/;
 });
 my $A = AsyncTaskTest::port();
-Test::More::ok(main::instance_on($main::B, '127.0.0.1:19625')->{healthy},
+Test::More::ok(AsyncTaskTest::backend_stats('127.0.0.1:19625',
+                                           $main::B)->{healthy},
                'node b: the instance is healthy at first');
-my @ids = map { main::submit_on($A, "r $_") } 1 .. 6;
+my @ids = map { AsyncTaskTest::node_submit($A, "r $_") } 1 .. 6;
 Test::More::is(join(' ', main::backends_of($A, @ids)),
                join(' ', ('gpu_image/127.0.0.1:19624') x 6),
                'every task ran on the live instance');
-my $a = main::instance_on($A, '127.0.0.1:19625');
+my $a = AsyncTaskTest::backend_stats('127.0.0.1:19625', $A);
 Test::More::cmp_ok($a->{requests}, '>=', 2, 'node a was refused by the other');
 Test::More::ok(!$a->{healthy}, 'node a rests it');
 my $b;
 for (1 .. 300) {
-    $b = main::instance_on($main::B, '127.0.0.1:19625');
+    $b = AsyncTaskTest::backend_stats('127.0.0.1:19625', $main::B);
     last unless $b->{healthy};
     Time::HiRes::sleep(0.01);
 }
 Test::More::ok(!$b->{healthy}, 'node b rests it too');
 Test::More::is($b->{requests}, 0, 'without a request of its own');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "server":"127.0.0.1:19625","healthy":false
@@ -279,16 +239,17 @@ AsyncTaskTest::node2_start(port => $main::B, edit => sub {
 my $A = AsyncTaskTest::port();
 # the first probes (then none for a minute) pass
 Time::HiRes::sleep(0.5);
-Test::More::ok(main::instance_on($main::B, '127.0.0.1:19628')->{healthy},
+Test::More::ok(AsyncTaskTest::backend_stats('127.0.0.1:19628',
+                                           $main::B)->{healthy},
                'node b: the instance is healthy at first');
-my @ids = map { main::submit_on($A, "f $_") } 1 .. 6;
+my @ids = map { AsyncTaskTest::node_submit($A, "f $_") } 1 .. 6;
 main::backends_of($A, @ids);
-my $a = main::instance_on($A, '127.0.0.1:19628');
+my $a = AsyncTaskTest::backend_stats('127.0.0.1:19628', $A);
 Test::More::cmp_ok($a->{failures}, '>=', 2, 'node a got 5xx answers from it');
 Test::More::ok(!$a->{healthy}, 'fails=2: node a takes it out');
 my $b;
 for (1 .. 300) {
-    $b = main::instance_on($main::B, '127.0.0.1:19628');
+    $b = AsyncTaskTest::backend_stats('127.0.0.1:19628', $main::B);
     last unless $b->{healthy};
     Time::HiRes::sleep(0.01);
 }
@@ -299,7 +260,7 @@ Test::More::like(AsyncTaskTest::node2_error_log(),
                  qr{instance gpu_image/127\.0\.0\.1:19628 is down},
                  'node b logs the change');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "server":"127.0.0.1:19628","healthy":false
@@ -342,7 +303,7 @@ Test::More::cmp_ok($n, '>=', 3, "probed ($n in 3 s)");
 Test::More::cmp_ok($n, '<=', 12,
     "the database back: one probe per interval for both nodes ($n in 10 intervals)");
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts();
 --- request
 GET /api/v1/system/stats
 --- response_body_like: "healthy":true

@@ -10,7 +10,6 @@
 use Test::Nginx::Socket 'no_plan';
 use AsyncTaskTest ':postgresql_only';
 use Digest::SHA ();
-use JSON::PP ();
 use Time::HiRes ();
 use POSIX ();
 
@@ -23,45 +22,8 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-sub on {
-    my ($port, $method, $path, %opt) = @_;
-    my $type = delete $opt{type} // 'application/json';
-    return AsyncTaskTest::api($method, $path, port => $port,
-        headers => {'X-User-Id' => 'alice', 'Content-Type' => $type},
-        %opt);
-}
-
-sub get_result {
-    my ($port, $id, %h) = @_;
-    return AsyncTaskTest::http('GET', "/api/v1/tasks/$id/result",
-                               port => $port,
-                               headers => {'X-User-Id' => 'alice', %h});
-}
-
-sub wait_status {
-    my ($port, $id, $want, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + ($timeout // 20);
-    my $t;
-    while (Time::HiRes::time() < $deadline) {
-        (undef, $t) = on($port, 'GET', "tasks/$id");
-        return $t if $t && $t->{status} && $t->{status} =~ /^(?:$want)$/;
-        Time::HiRes::sleep(0.05);
-    }
-    return $t;
-}
-
-# node b: the block's nginx.conf with its own files= directory
-sub start_b {
-    my (%opt) = @_;
-    my $edit = $opt{edit};
-    AsyncTaskTest::node2_start(port => $B, edit => sub {
-        s{/html/files\b}{/html/files2}g unless $opt{shared};
-        $edit->() if $edit;
-    });
-}
-
 sub dir_a { AsyncTaskTest::servroot() . '/html/files' }
-sub dir_b { AsyncTaskTest::servroot() . '/html/files2' }
+sub dir_b { AsyncTaskTest::node2_files() }
 
 sub slurp {
     my ($file) = @_;
@@ -70,20 +32,11 @@ sub slurp {
     return scalar <$fh>;
 }
 
-# one query in the block's schema (read from its nginx.conf)
-sub pg_query {
-    my ($q) = @_;
-    my $conf = slurp(AsyncTaskTest::servroot() . '/conf/nginx.conf');
-    my ($schema) = $conf =~ /search_path%3D(\w+)/ or die 'no schema';
-    my $out = `psql -h $ENV{TEST_NGINX_PG_HOST} -U postgres -d async_task -qAt -c "SET search_path TO $schema; $q"`;
-    chomp $out;
-    return "psql failed on: $q" if $?;
-    return $out;
-}
-
+# the pieces of a task's files in the store
 sub chunks {
     my ($id) = @_;
-    return pg_query("SELECT count(*) FROM files WHERE task = '$id'");
+    return scalar AsyncTaskTest::pg_sql(
+        "SELECT count(*) FROM files WHERE task = '$id'");
 }
 
 # bytes that are not the same in any two pieces of 256 KB
@@ -99,14 +52,6 @@ sub transcript {
     my ($audio) = @_;
     return sprintf 'transcript of %d bytes %s', length $audio,
                    substr(Digest::SHA::sha256_hex($audio), 0, 8);
-}
-
-sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad);
 }
 
 __DATA__
@@ -128,14 +73,16 @@ __DATA__
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19540, kind => 'speech');
 --- init
-main::start_b(edit => sub { s/:19540 down;/:19540;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19540 down;/:19540;/ });
 my $A = AsyncTaskTest::port();
 my $audio = main::audio(3000);
-my ($s, $t) = main::on($A, 'POST', 'speech/transcribe', type => 'audio/ogg',
-                       body => $audio);
+my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'speech/transcribe',
+                                      type => 'audio/ogg',
+                                      body => $audio);
 Test::More::is($s, 202, 'node a accepts the upload');
 Test::More::is(main::chunks($t->{id}), 1, 'the input is in the store');
-my $done = main::wait_status($A, $t->{id}, 'DONE|FAILED');
+my $done = AsyncTaskTest::node_wait_task($A, $t->{id}, [qw(DONE FAILED)]);
 Test::More::is($done->{status}, 'DONE', 'DONE');
 Test::More::is($done->{backend}, 'gpu_speech/127.0.0.1:19540',
                'node b ran it');
@@ -143,11 +90,12 @@ Test::More::is($done->{result}{text}, main::transcript($audio),
                'the instance got the whole audio');
 Test::More::ok(main::slurp(main::dir_b() . "/$t->{id}.in") eq $audio,
                "node b's copy of the input is the upload");
-my ($rs, $r) = main::on($main::B, 'GET', "tasks/$t->{id}/result");
+my ($rs, $r) = AsyncTaskTest::node_api($main::B, 'GET',
+                                       "tasks/$t->{id}/result");
 Test::More::is($r->{text}, main::transcript($audio),
                'node b serves the transcript');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -171,35 +119,38 @@ GET /api/v1/tasks
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19541, kind => 'image');
 --- init
-main::start_b(edit => sub { s/:19541 down;/:19541;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19541 down;/:19541;/ });
 my $A = AsyncTaskTest::port();
-my ($s, $t) = main::on($A, 'POST', 'image/async',
+my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
     body => '{"prompt": "made on b", "width": 64, "height": 64, "seed": 3}');
 Test::More::is($s, 202, 'node a accepts it');
-Test::More::is(main::wait_status($A, $t->{id}, 'DONE|FAILED')->{status},
+Test::More::is(AsyncTaskTest::node_wait_task($A, $t->{id},
+                                             [qw(DONE FAILED)])->{status},
                'DONE', 'DONE');
 my $file = "$t->{id}.png";
 Test::More::ok(-e main::dir_b() . "/$file", 'node b wrote the PNG');
 Test::More::ok(!-e main::dir_a() . "/$file", 'node a has none yet');
 Test::More::ok(main::chunks($t->{id}) >= 1, 'the PNG is in the store');
-my ($bs, $bh, $bpng) = main::get_result($main::B, $t->{id});
-my ($as, $ah, $apng) = main::get_result($A, $t->{id});
+my ($bs, $bh, $bpng) = AsyncTaskTest::node_result($main::B, $t->{id});
+my ($as, $ah, $apng) = AsyncTaskTest::node_result($A, $t->{id});
 Test::More::is($as, 200, 'node a serves it');
 Test::More::is($ah->{'content-type'}, 'image/png', 'a PNG');
 Test::More::ok(length($apng) > 8 && $apng eq $bpng,
                'byte for byte the PNG of node b');
 Test::More::ok(main::slurp(main::dir_a() . "/$file") eq $bpng,
                'node a keeps its copy');
-my ($rs, $rh, $part) = main::get_result($A, $t->{id}, Range => 'bytes=1-3');
+my ($rs, $rh, $part) = AsyncTaskTest::node_result($A, $t->{id},
+                                                   Range => 'bytes=1-3');
 Test::More::is($rs, 206, 'a Range: 206');
 Test::More::is($part, 'PNG', 'the bytes of that range');
-my ($ns) = main::get_result($A, $t->{id}, Range => 'bytes=100000-');
+my ($ns) = AsyncTaskTest::node_result($A, $t->{id}, Range => 'bytes=100000-');
 Test::More::is($ns, 416, 'a Range past the end: 416');
 my ($os) = AsyncTaskTest::http('GET', "/api/v1/tasks/$t->{id}/result",
     headers => {'X-User-Id' => 'bob'});
 Test::More::is($os, 404, "another user's result is not found");
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -224,23 +175,24 @@ GET /api/v1/tasks
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19542, kind => 'speech');
 --- init
-main::start_b(edit => sub { s/:19542 down;/:19542;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19542 down;/:19542;/ });
 my $A = AsyncTaskTest::port();
 for my $n (3 * 262144 + 1000, 4 * 262144) {
     my $audio = main::audio($n);
-    my ($s, $t) = main::on($A, 'POST', 'speech/transcribe',
-                           type => 'audio/ogg', body => $audio);
+    my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'speech/transcribe',
+                                          type => 'audio/ogg', body => $audio);
     Test::More::is($s, 202, "$n bytes: accepted");
     Test::More::is(main::chunks($t->{id}), int(($n + 262143) / 262144),
                    "$n bytes: in pieces of 256 KB");
-    my $done = main::wait_status($A, $t->{id}, 'DONE|FAILED');
+    my $done = AsyncTaskTest::node_wait_task($A, $t->{id}, [qw(DONE FAILED)]);
     Test::More::is($done->{result}{text}, main::transcript($audio),
                    "$n bytes: the instance got the whole audio");
     Test::More::ok(main::slurp(main::dir_b() . "/$t->{id}.in") eq $audio,
                    "$n bytes: node b's copy is the upload");
 }
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -269,31 +221,33 @@ AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19543, kind => 'image');
 --- init
 my $A = AsyncTaskTest::port();
-my ($s, $t) = main::on($A, 'POST', 'speech/transcribe', type => 'audio/ogg',
-                       body => main::audio(300000));
+my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'speech/transcribe',
+                                      type => 'audio/ogg',
+                                      body => main::audio(300000));
 Test::More::is($s, 202, 'an upload accepted');
 Test::More::is(main::chunks($t->{id}), 2, 'its two pieces in the store');
-my ($cs) = main::on($A, 'DELETE', "tasks/$t->{id}");
+my ($cs) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$t->{id}");
 Test::More::is($cs, 200, 'canceled');
 Test::More::is(main::chunks($t->{id}), 0, 'its pieces are gone');
 Test::More::ok(!-e main::dir_a() . "/$t->{id}.in", 'and its file');
-my (undef, $i) = main::on($A, 'POST', 'image/async',
-                          body => '{"prompt": "short lived"}');
-Test::More::is(main::wait_status($A, $i->{id}, 'DONE|FAILED')->{status},
+my (undef, $i) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
+                                         body => '{"prompt": "short lived"}');
+Test::More::is(AsyncTaskTest::node_wait_task($A, $i->{id},
+                                             [qw(DONE FAILED)])->{status},
                'DONE', 'an image DONE');
 Test::More::ok(main::chunks($i->{id}) >= 1, 'its PNG is in the store');
 my $gone;
 for (1 .. 80) {
-    my ($status) = main::on($A, 'GET', "tasks/$i->{id}");
+    my ($status) = AsyncTaskTest::node_api($A, 'GET', "tasks/$i->{id}");
     $gone = $status == 404;
     last if $gone;
     Time::HiRes::sleep(0.1);
 }
 Test::More::ok($gone, 'the image task is gone after retention');
 Test::More::is(main::chunks($i->{id}), 0, 'and its pieces');
-Test::More::is(main::pg_query('SELECT count(*) FROM files'), 0,
+Test::More::is(AsyncTaskTest::pg_sql('SELECT count(*) FROM files'), 0,
                'nothing is left in the store');
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -318,14 +272,16 @@ GET /api/v1/tasks
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19544, kind => 'image');
 --- init
-main::start_b(edit => sub { s/:19544 down;/:19544;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19544 down;/:19544;/ });
 my $A = AsyncTaskTest::port();
 my @ids;
 for my $k (1 .. 3) {
-    my (undef, $t) = main::on($A, 'POST', 'image/async',
+    my (undef, $t) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
         body => qq{{"prompt": "kept $k", "width": 64, "height": 64}});
     push @ids, $t->{id};
-    Test::More::is(main::wait_status($A, $t->{id}, 'DONE|FAILED')->{status},
+    Test::More::is(AsyncTaskTest::node_wait_task($A, $t->{id},
+                                                 [qw(DONE FAILED)])->{status},
                    'DONE', "image $k DONE");
 }
 my %png = map { $_ => main::slurp(main::dir_b() . "/$_.png") } @ids;
@@ -335,14 +291,14 @@ AsyncTaskTest::node2_stop();
 unlink glob(main::dir_b() . '/*');
 Test::More::is(scalar(my @left = glob(main::dir_b() . '/*')), 0,
                "node b's files= is empty");
-main::start_b();
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1);
 for my $id (@ids) {
-    my ($s, undef, $png) = main::get_result($main::B, $id);
+    my ($s, undef, $png) = AsyncTaskTest::node_result($main::B, $id);
     Test::More::is($s, 200, "node b serves $id again");
     Test::More::ok($png eq $png{$id}, 'the same PNG');
 }
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -366,19 +322,21 @@ GET /api/v1/tasks
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19545, kind => 'speech');
 --- init
-main::start_b(shared => 1, edit => sub { s/:19545 down;/:19545;/ });
+AsyncTaskTest::node2_start(port => $main::B,
+                           edit => sub { s/:19545 down;/:19545;/ });
 my $A = AsyncTaskTest::port();
 my $audio = main::audio(300000);
-my ($s, $t) = main::on($A, 'POST', 'speech/transcribe', type => 'audio/ogg',
-                       body => $audio);
+my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'speech/transcribe',
+                                      type => 'audio/ogg',
+                                      body => $audio);
 Test::More::is($s, 202, 'node a accepts the upload');
-my $done = main::wait_status($A, $t->{id}, 'DONE|FAILED');
+my $done = AsyncTaskTest::node_wait_task($A, $t->{id}, [qw(DONE FAILED)]);
 Test::More::is($done->{result}{text}, main::transcript($audio),
                'node b read it from the shared directory');
-Test::More::is(main::pg_query('SELECT count(*) FROM files'), 0,
+Test::More::is(AsyncTaskTest::pg_sql('SELECT count(*) FROM files'), 0,
                'nothing in the store');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -402,13 +360,15 @@ GET /api/v1/tasks
 AsyncTaskTest::stop_fake_gpus();
 AsyncTaskTest::fake_gpu(port => 19546, kind => 'image');
 --- init
-main::start_b(edit => sub { s/:19546 down;/:19546;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19546 down;/:19546;/ });
 my $A = AsyncTaskTest::port();
-my (undef, $t) = main::on($A, 'POST', 'image/async',
-                          body => '{"prompt": "copied"}');
-Test::More::is(main::wait_status($A, $t->{id}, 'DONE|FAILED')->{status},
+my (undef, $t) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
+                                         body => '{"prompt": "copied"}');
+Test::More::is(AsyncTaskTest::node_wait_task($A, $t->{id},
+                                             [qw(DONE FAILED)])->{status},
                'DONE', 'DONE on node b');
-my ($s) = main::get_result($A, $t->{id});
+my ($s) = AsyncTaskTest::node_result($A, $t->{id});
 Test::More::is($s, 200, 'node a fetched it');
 my @copies = map { "$_/$t->{id}.png" } main::dir_a(), main::dir_b();
 Test::More::is(scalar(grep { -e } @copies), 2, 'a copy on each node');
@@ -422,10 +382,10 @@ for (1 .. 100) {
     Time::HiRes::sleep(0.1);
 }
 Test::More::is($left, 0, 'both copies are gone after retention');
-my ($gs) = main::on($A, 'GET', "tasks/$t->{id}");
+my ($gs) = AsyncTaskTest::node_api($A, 'GET', "tasks/$t->{id}");
 Test::More::is($gs, 404, 'with the task');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -452,36 +412,34 @@ AsyncTaskTest::fake_gpu(port => 19547, kind => 'speech');
 --- init
 my $A = AsyncTaskTest::port();
 my $audio = main::audio(5000);
-my ($s, $t) = main::on($A, 'POST', 'speech/transcribe', type => 'audio/ogg',
-                       body => $audio);
+my ($s, $t) = AsyncTaskTest::node_api($A, 'POST', 'speech/transcribe',
+                                      type => 'audio/ogg',
+                                      body => $audio);
 Test::More::is($s, 202, 'node a accepts the upload');
-my $conf = main::slurp(AsyncTaskTest::servroot() . '/conf/nginx.conf');
-my ($schema) = $conf =~ /search_path%3D(\w+)/;
 my $pid = fork();
 die "fork: $!" unless defined $pid;
 if ($pid == 0) {
-    exec 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U', 'postgres',
-         '-d', 'async_task', '-qAt', '-c',
-         "SET search_path TO $schema; BEGIN; LOCK TABLE files; "
-         . "SELECT pg_sleep(3); COMMIT;";
-    POSIX::_exit(127);
+    my $locked = eval {
+        AsyncTaskTest::pg_sql('BEGIN; LOCK TABLE files; SELECT pg_sleep(3); '
+                              . 'COMMIT;');
+        1;
+    };
+    POSIX::_exit($locked ? 0 : 1);
 }
 Time::HiRes::sleep(0.5);
-main::start_b(edit => sub { s/:19547 down;/:19547;/ });
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1,
+                           edit => sub { s/:19547 down;/:19547;/ });
 Time::HiRes::sleep(1.5);
-my (undef, $mid) = main::on($A, 'GET', "tasks/$t->{id}");
+my (undef, $mid) = AsyncTaskTest::node_api($A, 'GET', "tasks/$t->{id}");
 Test::More::is($mid->{status}, 'QUEUED', 'while it cannot be fetched: QUEUED');
 waitpid($pid, 0);
-my $done = main::wait_status($A, $t->{id}, 'DONE|FAILED');
+my $done = AsyncTaskTest::node_wait_task($A, $t->{id}, [qw(DONE FAILED)]);
 Test::More::is($done->{status}, 'DONE', 'then DONE');
 Test::More::is($done->{attempts}, 1, 'charged for one run only');
 Test::More::is($done->{result}{text}, main::transcript($audio),
                'the instance got the whole audio');
-my @bad = grep { /\[(error|alert|crit|emerg)\]/ && !/lock timeout/ }
-          split /\n/, AsyncTaskTest::error_log()
-                      . AsyncTaskTest::node2_error_log();
-Test::More::is(scalar(@bad), 0, 'no other error on either node')
-    or Test::More::diag(join "\n", @bad);
+AsyncTaskTest::nodes_no_errors(except => qr/lock timeout/,
+                               name => 'no other error on either node');
 AsyncTaskTest::node2_stop();
 --- request
 GET /api/v1/tasks
@@ -504,7 +462,7 @@ GET /api/v1/tasks
         async_task_user $http_x_user_id;
     }
 --- init
-main::start_b();
+AsyncTaskTest::node2_start(port => $main::B, own_files => 1);
 my $A = AsyncTaskTest::port();
 my (@ok, @full);
 for my $i (1 .. 4) {
@@ -512,8 +470,10 @@ for my $i (1 .. 4) {
     # node b fills the queue; node a's zone holds none of those, so its
     # refusals come from the count in the store, in the batch itself
     my $port = $i <= 2 ? $main::B : $A;
-    my ($s, $t) = main::on($port, 'POST', 'speech/transcribe',
-                           type => 'audio/ogg', body => main::audio(1000 + $i));
+    my ($s, $t) = AsyncTaskTest::node_api($port, 'POST',
+                                          'speech/transcribe',
+                                          type => 'audio/ogg',
+                                          body => main::audio(1000 + $i));
     if ($s == 202) {
         push @ok, $t->{id};
     } else {
@@ -523,10 +483,10 @@ for my $i (1 .. 4) {
 Test::More::is(scalar(@ok), 2, 'two uploads fit');
 Test::More::is_deeply(\@full, ['429 queue_full', '429 queue_full'],
                       'the others: 429 queue_full');
-Test::More::is(main::pg_query('SELECT count(DISTINCT task) FROM files'), 2,
-               'the pieces of the two stored');
+Test::More::is(AsyncTaskTest::pg_sql('SELECT count(DISTINCT task) FROM files'),
+               2, 'the pieces of the two stored');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200

@@ -25,19 +25,6 @@ run_tests();
 
 # helpers for the "--- init" code (which runs in another package)
 
-# SQL on the block's schema (its name is in the store line of nginx.conf)
-sub db {
-    my ($sql) = @_;
-    my $conf = AsyncTaskTest::servroot() . '/conf/nginx.conf';
-    open my $in, '<', $conf or die "$conf: $!";
-    my ($schema) = do { local $/; <$in> } =~ /search_path%3D(\w+)/
-        or die "no schema in $conf";
-    my $psql = "psql -h $ENV{TEST_NGINX_PG_HOST} -U postgres -d async_task";
-    my @out = `$psql -qAt -c "SET search_path = $schema; $sql"`;
-    chomp @out;
-    return @out;
-}
-
 # "STATUS:N ..." of the tasks in the store, once none is QUEUED or RUNNING
 sub wait_store_final {
     my ($timeout) = @_;
@@ -45,7 +32,8 @@ sub wait_store_final {
     my %status;
     while (1) {
         %status = map { split /\|/ }
-                  db("SELECT status, count(*) FROM tasks GROUP BY status");
+                  AsyncTaskTest::pg_sql(
+                      "SELECT status, count(*) FROM tasks GROUP BY status");
         last if !$status{QUEUED} && !$status{RUNNING}
                 || Time::HiRes::time() > $deadline;
         Time::HiRes::sleep(0.2);
@@ -53,25 +41,11 @@ sub wait_store_final {
     return join ' ', map { "$_:$status{$_}" } sort keys %status;
 }
 
-# the prompts of the job requests in the fakes' logs
-sub fake_prompts {
-    my @p;
-    for my $port (@_) {
-        my $file = AsyncTaskTest::servroot() . "/html/fake-$port.log";
-        open my $fh, '<', $file or next;
-        while (<$fh>) {
-            push @p, $1
-                if m{ POST /v1/images/generations \S+ .*prompt="([^"]*)"};
-        }
-    }
-    return @p;
-}
-
 # prompts that ran other than exactly once, among those given
 sub not_once {
     my ($prompts, @ports) = @_;
     my %runs;
-    $runs{$_}++ for fake_prompts(@ports);
+    $runs{$_}++ for AsyncTaskTest::fake_prompts(@ports);
     return grep { ($runs{$_} // 0) != 1 } @$prompts;
 }
 
@@ -143,18 +117,6 @@ sub codes {
     return join ', ', map { "$_: $c{$_}" } sort keys %c;
 }
 
-sub no_bad_log_lines {
-    my @bad = AsyncTaskTest::nodes_log_lines(qr/\[(alert|crit|emerg)\]/);
-    Test::More::is(scalar(@bad), 0, 'no alert, crit or emerg on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
-sub no_errors {
-    my @bad = AsyncTaskTest::nodes_log_lines(qr/\[(error|alert|crit|emerg)\]/);
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad);
-}
-
 __DATA__
 
 === TEST 1: 1,000 tasks submitted across both nodes: each runs exactly once
@@ -183,12 +145,12 @@ waitpid($_, 0) for @kids;
 my @subs = main::load_stop(@kids);
 Test::More::is(main::codes(@subs), '202 -: 1000', '1000 tasks accepted');
 Test::More::is(main::wait_store_final(60), 'DONE:1000', 'all 1000 DONE');
-Test::More::is(scalar(main::fake_prompts(19520, 19521)), 1000,
+Test::More::is(scalar(AsyncTaskTest::fake_prompts(19520, 19521)), 1000,
                '1000 requests to the instances');
 Test::More::is(scalar(main::not_once([map { $_->[2] } @subs], 19520, 19521)),
                0, 'each task exactly once');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -235,15 +197,15 @@ Test::More::is(scalar(grep { "$_->[0] $_->[3]" ne '503 unavailable' }
     or Test::More::diag(main::codes(@refused));
 Test::More::like(main::wait_store_final(90), qr/^DONE:\d+$/,
                  'every task in the store DONE');
-my %done = map { $_ => 1 }
-           main::db("SELECT id FROM tasks WHERE status = 'DONE'");
+my %done = map { $_ => 1 } AsyncTaskTest::pg_sql(
+    "SELECT id FROM tasks WHERE status = 'DONE'");
 Test::More::is(scalar(grep { !$done{$_->[1]} } @acked), 0,
                'every acknowledged task is in the store, DONE');
 Test::More::is(scalar(main::not_once([map { $_->[2] } @acked],
                                      19522, 19523)), 0,
                'each acknowledged task ran exactly once');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -300,7 +262,7 @@ Test::More::is(scalar(main::not_once([map { $_->[2] } @subs],
 Test::More::like(AsyncTaskTest::node2_error_log(), qr/reconfiguring/,
                  'node b reloaded');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -342,7 +304,7 @@ Test::More::is($running, 2, 'node b runs both');
 AsyncTaskTest::pg_ctl('stop');
 # the runs end meanwhile, and node b keeps their outcomes
 Time::HiRes::sleep(3);
-Test::More::is(scalar(main::fake_prompts(19526)), 2,
+Test::More::is(scalar(AsyncTaskTest::fake_prompts(19526)), 2,
                'both runs ended while PostgreSQL was down');
 # Node b freezes until well after PostgreSQL is back: its heartbeat is
 # older than 10 s by then, and its leases are its own still.  Node a
@@ -366,13 +328,12 @@ Test::More::is(join(' ', map { "$_:$st{$_}" } sort keys %st), 'DONE:2',
 Test::More::diag(sprintf 'outcomes stored %.1f s after node b went on',
                  Time::HiRes::time() - $t0);
 Time::HiRes::sleep(2);
-Test::More::is(join(' ', sort(main::fake_prompts(19526))), 'kept 1 kept 2',
+Test::More::is(join(' ', sort(AsyncTaskTest::fake_prompts(19526))),
+               'kept 1 kept 2',
                'the instance saw one request for each, not another after');
 Test::More::is(join(' ', map { AsyncTaskTest::node_task($A, $_)->{attempts} }
                         @ids), '1 1', 'one attempt each');
-my ($rs, $rh, $png) = AsyncTaskTest::http('GET',
-    "/api/v1/tasks/$ids[0]/result", port => $A,
-    headers => {'X-User-Id' => 'alice'});
+my ($rs, $rh, $png) = AsyncTaskTest::node_result($A, $ids[0]);
 Test::More::is($rs . ' ' . substr($png, 1, 3), '200 PNG', 'its result');
 Test::More::is(scalar(() = AsyncTaskTest::node2_error_log()
                            =~ /outcome of task \S+ waits for the store/g),
@@ -380,7 +341,7 @@ Test::More::is(scalar(() = AsyncTaskTest::node2_error_log()
 Test::More::unlike(AsyncTaskTest::error_log(), qr/is taken back/,
                    'node a took back nothing');
 AsyncTaskTest::node2_stop();
-main::no_bad_log_lines();
+AsyncTaskTest::nodes_no_alerts();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -416,14 +377,14 @@ Test::More::is($h->{'retry-after'}, 5, 'Retry-After: 5');
 ($s) = AsyncTaskTest::node_api($A, 'POST', 'image/async',
     body => JSON::PP::encode_json({prompt => 'qa 7'}));
 Test::More::is($s, 429, 'node a refuses too');
-Test::More::is((main::db("SELECT count(*) FROM tasks"))[0], 10,
+Test::More::is((AsyncTaskTest::pg_sql("SELECT count(*) FROM tasks"))[0], 10,
                'the store holds 10');
 my ($ds) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$b[0]");
 Test::More::is($ds, 200, 'one canceled');
 Test::More::ok(defined AsyncTaskTest::node_submit($A, 'qa 8'),
                'node a takes one again');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200

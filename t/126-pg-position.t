@@ -20,48 +20,22 @@ our $B = 19690;
 
 run_tests();
 
-# the block's schema, as its nginx.conf names it
-sub schema {
-    my $conf = AsyncTaskTest::servroot() . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!";
-    local $/;
-    my ($s) = <$fh> =~ /search_path%3D(\w+)/ or die "no schema in $conf";
-    return $s;
-}
-
 # rows of a query in the block's schema, each a reference to its columns
 sub psql {
-    my ($sql) = @_;
-    my $s = schema();
-    open my $fh, '-|', 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U',
-         'postgres', '-d', 'async_task', '-qAtX', '-F', "\t",
-         '-v', 'ON_ERROR_STOP=1', '-c', "SET search_path TO $s", '-c', $sql
-        or die "psql: $!";
-    my @rows = map { chomp; [split /\t/, $_, -1] } <$fh>;
-    close $fh or die "psql failed on: $sql";
-    return @rows;
-}
-
-sub on {
-    my ($port, $method, $path, %opt) = @_;
-    return AsyncTaskTest::api($method, $path, port => $port,
-        headers => {'X-User-Id' => 'alice',
-                    'Content-Type' => 'application/json'},
-        %opt);
+    return map { [split /\|/, $_, -1] } AsyncTaskTest::pg_sql(@_);
 }
 
 # a task of a kind at a priority: (id, position) from the 202
 sub submit_on {
     my ($port, $kind, $priority) = @_;
     my ($s, $t) = $kind eq 'image'
-        ? on($port, 'POST', 'image/async',
-             body => JSON::PP::encode_json({prompt => "p $priority",
-                 width => 64, height => 64, seed => 1,
-                 priority => $priority}))
-        : on($port, 'POST', "speech/pcm?sample_rate=16000&priority=$priority",
-             headers => {'X-User-Id' => 'alice',
-                         'Content-Type' => 'application/octet-stream'},
-             body => "\0" x 3200);
+        ? AsyncTaskTest::node_api($port, 'POST', 'image/async',
+              body => JSON::PP::encode_json({prompt => "p $priority",
+                  width => 64, height => 64, seed => 1,
+                  priority => $priority}))
+        : AsyncTaskTest::node_api($port, 'POST',
+              "speech/pcm?sample_rate=16000&priority=$priority",
+              type => 'application/octet-stream', body => "\0" x 3200);
     return $s == 202 ? ($t->{id}, $t->{position}) : ();
 }
 
@@ -87,14 +61,6 @@ sub recount {
         . "AND (q.priority > t.priority OR (q.priority = t.priority "
         . "AND (q.created_at, q.id) < (t.created_at, t.id)))) "
         . "FROM tasks t WHERE t.status = 'QUEUED'");
-}
-
-sub no_errors {
-    my @bad = grep { /\[(error|alert|crit|emerg)\]/ }
-              split /\n/, AsyncTaskTest::error_log()
-                          . AsyncTaskTest::node2_error_log();
-    Test::More::is(scalar(@bad), 0, 'no error on either node')
-        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 9 ? 9 : $#bad)]);
 }
 
 __DATA__
@@ -147,7 +113,7 @@ Test::More::is(scalar(grep { defined } @image), 30, '30 image tasks accepted');
 # cancels of queued tasks, of both kinds
 my $canceled = 0;
 for my $id (@speech[0, 7, 14, 21, 28], @image[25 .. 29]) {
-    my ($s) = main::on($A, 'DELETE', "tasks/$id");
+    my ($s) = AsyncTaskTest::node_api($A, 'DELETE', "tasks/$id");
     $canceled++ if $s == 200;
 }
 Test::More::cmp_ok($canceled, '>=', 5, 'queued tasks canceled');
@@ -195,10 +161,11 @@ for (1 .. 20) {
     %re = main::recount();
     %got = ();
     for my $id (keys %re) {
-        my (undef, $t) = main::on($A, 'GET', "tasks/$id");
+        my (undef, $t) = AsyncTaskTest::node_api($A, 'GET', "tasks/$id");
         $got{$id} = $t->{position} // 'none';
     }
-    my (undef, $list) = main::on($A, 'GET', 'tasks?status=QUEUED&limit=100');
+    my (undef, $list) = AsyncTaskTest::node_api($A, 'GET',
+                                                'tasks?status=QUEUED&limit=100');
     @listed = @{ $list->{tasks} };
     my %again = main::recount();
     last if join(',', map { "$_=$re{$_}" } sort keys %re)
@@ -213,7 +180,7 @@ Test::More::is(join(', ', @bad), '', 'each queued task read: its position is the
        grep { !defined $re{$_->{id}} || $_->{position} != $re{$_->{id}} } @listed;
 Test::More::is(scalar(@listed), scalar(keys %re), 'all listed');
 Test::More::is(join(', ', @bad), '', 'listed: each position is the recount');
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200
@@ -312,7 +279,7 @@ Test::More::is(scalar(@bad), 0, 'each 202 counts the tasks ahead committed befor
     or Test::More::diag(join "\n", @bad[0 .. ($#bad > 9 ? 9 : $#bad)]);
 Test::More::is(join(' ', main::depth_mismatches()), '', 'depths equal a recount');
 AsyncTaskTest::node2_stop();
-main::no_errors();
+AsyncTaskTest::nodes_no_errors();
 --- request
 GET /api/v1/tasks
 --- error_code: 200

@@ -26,7 +26,7 @@ use Cwd qw(abs_path);
 use File::Basename qw(dirname basename);
 
 our @EXPORT_OK = qw(http api seed store_db crash_and_restart
-                    wait_port migrations sql);
+                    wait_port migrations sql tid store_dir);
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
 
@@ -186,6 +186,17 @@ sub pg_config {
     }ge;
 
     return $config;
+}
+
+# the directory of the default store ("@STORE@"): tasks.db, files/
+sub store_dir {
+    return servroot() . '/html/store';
+}
+
+# the id of seeded task n: UUIDv7-shaped, n (hex) at the end, so that ids
+# sort as n does
+sub tid {
+    return sprintf '01900000-0000-7000-8000-%012x', $_[0];
 }
 
 # the SQLite file of a block ("--- init" code sees the block as $block)
@@ -478,7 +489,8 @@ sub fake {
     return $content =~ /^[\[{]/ ? JSON::PP::decode_json($content) : $content;
 }
 
-# polls a task until it is in one of the given statuses (or 10 s pass)
+# polls a task until it is in one of the given statuses (or 10 s pass);
+# port= another node's, headers= the user's
 sub wait_task {
     my ($id, $statuses, %opt) = @_;
 
@@ -487,7 +499,8 @@ sub wait_task {
     my $task;
 
     while (time < $deadline) {
-        (undef, $task) = api('GET', "tasks/$id", headers => $opt{headers});
+        (undef, $task) = api('GET', "tasks/$id", headers => $opt{headers},
+                             port => $opt{port});
         return $task if $task && $task->{status} && $want{$task->{status}};
         sleep 0.05;
     }
@@ -514,15 +527,33 @@ sub task {
     return $t;
 }
 
+# system/stats, of the node on $port if given
 sub stats {
-    my (undef, $stats) = api('GET', 'system/stats');
+    my ($port) = @_;
+    my (undef, $stats) = api('GET', 'system/stats', port => $port);
     return $stats;
 }
 
 sub backend_stats {
-    my ($server) = @_;
-    my ($b) = grep { $_->{server} eq $server } @{ stats()->{backends} };
+    my ($server, $port) = @_;
+    my ($b) = grep { $_->{server} eq $server } @{ stats($port)->{backends} };
     return $b;
+}
+
+# polls system/stats until no task is QUEUED or RUNNING (or $timeout s
+# pass), every= s apart (0.05); calls probe= with each stats object on the
+# way; the stats then
+sub wait_idle {
+    my ($timeout, %opt) = @_;
+    my $deadline = time + $timeout;
+    my $stats;
+    while (time < $deadline) {
+        $stats = stats();
+        $opt{probe}->($stats) if $opt{probe};
+        last if $stats->{tasks}{QUEUED} == 0 && $stats->{tasks}{RUNNING} == 0;
+        sleep($opt{every} // 0.05);
+    }
+    return $stats;
 }
 
 sub fake_stats {
@@ -532,6 +563,31 @@ sub fake_stats {
 sub fake_control {
     my ($port, %set) = @_;
     return fake($port, 'POST', '/control', {%set});
+}
+
+# the prompts of the image job requests in the fakes' logs (html/fake-PORT.log)
+sub fake_prompts {
+    my @p;
+    for my $port (@_) {
+        open my $fh, '<', servroot() . "/html/fake-$port.log" or next;
+        while (<$fh>) {
+            push @p, $1
+                if m{ POST /v1/images/generations \S+ .*prompt="([^"]*)"};
+        }
+    }
+    return @p;
+}
+
+# established TCP connections to 127.0.0.1:PORT (the client side)
+sub connections_to {
+    my ($port) = @_;
+    my $n = 0;
+    open my $fh, '<', '/proc/net/tcp' or die "/proc/net/tcp: $!";
+    while (<$fh>) {
+        my (undef, undef, $rem, $st) = split;
+        $n++ if $st && $st eq '01' && $rem eq sprintf('0100007F:%04X', $port);
+    }
+    return $n;
 }
 
 # A slow client: one HTTP/1.1 request, the answer read in small pieces
@@ -622,12 +678,19 @@ sub tls_certs {
 # the block's nginx.conf with its own prefix (servroot/html/node2: conf,
 # logs, temporary files; under html/, which either runner makes anew per
 # block), its own port and node=b for node=a.  The rest of html/ (files=)
-# stays shared, as a shared directory would be.
+# stays shared, as a shared directory would be, unless own_files=1: then
+# node b's files= is html/files2 for html/files.  edit= code that edits
+# the configuration in $_.
 
 my $node2_pid;
 
 sub node2_root {
     return servroot() . '/html/node2';
+}
+
+# node b's files= with own_files=1
+sub node2_files {
+    return servroot() . '/html/files2';
 }
 
 sub node2_start {
@@ -650,6 +713,7 @@ sub node2_start {
     $conf =~ s{\Q$servroot\E/(logs|conf|\w+_temp)}{$root2/$1}g;
     $conf =~ s{\blisten\s+(127\.0\.0\.1:)?$main\b}{listen $port}g;
     $conf =~ s{\bnode=a\b}{node=b}g;
+    $conf =~ s{/html/files\b}{/html/files2}g if $opt{own_files};
     $opt{edit}->() for grep { $opt{edit} } $conf;
 
     make_path("$root2/conf", "$root2/logs");
@@ -704,14 +768,17 @@ sub node2_error_log {
     return scalar <$fh>;
 }
 
-# two-node tests: an API request to the node on $port, as alice; an image
+# two-node tests: an API request to the node on $port, as alice (type=
+# the Content-Type, JSON unless told; headers= more headers); an image
 # task submitted there (its id, or undef); a task read there; the lines of
 # both nodes' error logs that match $re
 sub node_api {
     my ($port, $method, $path, %opt) = @_;
+    my $type = delete $opt{type} // 'application/json';
+    my $more = delete $opt{headers} // {};
     return api($method, $path, port => $port,
                headers => {'X-User-Id' => 'alice',
-                           'Content-Type' => 'application/json'},
+                           'Content-Type' => $type, %$more},
                %opt);
 }
 
@@ -735,6 +802,62 @@ sub nodes_log_lines {
     return grep { /$re/ } split /\n/, error_log() . node2_error_log();
 }
 
+# a task's result as the node on $port serves it to alice: (status,
+# headers, body); %headers more request headers (Range)
+sub node_result {
+    my ($port, $id, %headers) = @_;
+    return http('GET', "/api/v1/tasks/$id/result", port => $port,
+                headers => {'X-User-Id' => 'alice', %headers});
+}
+
+# polls a task of alice's on the node on $port, as wait_task does, for
+# up to 20 s unless told (a run may wait for the other node)
+sub node_wait_task {
+    my ($port, $id, $statuses, %opt) = @_;
+    return wait_task($id, $statuses, port => $port, timeout => 20,
+                     headers => {'X-User-Id' => 'alice'}, %opt);
+}
+
+# waits until every task is in a final status, as node $port reads them:
+# "STATUS:N ..." of the tasks then
+sub node_wait_final {
+    my ($port, $ids, $timeout) = @_;
+    my $deadline = time + $timeout;
+    my %status;
+    while (time < $deadline) {
+        %status = ();
+        for my $id (@$ids) {
+            my $t = node_task($port, $id);
+            $status{$t ? $t->{status} : 'none'}++;
+        }
+        last unless $status{QUEUED} || $status{RUNNING} || $status{none};
+        sleep 0.1;
+    }
+    return join ' ', map { "$_:$status{$_}" } sort keys %status;
+}
+
+# one check: no line of either node's error log matches $re, bar those
+# that match except=; name= the check's
+sub nodes_log_clean {
+    my ($re, %opt) = @_;
+    my @bad = grep { !$opt{except} || !/$opt{except}/ } nodes_log_lines($re);
+    Test::More::is(scalar(@bad), 0, $opt{name})
+        or Test::More::diag(join "\n", @bad[0 .. ($#bad > 19 ? 19 : $#bad)]);
+}
+
+# no [error] (or worse) on either node
+sub nodes_no_errors {
+    return nodes_log_clean(qr/\[(error|alert|crit|emerg)\]/,
+                           name => 'no error on either node', @_);
+}
+
+# no [alert], [crit] or [emerg] on either node
+sub nodes_no_alerts {
+    return nodes_log_clean(qr/\[(alert|crit|emerg)\]/,
+                           name => 'no alert, crit or emerg on either node',
+                           @_);
+}
+
 # the tests' PostgreSQL cluster: stop and start it (build.sh's script)
 sub pg_ctl {
     my ($what) = @_;
@@ -743,22 +866,38 @@ sub pg_ctl {
 }
 
 # a query on the block's PostgreSQL schema (psql as the client): the rows,
-# "|" between columns
+# "|" between columns (in scalar context the first row); dies when psql
+# fails
 sub pg_sql {
     my ($query) = @_;
     open my $fh, '-|', 'psql', '-h', $ENV{TEST_NGINX_PG_HOST}, '-U',
-         'postgres', '-d', 'async_task', '-qAt', '-c',
-         "SET search_path TO $pg_current", '-c', $query
+         'postgres', '-d', 'async_task', '-qAtX', '-v', 'ON_ERROR_STOP=1',
+         '-c', "SET search_path TO $pg_current", '-c', $query
         or die "psql: $!";
     chomp(my @rows = <$fh>);
-    close $fh;
-    return @rows;
+    close $fh or die "psql failed on: $query";
+    return wantarray ? @rows : $rows[0];
 }
 
 sub error_log {
     open my $fh, '<', servroot() . '/logs/error.log' or die $!;
     local $/;
     return scalar <$fh>;
+}
+
+# one check: no [alert], [crit], [emerg] or failed assertion in error.log,
+# bar the lines that match one of @allowed
+sub no_bad_log_lines {
+    my (@allowed) = @_;
+    my @bad = grep { /\[(alert|crit|emerg)\]/ || /Assertion .* failed/ }
+              split /\n/, error_log();
+    for my $re (@allowed) {
+        @bad = grep { !/$re/ } @bad;
+    }
+    Test::More::is(scalar(@bad), 0, @allowed
+                   ? 'no unexpected alert, crit or emerg in error.log'
+                   : 'no alert, crit or emerg in error.log')
+        or Test::More::diag(join "\n", @bad);
 }
 
 

@@ -1,8 +1,9 @@
 package UploadTest;
 
-# Helpers for the upload and hostile-input suites (t/012, t/013), in the
-# shape of t/011-speech.t's: multipart bodies, audio, the files directory,
-# raw requests sent in pieces (to stall or trickle), file modes.
+# Helpers for the upload and hostile-input suites (t/011, t/012, t/013):
+# multipart bodies, audio, the files directory, raw requests sent in
+# pieces (to stall or trickle), file modes.  "use UploadTest qw(NAMES)"
+# imports those names only ($B always), plain "use UploadTest" all.
 
 use strict;
 use warnings;
@@ -14,34 +15,38 @@ use AsyncTaskTest ();
 our $B = 'Bnd-7fQ2x';
 
 sub import {
+    my (undef, @names) = @_;
     my $caller = caller;
     no strict 'refs';
-    for my $name (qw(mp audio files_dir entries err_re send_raw open_raw
-                     finish_raw mode)) {
+    @names = qw(mp audio files_dir entries err_re send_raw open_raw
+                finish_raw mode) unless @names;
+    for my $name (@names) {
         *{"${caller}::$name"} = \&{"UploadTest::$name"};
     }
     *{"${caller}::B"} = \$B;
 }
 
 # a multipart/form-data body: parts are [name, content, filename => ..,
-# type => .., headers => ".."]
+# type => .., headers => ".."]; an $eol before the parts is the line
+# break ("\r\n" unless told)
 sub mp {
     my ($boundary, @parts) = @_;
+    my $eol = @parts && !ref $parts[0] ? shift @parts : "\r\n";
     my $body = '';
 
     for my $p (@parts) {
         my ($name, $content, %o) = @$p;
 
-        $body .= "--$boundary\r\n"
+        $body .= "--$boundary$eol"
                  . "Content-Disposition: form-data; name=\"$name\"";
         $body .= "; filename=\"$o{filename}\"" if defined $o{filename};
-        $body .= "\r\n";
-        $body .= "Content-Type: $o{type}\r\n" if defined $o{type};
+        $body .= $eol;
+        $body .= "Content-Type: $o{type}$eol" if defined $o{type};
         $body .= $o{headers} if defined $o{headers};
-        $body .= "\r\n$content\r\n";
+        $body .= "$eol$content$eol";
     }
 
-    return $body . "--$boundary--\r\n";
+    return $body . "--$boundary--$eol";
 }
 
 # n bytes of "audio", starting "OggS", ending "!"
