@@ -46,6 +46,7 @@ conns=${CONNECTIONS:-64}
 waiting=${WAITING:-50000}
 port=${BENCH_PORT:-18480}
 policy=${WRK_POLICY:-batch}
+pool_threads=${POOL_THREADS:-4}
 dir=$root/build/bench
 store=${STORE:-sqlite}
 schema=
@@ -102,7 +103,7 @@ load_module $module;
 worker_processes $workers;
 error_log $prefix/logs/error.log warn;
 pid $prefix/logs/nginx.pid;
-thread_pool async_task threads=2;
+thread_pool async_task threads=$pool_threads;
 events { worker_connections 4096; }
 http {
     access_log off;

@@ -522,12 +522,14 @@ static ngx_int_t
 ngx_http_async_task_image_params(ngx_http_request_t *r,
     ngx_http_async_task_submit_t *ctx, cJSON *body)
 {
-    cJSON       *item, *other, *prompt, *negative, *cfg_scale;
+    cJSON       *item, *prompt, *negative, *cfg_scale, *found[8];
     double       value;
     double       numbers[4];
     uint32_t     seed;
-    ngx_uint_t   i, known;
+    ngx_uint_t   i;
     const char  *error, *field;
+
+    /* found[] in this order: one pass over the body finds every field */
 
     static const char  *fields[] = {
         "prompt", "negative_prompt", "width", "height", "steps", "seed",
@@ -537,33 +539,31 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     error = NULL;
     field = NULL;
 
-    for (item = body->child; item && error == NULL; item = item->next) {
+    ngx_memzero(found, sizeof(found));
 
-        known = 0;
+    for (item = body->child; item; item = item->next) {
 
         for (i = 0; fields[i]; i++) {
             if (ngx_strcmp(item->string, fields[i]) == 0) {
-                known = 1;
                 break;
             }
         }
 
         field = item->string;
 
-        if (!known) {
+        if (fields[i] == NULL) {
             error = ngx_http_async_task_message(r, "unknown field \"%s\"",
                                                 field);
             break;
         }
 
-        for (other = body->child; other != item; other = other->next) {
-            if (ngx_strcmp(other->string, item->string) == 0) {
-                error = ngx_http_async_task_message(r,
-                                                    "duplicate field \"%s\"",
-                                                    field);
-                break;
-            }
+        if (found[i]) {
+            error = ngx_http_async_task_message(r, "duplicate field \"%s\"",
+                                                field);
+            break;
         }
+
+        found[i] = item;
     }
 
     if (error) {
@@ -572,7 +572,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(body, "prompt");
+    item = found[0];
 
     if (item == NULL) {
         ctx->error = "prompt is required";
@@ -588,7 +588,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
 
     prompt = item;
 
-    negative = cJSON_GetObjectItemCaseSensitive(body, "negative_prompt");
+    negative = found[1];
     item = negative;
 
     if (item) {
@@ -600,7 +600,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
     }
 
     for (i = 2; i < 4; i++) {
-        item = cJSON_GetObjectItemCaseSensitive(body, fields[i]);
+        item = found[i];
         value = 1024;
 
         if (item) {
@@ -620,7 +620,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
         numbers[i - 2] = value;
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(body, "steps");
+    item = found[4];
     value = 20;
 
     if (item) {
@@ -632,7 +632,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
 
     numbers[2] = value;
 
-    item = cJSON_GetObjectItemCaseSensitive(body, "seed");
+    item = found[5];
 
     if (item) {
         error = ngx_http_async_task_json_int(r, item, 0, 4294967295.0,
@@ -649,7 +649,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
 
     numbers[3] = value;
 
-    cfg_scale = cJSON_GetObjectItemCaseSensitive(body, "cfg_scale");
+    cfg_scale = found[6];
     item = cfg_scale;
 
     if (item) {
@@ -667,7 +667,7 @@ ngx_http_async_task_image_params(ngx_http_request_t *r,
         }
     }
 
-    item = cJSON_GetObjectItemCaseSensitive(body, "priority");
+    item = found[7];
 
     if (item) {
         error = ngx_http_async_task_json_int(r, item, 0,
