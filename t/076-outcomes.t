@@ -234,7 +234,7 @@ GET /api/v1/system/stats
 === TEST 5: a full zone: a claimed task it has no room for queues again, uncharged, and is not taken for canceled
 --- http_config
     async_task_store @STORE@/tasks.db zone=async_task:64k
-                     thread_pool=async_task max_queued=63;
+                     thread_pool=async_task max_queued=47;
     async_task_backend image gpu retries=100 backoff=100ms;
     upstream gpu {
         server 127.0.0.1:19763 max_conns=4 max_fails=0;
