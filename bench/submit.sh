@@ -10,6 +10,13 @@
 #   STORE=postgresql PG_HOST=DIR   the PostgreSQL store, a schema of its
 #                      own in the database async_task of the cluster whose
 #                      Unix socket is in DIR (./build.sh bench starts one)
+#   BENCH_DIR=/dev/shm/bench   nginx's prefix and the SQLite file there
+#                      (default build/bench): on tmpfs a flush costs
+#                      nothing, which parts the disk's share of the tail
+#                      from the module's
+#
+# Each figure comes with the CPU time the hypervisor stole meanwhile, and
+# SQLite's runs start with the disk's own flush times (p50, p99, p99.9).
 #
 # Stores and nodes side by side: COMPARE="sqlite:1 postgresql:1
 # postgresql:2" (with PG_HOST) measures only the baseline and the durable
@@ -47,7 +54,7 @@ waiting=${WAITING:-50000}
 port=${BENCH_PORT:-18480}
 policy=${WRK_POLICY:-batch}
 pool_threads=${POOL_THREADS:-4}
-dir=$root/build/bench
+dir=${BENCH_DIR:-$root/build/bench}
 store=${STORE:-sqlite}
 schema=
 
@@ -138,13 +145,25 @@ stop_nginx() {
     sleep 1
 }
 
-# wrk's output to "req/s p50 p99 errors"
+# the CPU time the hypervisor gave to others ("steal"), in ticks so far
+steal_ticks() {
+    awk '/^cpu / { print $9; exit }' /proc/stat
+}
+
+# wrk's output to "req/s p50 p99 errors", and the share of the CPUs that
+# was stolen meanwhile into $dir/steal: on a shared host that, not the
+# build, is often what moves p99 from one run to the next
 measure() {
     local threads=$1 url=$2 script=${3:-}
-    local out
+    local out s0 t0
 
+    s0=$(steal_ticks)
+    t0=$(date +%s%N)
     out=$(chrt --"$policy" 0 wrk -t"$threads" -c"$conns" -d"$duration" \
               --latency ${script:+-s "$script"} "$url")
+    echo "$s0 $(steal_ticks) $t0 $(date +%s%N) $(nproc) $(getconf CLK_TCK)" \
+        | awk '{ printf "%.0f\n", ($2 - $1) * 1e11 / $6 / $5 / ($4 - $3) }' \
+        > "$dir/steal"
 
     awk '
         /Requests\/sec/ { rps = $2 }
@@ -185,8 +204,9 @@ measure2() {
 
 report() {
     local name=$1 base=$2 rps=$3 p50=$4 p99=$5 bad=$6
-    printf '  %-34s %9.0f req/s  p50 %-8s p99 %-8s %5.1f%% of return%s\n' \
+    printf '  %-34s %9.0f req/s  p50 %-8s p99 %-8s %5.1f%% of return  steal %2d%%%s\n' \
         "$name" "$rps" "$p50" "$p99" "$(echo "$rps * 100 / $base" | bc -l)" \
+        "$(cat "$dir/steal" 2>/dev/null || echo 0)" \
         "$( [ "$bad" != 0 ] && echo "  ($bad non-2xx!)" )"
 }
 
@@ -313,7 +333,35 @@ if [ -n "${COMPARE:-}" ]; then
     exit 0
 fi
 
+# the disk's own floor: 3 s of 16 KB appends, each flushed (fsync), on
+# the file system of the store's file, before any nginx runs.  A batch's
+# answers wait for its flush, and at 64 connections nearly every
+# connection waits in each batch: a slow flush is a slow submission.
+disk_flush() {
+    mkdir -p "$dir"
+    perl -MIO::Handle -MTime::HiRes=time -e '
+        open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!";
+        my ($buf, @t, $end) = ("x" x 16384);
+        $end = time + 3;
+        while (time < $end) {
+            print $f $buf; $f->flush;
+            my $t = time; $f->sync or die "fsync: $!"; push @t, time - $t;
+            seek($f, 0, 0) if tell($f) > 4194304;
+        }
+        unlink $ARGV[0];
+        @t = sort { $a <=> $b } @t;
+        my ($sum, $slow) = (0, 0);
+        for (@t) { $sum += $_; $slow += $_ if $_ > 0.003 }
+        printf "disk: %d flushes of 16 KB in 3 s, p50 %.2f ms, p99 %.2f ms,"
+               . " p99.9 %.2f ms; %.0f%% of the time flushing is in"
+               . " flushes over 3 ms\n", scalar @t,
+               map({ 1000 * $t[int(@t * $_)] } 0.5, 0.99, 0.999),
+               100 * $slow / $sum;
+    ' "$dir/flush.test"
+}
+
 echo "store: $store"
+[ "$store" = sqlite ] && disk_flush
 
 if [ -n "${MODULES:-}" ]; then
     for round in $(seq "${ROUNDS:-3}"); do
