@@ -51,7 +51,7 @@ packages_test=(perl libtest-base-perl libtext-diff-perl libipc-run-perl
 # the status page's test runs Chromium, the OpenAPI tests node and npm tools
 packages_test+=(chromium nodejs)
 packages_run=(python3 curl)
-packages_bench=(python3 curl wrk bc procps)
+packages_bench=(python3 perl curl wrk bc procps sqlite3)
 # the fuzzing harnesses are built with clang and libFuzzer
 packages_fuzz=(clang libfuzzer-14-dev "${packages_source[@]}")
 # the package builds with nginx-dev's dh_nginx and nginx_mod build system;

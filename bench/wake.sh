@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What a wake-up costs on this machine: two processes pass a byte back
+# and forth through pipes for 3 s, each pinned to a CPU of its own, then
+# both on one CPU; printed as the round trip in microseconds, with the
+# CPU time the hypervisor stole meanwhile.  A durable submission hands
+# its write to a pool thread and its answer back to the event loop: on a
+# virtual machine whose idle CPUs halt (no guest halt-polling), waking a
+# thread on the other CPU waits for the host to run that CPU again, and
+# that is where the submissions' tail latency comes from, not nginx.
+set -euo pipefail
+
+roundtrip() {
+    local a=$1 b=$2 s0 s1
+    s0=$(awk '/^cpu / { print $9; exit }' /proc/stat)
+    perl -e '
+        use Time::HiRes qw(time);
+        $^F = 255;
+        pipe(my $r1, my $w1) or die; pipe(my $r2, my $w2) or die;
+        $_->autoflush(1) for $w1, $w2;
+        my ($a, $b) = @ARGV;
+        my $pid = fork // die;
+        if ($pid == 0) {
+            system("taskset -p -c $b $$ >/dev/null") == 0 or exit 1;
+            while (sysread($r1, my $c, 1)) { last if $c eq "q"; syswrite($w2, "x") }
+            exit 0;
+        }
+        system("taskset -p -c $a $$ >/dev/null") == 0 or die;
+        select(undef, undef, undef, 0.2);
+        my ($n, $end) = (0, time + 3);
+        while (time < $end) { syswrite($w1, "x"); sysread($r2, my $c, 1); $n++ }
+        syswrite($w1, "q"); waitpid($pid, 0);
+        printf "%.1f", 3e6 / $n;
+    ' "$a" "$b" 2>/dev/null | tr -d '\n'
+    s1=$(awk '/^cpu / { print $9; exit }' /proc/stat)
+    echo " us, steal $(( (s1 - s0) * 100 / (3 * $(nproc) * $(getconf CLK_TCK)) ))%"
+}
+
+if [ "$(nproc)" -lt 2 ]; then
+    echo "wake-up round trip: one CPU, nothing to measure"
+    exit 0
+fi
+
+echo "wake-up round trip through a pipe:"
+echo "  one CPU to the other       $(roundtrip 0 1)"
+echo "  both on one CPU            $(roundtrip 0 0)"
+# the other CPU kept from halting by a loop that yields to anything else
+taskset -c 1 chrt --idle 0 sh -c 'while :; do :; done' &
+spinner=$!
+echo "  to a CPU that never idles  $(roundtrip 0 1)"
+kill "$spinner"
