@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What a wake-up costs on this machine: two processes pass a byte back
-# and forth through pipes for 3 s, each pinned to a CPU of its own, then
-# both on one CPU; printed as the round trip in microseconds, with the
+# and forth through pipes for 3 s, on two CPUs, on one, and to a CPU
+# kept from idling; printed as the round trip in microseconds, with the
 # CPU time the hypervisor stole meanwhile.  A durable submission hands
-# its write to a pool thread and its answer back to the event loop: on a
-# virtual machine whose idle CPUs halt (no guest halt-polling), waking a
-# thread on the other CPU waits for the host to run that CPU again, and
-# that is where the submissions' tail latency comes from, not nginx.
+# its write to a pool thread and its answers back to the event loop: on
+# a virtual machine whose idle CPUs halt (no guest halt-polling), waking
+# a thread on the other CPU waits for the host to run that CPU again.
+# That is a floor under the submissions' latency which nginx cannot
+# lower; read bench/submit.sh's figures beside it.
 set -euo pipefail
 
 roundtrip() {
@@ -14,9 +15,7 @@ roundtrip() {
     s0=$(awk '/^cpu / { print $9; exit }' /proc/stat)
     perl -e '
         use Time::HiRes qw(time);
-        $^F = 255;
         pipe(my $r1, my $w1) or die; pipe(my $r2, my $w2) or die;
-        $_->autoflush(1) for $w1, $w2;
         my ($a, $b) = @ARGV;
         my $pid = fork // die;
         if ($pid == 0) {
