@@ -94,11 +94,16 @@ for (1 .. 100) {
     last if 2 == grep { $_->{status} eq 'RUNNING' } @t;
     Time::HiRes::sleep(0.02);
 }
-Test::More::is(join(' ', map { $_->{status} } @t), 'RUNNING RUNNING QUEUED',
-               'two run, the third waits');
-Test::More::is($t[2]{position}, 0, 'the waiting one is next');
-Test::More::ok(defined $t[0]{started_at}, 'started_at of a running task');
-Test::More::is($t[0]{backend}, 'gpu_image/127.0.0.1:19232', 'backend of a running task');
+# Two workers may claim for the same free slot at once: the one whose
+# start comes second queues its task again, so the older of the last two
+# can be the one that waits (see "Dispatch" in docs/architecture.md).
+my @running = grep { $_->{status} eq 'RUNNING' } @t;
+my @waiting = grep { $_->{status} eq 'QUEUED' } @t;
+Test::More::is(scalar @running, 2, 'two run');
+Test::More::is(scalar @waiting, 1, 'the third waits');
+Test::More::is($waiting[0]{position}, 0, 'the waiting one is next');
+Test::More::ok(defined $running[0]{started_at}, 'started_at of a running task');
+Test::More::is($running[0]{backend}, 'gpu_image/127.0.0.1:19232', 'backend of a running task');
 Time::HiRes::sleep(0.3);
 my $s = AsyncTaskTest::stats();
 Test::More::is($s->{workers}{busy}, 2, 'workers.busy 2');
