@@ -46,6 +46,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib/steal.bash"
 nginx=${NGINX_BINARY:-/usr/sbin/nginx}
 module=${MODULE_PATH:-$root/build/nginx/objs/ngx_http_async_task_module.so}
 duration=${DURATION:-10s}
@@ -145,25 +146,17 @@ stop_nginx() {
     sleep 1
 }
 
-# the CPU time the hypervisor gave to others ("steal"), in ticks so far
-steal_ticks() {
-    awk '/^cpu / { print $9; exit }' /proc/stat
-}
-
 # wrk's output to "req/s p50 p99 errors", and the share of the CPUs that
 # was stolen meanwhile into $dir/steal: on a shared host that, not the
 # build, is often what moves p99 from one run to the next
 measure() {
     local threads=$1 url=$2 script=${3:-}
-    local out s0 t0
+    local out from
 
-    s0=$(steal_ticks)
-    t0=$(date +%s%N)
+    from=$(steal_mark)
     out=$(chrt --"$policy" 0 wrk -t"$threads" -c"$conns" -d"$duration" \
               --latency ${script:+-s "$script"} "$url")
-    echo "$s0 $(steal_ticks) $t0 $(date +%s%N) $(nproc) $(getconf CLK_TCK)" \
-        | awk '{ printf "%.0f\n", ($2 - $1) * 1e11 / $6 / $5 / ($4 - $3) }' \
-        > "$dir/steal"
+    steal_since "$from" > "$dir/steal"
 
     awk '
         /Requests\/sec/ { rps = $2 }

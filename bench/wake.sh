@@ -10,9 +10,11 @@
 # lower; read bench/submit.sh's figures beside it.
 set -euo pipefail
 
+. "$(dirname "$0")/lib/steal.bash"
+
 roundtrip() {
-    local a=$1 b=$2 s0 s1
-    s0=$(awk '/^cpu / { print $9; exit }' /proc/stat)
+    local a=$1 b=$2 from
+    from=$(steal_mark)
     perl -e '
         use Time::HiRes qw(time);
         pipe(my $r1, my $w1) or die; pipe(my $r2, my $w2) or die;
@@ -30,8 +32,7 @@ roundtrip() {
         syswrite($w1, "q"); waitpid($pid, 0);
         printf "%.1f", 3e6 / $n;
     ' "$a" "$b" 2>/dev/null | tr -d '\n'
-    s1=$(awk '/^cpu / { print $9; exit }' /proc/stat)
-    echo " us, steal $(( (s1 - s0) * 100 / (3 * $(nproc) * $(getconf CLK_TCK)) ))%"
+    echo " us, steal $(steal_since "$from")%"
 }
 
 if [ "$(nproc)" -lt 2 ]; then
@@ -45,5 +46,5 @@ echo "  both on one CPU            $(roundtrip 0 0)"
 # the other CPU kept from halting by a loop that yields to anything else
 taskset -c 1 chrt --idle 0 sh -c 'while :; do :; done' &
 spinner=$!
+trap 'kill "$spinner"' EXIT
 echo "  to a CPU that never idles  $(roundtrip 0 1)"
-kill "$spinner"
